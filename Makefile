@@ -1,0 +1,43 @@
+# synreal: two commands matter. `make demo` runs the embedded demo study, `make test` runs the tests.
+# Both call `make setup`, which builds an idempotent .venv (seconds when it is already up to date).
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.synreal-installed
+CORES ?= all
+
+.PHONY: setup demo test test-fast lint report clean-results
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet torch==2.14.1 torchvision==0.29.1
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# lightly is only a test oracle (its DINOLoss checks ours); its pins would downgrade torch.
+	$(BIN)/python -m pip install --quiet --no-deps lightly==1.6.0
+	@touch $(STAMP)
+
+# Jobs call `python -m synreal`: put the venv first on PATH so that `python` is ours.
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+
+demo: setup
+	snakemake --cores $(CORES) --profile workflow/profiles/default
+
+test: setup
+	ruff check src tests bench
+	python -m pytest -n 2 --dist loadfile
+
+test-fast: setup
+	python -m pytest -n 2 --dist loadfile -m "not slow"
+
+lint: setup
+	ruff check src tests bench
+	snakemake --lint
+
+report: setup
+	snakemake --cores $(CORES) --profile workflow/profiles/default --report results/report.html
+
+clean-results:
+	rm -rf results/*/ .snakemake

@@ -1,0 +1,31 @@
+"""SynBench data audits of real and synthetic datasets (SynBench Section 3, Figs. 4-5).
+
+One measure per module:
+
+* :mod:`~synreal.audit.brightness` - mean CIELAB L* per image (exact conversion).
+* :mod:`~synreal.audit.object_scale` - central-object box area ratio; box-finder registry
+  (``foreground``, ``owlvit``, ``yolo-world``, ``boxes-from-column``, ``none``).
+* :mod:`~synreal.audit.foreground` - the weights-free foreground box estimator.
+* :mod:`~synreal.audit.person_blocking` - person boxes over the object box; detector registry.
+* :mod:`~synreal.audit.consistency` - class consistency with a reference classifier
+  (``probe-on-real``, ``clip-zeroshot``, ``timm``), per class and confusion matrix.
+* :mod:`~synreal.audit.diversity` - mean pairwise cosine distance (MixDiff 5.3).
+* :mod:`~synreal.audit.fid` - FID and KID between embedding sets.
+* :mod:`~synreal.audit.near_duplicates` - faiss search inside a set and against the test set.
+* :mod:`~synreal.audit.blank` - blank / constant / corrupt images.
+* :mod:`~synreal.audit.run` - :func:`audit_dataset`, the stage's entry point.
+
+Public API::
+
+    AuditParams                           every control, documented
+    audit_dataset(params, manifest, out_dir, *, reference_manifest=None, test_manifest=None,
+                  embed=None, fid_embed=None, name=..., reference_name=...) -> summary dict
+
+Importing this package is cheap: torch, transformers and timm load only when a
+model-backed backend is created.
+"""
+
+from synreal.audit.params import AuditParams
+from synreal.audit.run import AUDIT_FILE, SUMMARY_FILE, audit_dataset
+
+__all__ = ["AUDIT_FILE", "SUMMARY_FILE", "AuditParams", "audit_dataset"]

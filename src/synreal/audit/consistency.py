@@ -1,0 +1,289 @@
+"""Class consistency: does a reference classifier agree with the prompted label? (SynBench 3.1).
+
+SynBench classifies every synthetic image with a strong classifier (ConvNeXt-B) and reports
+the *consistency rate* between the prompted and the predicted label, overall, per class and
+as a confusion matrix (Fig. 4); the real data's own rate is the reference point. Reference
+classifiers live in a registry, each mapping images to indices into ``class_names``:
+
+* ``probe-on-real``: multinomial logistic regression on standardised frozen features of the
+  configured backbone, fitted on the real dataset's labeled non-test images. Part of them
+  (``probe_holdout``) is held out: their consistency is the real data's reference rate.
+  Auditing the real set itself, every non-test image gets an out-of-fold prediction.
+* ``clip-zeroshot``: open_clip zero-shot over ``clip_template`` prompts (local weights).
+* ``timm``: an ImageNet classifier (local weights) whose 1000 outputs are pooled per class
+  by ``class_mapping`` ({label_name: [ImageNet indices]}), the label space restricted to the
+  dataset's classes as in SynBench's fine-grained protocol.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synreal.audit.params import AuditParams
+from synreal.audit.weights import require_module, require_weights
+from synreal.errors import ConfigError, DataError
+
+
+@dataclass
+class ConsistencyInputs:
+    """What a reference classifier may use.
+
+    Attributes:
+        manifest: audited rows (``path``, ``label_name``, ``split``).
+        class_names: the label space, in order; predictions index into it.
+        embeddings: ``(N, d)`` features of ``manifest`` rows (probe-on-real only).
+        reference: the real dataset's rows, or None when the audited set is the real one.
+        reference_embeddings: ``(M, d)`` features of ``reference`` rows.
+    """
+
+    manifest: pd.DataFrame
+    class_names: list[str]
+    embeddings: np.ndarray | None = None
+    reference: pd.DataFrame | None = None
+    reference_embeddings: np.ndarray | None = None
+
+
+@dataclass
+class Predictions:
+    """Predicted class indices ``(N,)`` and, when known, the real held-out ones."""
+
+    predicted: np.ndarray
+    reference_truth: np.ndarray | None = None
+    reference_predicted: np.ndarray | None = None
+
+
+@dataclass
+class ConsistencyResult:
+    """Consistency of prompted vs predicted labels (rows of ``confusion`` = prompted)."""
+
+    class_names: list[str]
+    predicted: np.ndarray  # (N,) class index, -1 when not measured
+    consistent: np.ndarray  # (N,) 1.0 / 0.0 / NaN
+    confusion: np.ndarray  # (C, C) int64
+    rate: float
+    per_class: dict[str, float]
+    reference_rate: float | None = None
+    reference_per_class: dict[str, float] = field(default_factory=dict)
+    measured: bool = True
+
+    def summary(self) -> dict[str, Any]:
+        """JSON-ready rates and confusion matrix."""
+        return {"measured": self.measured, "rate": self.rate, "per_class": self.per_class,
+                "reference_rate": self.reference_rate,
+                "reference_per_class": self.reference_per_class,
+                "class_names": self.class_names, "confusion": self.confusion.tolist()}
+
+
+Backend = Callable[[ConsistencyInputs, AuditParams], Predictions]
+_BACKENDS: dict[str, Backend] = {}
+
+
+def register(name: str) -> Callable[[Backend], Backend]:
+    """Decorator: make ``backend(inputs, params) -> Predictions`` available as ``name``."""
+    def wrap(backend: Backend) -> Backend:
+        _BACKENDS[name] = backend
+        return backend
+    return wrap
+
+
+def known_backends() -> list[str]:
+    """Names of every registered reference classifier."""
+    return sorted(_BACKENDS)
+
+
+def class_codes(label_names: Sequence[str], class_names: Sequence[str], where: str) -> np.ndarray:
+    """Indices of ``label_names`` in ``class_names``; an unknown name is a DataError."""
+    lookup = {name: i for i, name in enumerate(class_names)}
+    unknown = sorted({str(n) for n in label_names} - set(lookup))
+    if unknown:
+        raise DataError(f"{where} has class {unknown[0]!r}, which the reference classifier "
+                        f"does not know (classes: {list(class_names)}); audit it against a real "
+                        "dataset with the same classes.")
+    return np.array([lookup[str(n)] for n in label_names], dtype=np.int64)
+
+
+def rates(truth: np.ndarray, predicted: np.ndarray,
+          class_names: Sequence[str]) -> tuple[float, dict[str, float], np.ndarray]:
+    """``(overall rate, {class: rate}, confusion (C, C))`` of predicted vs true indices."""
+    c = len(class_names)
+    confusion = np.bincount(truth * c + predicted, minlength=c * c).reshape(c, c)
+    support = confusion.sum(axis=1)
+    per_class = {name: float(confusion[i, i] / support[i]) if support[i] else float("nan")
+                 for i, name in enumerate(class_names)}
+    rate = float((truth == predicted).mean()) if len(truth) else float("nan")
+    return rate, per_class, confusion
+
+
+def class_consistency(params: AuditParams, inputs: ConsistencyInputs) -> ConsistencyResult:
+    """Run the configured reference classifier and score prompted vs predicted labels."""
+    names = inputs.class_names
+    n = len(inputs.manifest)
+    if params.consistency_backend == "none":
+        return ConsistencyResult(names, np.full(n, -1), np.full(n, np.nan),
+                                 np.zeros((len(names),) * 2, np.int64), float("nan"), {},
+                                 measured=False)
+    if params.consistency_backend not in _BACKENDS:
+        raise ConfigError(f"unknown audit consistency_backend {params.consistency_backend!r}; "
+                          f"known: {known_backends() + ['none']}.")
+    truth = class_codes(inputs.manifest["label_name"], names, "the audited manifest")
+    out = _BACKENDS[params.consistency_backend](inputs, params)
+    rate, per_class, confusion = rates(truth, out.predicted, names)
+    result = ConsistencyResult(names, out.predicted, (truth == out.predicted).astype(float),
+                               confusion, rate, per_class)
+    if out.reference_truth is not None:
+        ref_rate, ref_per_class, _ = rates(out.reference_truth, out.reference_predicted, names)
+        result.reference_rate, result.reference_per_class = ref_rate, ref_per_class
+    return result
+
+
+# --- probe-on-real ----------------------------------------------------------------------------
+
+def _probe(params: AuditParams) -> Any:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    return make_pipeline(StandardScaler(),
+                         LogisticRegression(C=params.probe_c, max_iter=2000))
+
+
+def _non_test(frame: pd.DataFrame) -> np.ndarray:
+    return (frame["split"].astype(str) != "test").to_numpy() if "split" in frame else \
+        np.ones(len(frame), bool)
+
+
+@register("probe-on-real")
+def probe_on_real(inputs: ConsistencyInputs, params: AuditParams) -> Predictions:
+    """Logistic-regression probe on frozen features of real labeled non-test images."""
+    from sklearn.model_selection import StratifiedKFold, train_test_split
+
+    if inputs.embeddings is None:
+        raise ConfigError("audit consistency_backend probe-on-real needs image embeddings; "
+                          "configure the audit's feature backbone.")
+    names = inputs.class_names
+    if inputs.reference is None:  # the audited set is the real one: out-of-fold predictions
+        x, rows = inputs.embeddings, _non_test(inputs.manifest)
+        y = class_codes(inputs.manifest["label_name"], names, "the audited manifest")
+        predicted = np.empty(len(y), np.int64)
+        folds = max(2, min(round(1 / params.probe_holdout), int(np.bincount(y[rows]).min())))
+        split = StratifiedKFold(folds, shuffle=True, random_state=params.seed)
+        train_rows = np.flatnonzero(rows)
+        for fit_idx, held_idx in split.split(x[train_rows], y[train_rows]):
+            model = _probe(params).fit(x[train_rows[fit_idx]], y[train_rows[fit_idx]])
+            predicted[train_rows[held_idx]] = model.predict(x[train_rows[held_idx]])
+        if (~rows).any():
+            model = _probe(params).fit(x[rows], y[rows])
+            predicted[~rows] = model.predict(x[~rows])
+        return Predictions(predicted, y[rows], predicted[rows])
+    if inputs.reference_embeddings is None:
+        raise ConfigError("probe-on-real needs the real dataset's embeddings.")
+    rows = _non_test(inputs.reference)
+    x_ref = inputs.reference_embeddings[rows]
+    y_ref = class_codes(inputs.reference["label_name"][rows], names, "the real manifest")
+    fit_x, held_x, fit_y, held_y = train_test_split(
+        x_ref, y_ref, test_size=params.probe_holdout, stratify=y_ref, random_state=params.seed)
+    model = _probe(params).fit(fit_x, fit_y)
+    return Predictions(model.predict(inputs.embeddings).astype(np.int64), held_y,
+                       model.predict(held_x).astype(np.int64))
+
+
+# --- image classifiers with local weights ----------------------------------------------------
+
+def _batched_logits(paths: Sequence[str], transform: Callable, forward: Callable,
+                    batch_size: int, device: str) -> np.ndarray:
+    """``(N, K)`` float32 outputs of ``forward`` on transformed RGB images, in batches."""
+    import torch
+    from PIL import Image
+
+    from synreal.data.manifest import load_rgb
+
+    chunks = []
+    with torch.no_grad():
+        for start in range(0, len(paths), batch_size):
+            batch = torch.stack([transform(Image.fromarray(load_rgb(p)))
+                                 for p in paths[start:start + batch_size]]).to(device)
+            chunks.append(forward(batch).float().cpu().numpy())
+    return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
+
+
+def load_class_mapping(path: str | None, class_names: Sequence[str]) -> list[list[int]]:
+    """``class_mapping`` JSON -> ImageNet indices per class, in ``class_names`` order."""
+    file = require_weights(path, "class_mapping", "a JSON file {label_name: [ImageNet indices]} "
+                           "written for this dataset", expect="file")
+    mapping = json.loads(file.read_text())
+    missing = [n for n in class_names if not mapping.get(n)]
+    if missing:
+        raise ConfigError(f"audit class_mapping {file} has no ImageNet indices for class "
+                          f"{missing[0]!r}; add it as \"{missing[0]}\": [index, ...].")
+    return [[int(i) for i in mapping[n]] for n in class_names]
+
+
+def load_timm_classifier(arch: str, weights: str | None, device: str = "cpu") -> Any:
+    """A timm model from a local ``.safetensors`` / ``.pth`` state dict (``weights_only``)."""
+    file = require_weights(weights, "consistency_weights",
+                           f"timm/{arch} (the model.safetensors file)", expect="file")
+    import timm
+    import torch
+
+    if file.suffix == ".safetensors":
+        from safetensors.torch import load_file
+
+        state = load_file(file)
+    else:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    model = timm.create_model(arch, pretrained=False)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as error:
+        raise ConfigError(f"audit consistency_weights {file} does not fit timm architecture "
+                          f"{arch!r} (set consistency_model to the weights' architecture): "
+                          f"{str(error).splitlines()[0]}") from None
+    return model.eval().to(device)
+
+
+@register("timm")
+def timm_classifier(inputs: ConsistencyInputs, params: AuditParams) -> Predictions:
+    """ImageNet classifier; class scores = summed softmax over each class's ImageNet indices."""
+    groups = load_class_mapping(params.class_mapping, inputs.class_names)
+    model = load_timm_classifier(params.consistency_model, params.consistency_weights,
+                                 params.device)
+    import timm.data
+    import torch
+
+    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
+    probs = _batched_logits(list(inputs.manifest["path"]), transform,
+                            lambda b: torch.softmax(model(b), dim=-1), params.batch_size,
+                            params.device)
+    scores = np.stack([probs[:, g].sum(axis=1) for g in groups], axis=1)
+    return Predictions(scores.argmax(axis=1).astype(np.int64))
+
+
+@register("clip-zeroshot")
+def clip_zeroshot(inputs: ConsistencyInputs, params: AuditParams) -> Predictions:
+    """open_clip zero-shot: cosine similarity to one prompt per class."""
+    weights = require_weights(params.consistency_weights, "consistency_weights",
+                              f"open_clip {params.consistency_model} weights "
+                              "(open_clip_pytorch_model.bin)", expect="file")
+    import torch
+
+    open_clip = require_module("open_clip", "open_clip_torch", "clip-zeroshot")
+    model, _, transform = open_clip.create_model_and_transforms(
+        params.consistency_model, pretrained=str(weights), device=params.device)
+    tokenizer = open_clip.get_tokenizer(params.consistency_model)
+    prompts = [params.clip_template.format(name=n.replace("_", " ")) for n in inputs.class_names]
+    with torch.no_grad():
+        text = model.encode_text(tokenizer(prompts).to(params.device)).float()
+        text = torch.nn.functional.normalize(text, dim=-1)
+
+    def forward(batch: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.normalize(model.encode_image(batch).float(), dim=-1) @ text.T
+
+    scores = _batched_logits(list(inputs.manifest["path"]), transform, forward,
+                             params.batch_size, params.device)
+    return Predictions(scores.argmax(axis=1).astype(np.int64))

@@ -1,0 +1,125 @@
+"""Every control of the ``audit`` stage, with its default and the reason for it.
+
+The measures are SynBench's (Section 3: class consistency, object scale, CIELAB brightness,
+person blocking; Figures 4-5) plus MixDiff's diversity (Section 5.3), FID/KID,
+near-duplicates and blank/corrupt images. Model-backed measures read local weights only;
+a missing path fails before any image is decoded, naming the model to download.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from synreal.errors import ConfigError
+from synreal.params import doc
+
+SCALE_BACKENDS = ("foreground", "owlvit", "yolo-world", "boxes-from-column", "none")
+PERSON_BACKENDS = ("none", "boxes-from-column", "owlvit")
+CONSISTENCY_BACKENDS = ("probe-on-real", "clip-zeroshot", "timm", "none")
+
+
+@dataclass(frozen=True)
+class AuditParams:
+    """Parameters of the SynBench data audit (the ``audit`` stage).
+
+    Example:
+        >>> AuditParams().scale_backend
+        'foreground'
+    """
+
+    # --- object scale (SynBench Fig. 5a) ------------------------------------------------------
+    scale_backend: str = doc(
+        "Central-object box finder: foreground (weights-free border-colour model, the demo's), "
+        "owlvit (OWL-ViT via transformers), yolo-world (ultralytics), boxes-from-column (boxes "
+        "already in the manifest, e.g. the toy world's ground truth) or none.",
+        default="foreground")
+    scale_weights: str | None = doc("Local folder of the detector weights (owlvit: a "
+                                    "save_pretrained folder; yolo-world: the .pt file).",
+                                    default=None)
+    scale_model_id: str = doc("Hub id of the detector, named in the error that says what to "
+                              "download.", default="google/owlvit-base-patch32")
+    object_query: str = doc("Open-vocabulary query for the central object; {name} is the "
+                            "image's label_name (underscores become spaces).",
+                            default="a photo of a {name}")
+    detection_threshold: float = doc("Smallest detector score accepted as the central object "
+                                     "(below it the scale is NaN, counted as not found).",
+                                     default=0.1)
+    object_box_column: str = doc("boxes-from-column: manifest column holding the object box "
+                                 "[x0, y0, x1, y1] in image pixels.", default="bbox")
+    foreground_size: int = doc("foreground: side the image is downsampled to before "
+                               "segmentation; 96 keeps it fast and ignores fur texture.",
+                               default=96)
+    # --- person blocking (SynBench Fig. 5c) ---------------------------------------------------
+    person_backend: str = doc(
+        "Person detector: none (the measure is reported as not measured, never 0), "
+        "boxes-from-column (person boxes in the manifest) or owlvit ('a photo of a person').",
+        default="none")
+    person_weights: str | None = doc("owlvit: local folder of the person detector weights "
+                                     "(may equal scale_weights).", default=None)
+    person_model_id: str = doc("Hub id of the person detector (for the error message).",
+                               default="google/owlvit-base-patch32")
+    person_box_column: str = doc("boxes-from-column: manifest column holding the person box "
+                                 "(null when there is none).", default="person_bbox")
+    person_threshold: float = doc("Smallest detector score that counts as a person.",
+                                  default=0.3)
+    blocking_overlap: float = doc("An image is person-blocked when a person box covers more "
+                                  "than this share of the central object's box.", default=0.1)
+    # --- class consistency (SynBench Fig. 4) --------------------------------------------------
+    consistency_backend: str = doc(
+        "Reference classifier: probe-on-real (logistic regression on frozen features of the "
+        "configured backbone, fitted on the real dataset's labeled non-test images), "
+        "clip-zeroshot (open_clip, local weights), timm (ImageNet classifier, local weights + "
+        "class_mapping) or none.", default="probe-on-real")
+    consistency_weights: str | None = doc("clip-zeroshot / timm: local weights file.",
+                                          default=None)
+    consistency_model: str = doc("clip-zeroshot / timm: architecture name (open_clip or timm).",
+                                 default="convnext_base")
+    class_mapping: str | None = doc("timm: JSON file {label_name: [ImageNet class indices]}.",
+                                    default=None)
+    clip_template: str = doc("clip-zeroshot: prompt with a {name} slot.",
+                             default="a photo of a {name}.")
+    probe_holdout: float = doc("probe-on-real: share of the real images held out to measure "
+                               "the real data's own consistency (the reference point).",
+                               default=0.2)
+    probe_c: float = doc("probe-on-real: inverse L2 strength of the logistic regression on "
+                         "standardised features.", default=1.0)
+    # --- embeddings: diversity, FID/KID, near-duplicates --------------------------------------
+    kid_subsets: int = doc("KID: number of random subsets averaged (as in Binkowski et al.).",
+                           default=100)
+    kid_subset_size: int = doc("KID: images per subset (capped at the smaller set size).",
+                               default=1000)
+    duplicate_threshold: float = doc("Cosine similarity of embeddings above which two images "
+                                     "are near-duplicates.", default=0.95)
+    # --- blank / corrupt ----------------------------------------------------------------------
+    constant_std: float = doc("Largest pixel standard deviation (0-255) of a constant image.",
+                              default=1.0)
+    black_max: int = doc("Largest pixel value of an all-black image.", default=8)
+    white_min: int = doc("Smallest pixel value of an all-white image.", default=247)
+    # --- execution ----------------------------------------------------------------------------
+    quantiles: tuple[float, ...] = doc("Quantiles reported for scale and brightness.",
+                                       default=(0.05, 0.25, 0.5, 0.75, 0.95))
+    batch_size: int = doc("Images decoded and measured per batch.", default=64)
+    workers: int = doc("Decoding threads.", default=4)
+    device: str = doc("Device of model-backed measures (cpu, cuda).", default="cpu")
+    seed: int = doc("Seed of the probe split and KID subsets.", default=0)
+
+    def __post_init__(self) -> None:
+        """Reject unknown backends and out-of-range thresholds, naming the key."""
+        _one_of("scale_backend", self.scale_backend, SCALE_BACKENDS)
+        _one_of("person_backend", self.person_backend, PERSON_BACKENDS)
+        _one_of("consistency_backend", self.consistency_backend, CONSISTENCY_BACKENDS)
+        for key in ("blocking_overlap", "probe_holdout", "detection_threshold",
+                    "person_threshold"):
+            if not 0.0 <= float(getattr(self, key)) <= 1.0:
+                raise ConfigError(f"audit {key} must lie in [0, 1].")
+        if not -1.0 <= self.duplicate_threshold <= 1.0:
+            raise ConfigError("audit duplicate_threshold is a cosine similarity in [-1, 1].")
+        for key in ("batch_size", "workers", "foreground_size", "kid_subsets",
+                    "kid_subset_size"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"audit {key} must be a positive integer.")
+
+
+def _one_of(key: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"audit {key} {value!r} is not known; choose one of {list(options)}.")

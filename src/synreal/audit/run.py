@@ -1,0 +1,306 @@
+"""The audit of one dataset: every measure per image, a summary, SynBench's figures.
+
+:func:`audit_dataset` reads a manifest (real or synthetic), decodes each image once and
+measures it (brightness, blank, object box, person boxes), embeds it once with the
+configured feature extractor (class consistency by probe, diversity, FID/KID,
+near-duplicates), and writes into ``out_dir``:
+
+* ``audit.parquet``: one row per image with every measure (NaN = not measured);
+* ``summary.json``: quantiles, rates, FID/KID, diversity, near-duplicate counts, the real
+  reference's figures beside the audited set's, and a leakage warning when synthetic images
+  match downstream test images;
+* ``scale.png``, ``brightness.png``, ``person_blocking.png`` (SynBench Fig. 5a-c, audited
+  set vs reference) and ``consistency_confusion.png`` (Fig. 4).
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from synreal.audit import consistency, diversity, fid, near_duplicates, object_scale
+from synreal.audit import person_blocking as blocking
+from synreal.audit.blank import blank_flags, decode_or_reason
+from synreal.audit.brightness import lightness
+from synreal.audit.params import AuditParams
+from synreal.audit.plots import plot_distributions, plot_rates
+from synreal.data.manifest import load_rgb
+
+#: ``embed(paths) -> (N, d) float32``: the frozen feature extractor the stage configures.
+Embed = Callable[[Sequence[str]], np.ndarray]
+
+AUDIT_FILE = "audit.parquet"
+SUMMARY_FILE = "summary.json"
+PIXEL_COLUMNS = ("brightness_lstar", "scale_area_ratio", "box_x0", "box_y0", "box_x1",
+                 "box_y1", "person_covered", "person_blocked", "blank", "blank_constant",
+                 "blank_black", "blank_white", "corrupt", "corrupt_reason")
+
+
+def measure_pixels(params: AuditParams, manifest: pd.DataFrame,
+                   finder: object_scale.BoxFinder,
+                   persons: blocking.PersonDetector) -> pd.DataFrame:
+    """Decode each image once; brightness, blank flags, object box and person blocking.
+
+    Returns a frame aligned with ``manifest`` with :data:`PIXEL_COLUMNS`.
+    """
+    parts = []
+    with ThreadPoolExecutor(max_workers=params.workers) as pool:
+        for start in range(0, len(manifest), params.batch_size):
+            rows = manifest.iloc[start:start + params.batch_size]
+            decoded = list(pool.map(lambda p: decode_or_reason(load_rgb, p), rows["path"]))
+            parts.append(_measure_batch(params, rows, decoded, finder, persons, pool))
+    if not parts:
+        return pd.DataFrame(columns=list(PIXEL_COLUMNS))
+    return pd.concat(parts, ignore_index=True)
+
+
+def _measure_batch(params: AuditParams, rows: pd.DataFrame, decoded: list, finder, persons,
+                   pool: ThreadPoolExecutor) -> pd.DataFrame:
+    ok = np.array([image is not None for image, _ in decoded])
+    images = [image for image, _ in decoded if image is not None]
+    good = rows[ok]
+    n = len(rows)
+    out: dict[str, Any] = {c: np.full(n, np.nan) for c in PIXEL_COLUMNS}
+    out["corrupt"] = ~ok
+    out["corrupt_reason"] = [reason for _, reason in decoded]
+    if images:
+        out["brightness_lstar"][ok] = list(pool.map(lambda im: float(lightness(im).mean()),
+                                                    images))
+        flags = [blank_flags(im[None], params.constant_std, params.black_max, params.white_min)
+                 for im in images]
+        for key in ("blank", "constant", "black", "white"):
+            column = "blank" if key == "blank" else f"blank_{key}"
+            out[column][ok] = [float(f[key][0]) for f in flags]
+        boxes = np.full((n, 4), np.nan)
+        boxes[ok] = finder.boxes(images, good)
+        for i, name in enumerate(("box_x0", "box_y0", "box_x1", "box_y1")):
+            out[name] = boxes[:, i]
+        out["scale_area_ratio"] = object_scale.area_ratio(boxes)
+        if persons.measured:
+            found = persons.persons(images, good)
+            covered = np.full(n, np.nan)
+            covered[ok] = blocking.covered_fraction(boxes[ok], found)
+            out["person_covered"] = covered
+            out["person_blocked"] = blocking.is_blocked(covered, params.blocking_overlap)
+    return pd.DataFrame(out)
+
+
+def distribution(values: np.ndarray, quantiles: Sequence[float]) -> dict[str, float | None]:
+    """Quantiles ``q05``... plus mean, std, IQR (q75 - q25) and count of finite ``values``."""
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if not len(v):
+        return {"n": 0}
+    out: dict[str, float | None] = {f"q{round(100 * q):02d}": float(np.quantile(v, q))
+                                    for q in quantiles}
+    q25, q75 = np.quantile(v, [0.25, 0.75])
+    return {**out, "mean": float(v.mean()), "std": float(v.std()), "iqr": float(q75 - q25),
+            "n": int(len(v))}
+
+
+def _rate(flags: pd.Series) -> float | None:
+    values = pd.to_numeric(flags, errors="coerce").to_numpy(dtype=float)
+    values = values[np.isfinite(values)]
+    return float(values.mean()) if len(values) else None
+
+
+def pixel_summary(table: pd.DataFrame, params: AuditParams, person_measured: bool) -> dict:
+    """Brightness / scale distributions, person-blocking and blank rates of a measured table."""
+    return {
+        "n_images": int(len(table)),
+        "corrupt": int(table["corrupt"].sum()),
+        "blank": {"rate": _rate(table["blank"]),
+                  **{k: int(np.nansum(table[f"blank_{k}"].to_numpy(float)))
+                     for k in ("constant", "black", "white")}},
+        "brightness": distribution(table["brightness_lstar"], params.quantiles),
+        "scale": {**distribution(table["scale_area_ratio"], params.quantiles),
+                  "found_rate": _rate(table["scale_area_ratio"].notna().astype(float)
+                                      [~table["corrupt"].astype(bool)])},
+        "person_blocking": {"measured": person_measured,
+                            "rate": _rate(table["person_blocked"]) if person_measured else None,
+                            "overlap_threshold": params.blocking_overlap},
+    }
+
+
+def audit_dataset(params: AuditParams, manifest: pd.DataFrame, out_dir: Path, *,
+                  reference_manifest: pd.DataFrame | None = None,
+                  test_manifest: pd.DataFrame | None = None, embed: Embed | None = None,
+                  fid_embed: Embed | None = None, name: str = "audited",
+                  reference_name: str = "real") -> dict:
+    """Audit ``manifest`` (against ``reference_manifest``, the real data) into ``out_dir``.
+
+    Args:
+        params: every control (backends, thresholds, batch size).
+        manifest: the audited dataset (``id, path, label, label_name, split, width, height``
+            and, for ``boxes-from-column`` backends, the box columns).
+        out_dir: where ``audit.parquet``, ``summary.json`` and the figures go.
+        reference_manifest: the real dataset of the same classes (None when auditing it):
+            fits probe-on-real (non-test rows only), anchors FID/KID and the box plots.
+        test_manifest: the downstream test set, searched for leaked near-duplicates.
+        embed: ``paths -> (N, d)`` features for consistency, diversity, near-duplicates.
+        fid_embed: features for FID/KID (default ``embed``).
+        name, reference_name: dataset labels in the figures.
+
+    Returns:
+        The summary (also written to ``summary.json``).
+    """
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = manifest.reset_index(drop=True)
+    timings: dict[str, float] = {}
+    clock = time.perf_counter()
+    finder = object_scale.create(params.scale_backend, params)
+    persons = blocking.create(params.person_backend, params)
+    table = pd.concat([manifest[[c for c in ("id", "label", "label_name", "split", "path")
+                                 if c in manifest]],
+                       measure_pixels(params, manifest, finder, persons)], axis=1)
+    summary: dict[str, Any] = {"dataset": name, **pixel_summary(table, params, persons.measured)}
+    reference = None
+    if reference_manifest is not None:
+        reference = reference_manifest.reset_index(drop=True)
+        reference = reference[consistency._non_test(reference)].reset_index(drop=True)
+        ref_table = measure_pixels(params, reference, finder, persons)
+        summary["reference"] = {"dataset": reference_name,
+                                **pixel_summary(ref_table, params, persons.measured)}
+    timings["pixels"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    usable = ~table["corrupt"].to_numpy(bool)
+    emb = _embed_rows(embed, manifest, usable)
+    ref_emb = _embed_rows(embed, reference, None) if reference is not None else None
+    timings["embed"] = time.perf_counter() - clock
+    _consistency(params, table, summary, manifest, usable, emb, reference, ref_emb, out_dir)
+    _embedding_measures(params, table, summary, manifest, usable, emb, reference, ref_emb,
+                        test_manifest, embed, fid_embed)
+    timings["embedding_measures"] = time.perf_counter() - clock - timings["embed"]
+    summary["seconds"] = timings
+    summary["params"] = {k: (list(v) if isinstance(v, tuple) else v)
+                         for k, v in params.__dict__.items()}
+
+    table.drop(columns=["path"]).to_parquet(out_dir / AUDIT_FILE, index=False)
+    _figures(table, summary, ref_table if reference is not None else None, name,
+             reference_name, out_dir)
+    (out_dir / SUMMARY_FILE).write_text(json.dumps(_jsonable(summary), indent=2))
+    return summary
+
+
+def _embed_rows(embed: Embed | None, frame: pd.DataFrame | None,
+                usable: np.ndarray | None) -> np.ndarray | None:
+    if embed is None or frame is None:
+        return None
+    paths = frame["path"] if usable is None else frame["path"][usable]
+    return np.asarray(embed(list(paths)), dtype=np.float32) if len(paths) else None
+
+
+def _consistency(params, table, summary, manifest, usable, emb, reference, ref_emb,
+                 out_dir) -> None:
+    from synreal.eval.plots import plot_confusion_matrix
+
+    source = reference if reference is not None else manifest[usable]
+    order = source.drop_duplicates("label_name").sort_values("label")
+    inputs = consistency.ConsistencyInputs(manifest[usable].reset_index(drop=True),
+                                           [str(n) for n in order["label_name"]], emb,
+                                           reference, ref_emb)
+    result = consistency.class_consistency(params, inputs)
+    predicted = np.full(len(table), None, dtype=object)
+    consistent = np.full(len(table), np.nan)
+    if result.measured:
+        predicted[usable] = [inputs.class_names[i] for i in result.predicted]
+        consistent[usable] = result.consistent
+        plot_confusion_matrix(result.confusion, result.class_names,
+                              out_dir / "consistency_confusion.png",
+                              title=f"Class consistency {result.rate:.1%} "
+                                    f"({params.consistency_backend})")
+    table["consistency_predicted"] = predicted
+    table["consistent"] = consistent
+    summary["consistency"] = {"backend": params.consistency_backend, **result.summary()}
+
+
+def _embedding_measures(params, table, summary, manifest, usable, emb, reference, ref_emb,
+                        test_manifest, embed, fid_embed) -> None:
+    ids = manifest["id"].astype(str).to_numpy()
+    dup_sim, dup_id = np.full(len(table), np.nan), np.full(len(table), None, dtype=object)
+    test_sim, test_id = np.full(len(table), np.nan), np.full(len(table), None, dtype=object)
+    dups: dict[str, Any] = {"threshold": params.duplicate_threshold}
+    if emb is not None:
+        summary["diversity"] = {
+            "mean_pairwise_cosine_distance": diversity.mean_pairwise_cosine_distance(emb),
+            "per_class": diversity.per_class_diversity(emb, manifest["label_name"][usable])}
+        if ref_emb is not None:
+            summary["reference"]["diversity"] = diversity.mean_pairwise_cosine_distance(ref_emb)
+        sims, idx = near_duplicates.nearest_other(emb)
+        dup_sim[usable] = sims
+        dup_id[usable] = ids[usable][np.maximum(idx, 0)]
+        pairs = near_duplicates.pairs_within(emb, params.duplicate_threshold)
+        dups.update(pairs_within=int(len(pairs)),
+                    images_with_duplicate=int((sims > params.duplicate_threshold).sum()))
+    if "sha256" in manifest:
+        dups["exact_within"] = int(manifest["sha256"].duplicated(keep=False).sum())
+    if test_manifest is not None:
+        test_manifest = test_manifest.reset_index(drop=True)
+        if "sha256" in manifest and "sha256" in test_manifest:
+            dups["exact_test"] = int(manifest["sha256"].isin(set(test_manifest["sha256"])).sum())
+        test_emb = _embed_rows(embed, test_manifest, None)
+        if emb is not None and test_emb is not None:
+            sims, idx = near_duplicates.nearest_in(emb, test_emb)
+            test_sim[usable] = sims
+            test_id[usable] = test_manifest["id"].astype(str).to_numpy()[idx]
+            dups["test_matches"] = int((sims > params.duplicate_threshold).sum())
+    table["dup_nearest_similarity"], table["dup_nearest_id"] = dup_sim, dup_id
+    table["test_nearest_similarity"], table["test_nearest_id"] = test_sim, test_id
+    leaked = dups.get("test_matches", 0) + dups.get("exact_test", 0)
+    summary["near_duplicates"] = dups
+    summary["leakage_warning"] = (
+        f"{leaked} image(s) of this set match downstream test images (embedding cosine > "
+        f"{params.duplicate_threshold} or identical file); remove them before training, or "
+        "the test score is inflated." if leaked else None)
+    summary["fid"] = _fid(params, manifest, usable, emb, reference, ref_emb, fid_embed)
+
+
+def _fid(params, manifest, usable, emb, reference, ref_emb, fid_embed) -> dict | None:
+    if reference is None:
+        return None
+    if fid_embed is not None:
+        emb = _embed_rows(fid_embed, manifest, usable)
+        ref_emb = _embed_rows(fid_embed, reference, None)
+    if emb is None or ref_emb is None or min(len(emb), len(ref_emb)) < 2:
+        return None
+    kid_mean, kid_std = fid.kid(emb, ref_emb, params.kid_subsets, params.kid_subset_size,
+                                seed=params.seed)
+    return {"fid": fid.fid(emb, ref_emb), "kid_mean": kid_mean, "kid_std": kid_std,
+            "n": int(len(emb)), "n_reference": int(len(ref_emb))}
+
+
+def _figures(table, summary, ref_table, name, reference_name, out_dir) -> None:
+    sets = {name: table} if ref_table is None else {reference_name: ref_table, name: table}
+    plot_distributions({k: t["scale_area_ratio"] for k, t in sets.items()},
+                       out_dir / "scale.png", "object box area / image area",
+                       "Object scale (SynBench Fig. 5a)")
+    plot_distributions({k: t["brightness_lstar"] for k, t in sets.items()},
+                       out_dir / "brightness.png", "mean CIELAB L*",
+                       "Brightness (SynBench Fig. 5b)")
+    rates = {name: summary["person_blocking"]["rate"]}
+    if ref_table is not None:
+        rates = {reference_name: summary["reference"]["person_blocking"]["rate"], **rates}
+    plot_rates(rates, out_dir / "person_blocking.png", "% images person-blocked",
+               "Person blocking (SynBench Fig. 5c)")
+
+
+def _jsonable(value: Any) -> Any:
+    """Replace NaN/inf by None and numpy scalars by Python ones, recursively."""
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and not np.isfinite(value):
+        return None
+    return value

@@ -1,0 +1,78 @@
+"""Command line: ``python -m synreal <stage> --spec-json JSON --out DIR``.
+
+Every stage is runnable on its own as a GPU job script. Snakemake rules call exactly this,
+so a job can be re-run by hand by copying its command from the log. User errors print one
+sentence and exit with code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+from synreal.errors import EXIT_USER_ERROR, ConfigError, SynrealError
+from synreal.params import describe
+from synreal.stages import get_stage, known_stages
+
+#: Stages whose output is a set of files in a shared folder rather than a keyed artifact.
+UNKEYED = {"table"}
+
+
+def _read_spec(value: str) -> dict:
+    text = Path(value[1:]).read_text() if value.startswith("@") else value
+    try:
+        spec = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise ConfigError(f"--spec-json is not valid JSON ({error}).") from None
+    if not isinstance(spec, dict) or "params" not in spec:
+        raise ConfigError("--spec-json must be an object with at least a 'params' key.")
+    return spec
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The CLI parser: one sub-command per registered stage."""
+    parser = argparse.ArgumentParser(
+        prog="python -m synreal",
+        description="Run one synreal stage on a resolved spec (as Snakemake does).",
+    )
+    sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
+    for name in known_stages():
+        stage = get_stage(name)
+        command = sub.add_parser(
+            name, help=stage.summary, description=stage.summary,
+            epilog="params (inside --spec-json):\n" + describe(stage.params),
+            formatter_class=argparse.RawDescriptionHelpFormatter,
+        )
+        command.add_argument("--spec-json", required=True,
+                             help="resolved spec as JSON, or @file.json")
+        command.add_argument("--out", required=True, type=Path,
+                             help="output directory (results/<stage>/<key> for keyed stages)")
+    return parser
+
+
+def run_stage(name: str, spec: dict, out: Path) -> None:
+    """Run stage ``name`` so that ``out`` appears complete or not at all."""
+    from synreal.artifacts import atomic_artifact
+
+    stage = get_stage(name)
+    if name in UNKEYED:
+        stage.run(spec, out)
+        return
+    with atomic_artifact(out, spec, resumable=stage.resumable) as tmp:
+        stage.run(spec, tmp)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Parse arguments, run the stage, map user errors to one line and exit code 2."""
+    args = build_parser().parse_args(argv)
+    start = time.perf_counter()
+    try:
+        run_stage(args.stage, _read_spec(args.spec_json), args.out)
+    except SynrealError as error:
+        print(f"synreal {args.stage}: error: {error}", file=sys.stderr)
+        return EXIT_USER_ERROR
+    print(f"synreal {args.stage}: wrote {args.out} in {time.perf_counter() - start:.1f} s")
+    return 0

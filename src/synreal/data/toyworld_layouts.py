@@ -1,0 +1,95 @@
+"""Write the toy world to disk in the official layouts of AFHQ and Oxford-IIIT Pet.
+
+The real dataset adapters (:mod:`synreal.data.formats`) then read the toy world unchanged,
+so the demo exercises the same ingest code as a full study.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+from tqdm import tqdm
+
+from synreal.data.toyworld import (
+    BREEDS,
+    COARSE_CLASSES,
+    WorldParams,
+    breeds_of,
+    image_rng,
+    render,
+)
+
+#: Oxford-IIIT Pet species codes in its annotation files.
+PET_SPECIES = {"cat": 1, "dog": 2}
+
+
+def pet_class_ids(breed_names: list[str]) -> dict[str, int]:
+    """Oxford-IIIT Pet class ids: 1-based, alphabetical ignoring case (Abyssinian = 1)."""
+    return {name: i + 1 for i, name in enumerate(sorted(breed_names, key=str.lower))}
+
+
+def write_afhq_like(root: Path, per_class: dict[str, int], size: int, seed: int,
+                    params: WorldParams) -> pd.DataFrame:
+    """Render ``root/<split>/<cat|dog|wild>/*.png`` (AFHQ layout); return the draws.
+
+    Args:
+        per_class: split name (``train``, ``test``) -> images per coarse class.
+    """
+    rows = []
+    jobs = [(split, coarse, i) for split, n in per_class.items()
+            for coarse in COARSE_CLASSES for i in range(n)]
+    for split, coarse, i in tqdm(jobs, desc="toyworld afhq", unit="img", mininterval=2):
+        split_id = list(per_class).index(split)
+        rng = image_rng(seed, 0, split_id, COARSE_CLASSES.index(coarse), i)
+        members = breeds_of(coarse)
+        breed = members[int(rng.integers(len(members)))]
+        image, draw = render(breed, size, rng, params)
+        rel = Path(split) / coarse / f"{coarse}_{split}_{i:05d}.png"
+        (root / rel).parent.mkdir(parents=True, exist_ok=True)
+        image.save(root / rel)
+        rows.append({"relpath": str(rel), "split": split, **draw.as_row()})
+    return pd.DataFrame(rows)
+
+
+def write_pet_like(root: Path, per_class: dict[str, int], size: int, seed: int,
+                   params: WorldParams) -> pd.DataFrame:
+    """Render ``root/images/<Breed>_<n>.jpg`` plus ``annotations/{list,trainval,test}.txt``.
+
+    The annotation lines follow the official format ``Image CLASS-ID SPECIES BREED-ID``.
+
+    Args:
+        per_class: split name (``trainval``, ``test``) -> images per breed.
+    """
+    class_ids = pet_class_ids([b.name for b in BREEDS])
+    breed_ids = {}
+    for species in PET_SPECIES:
+        names = sorted((b.name for b in BREEDS if b.coarse == species), key=str.lower)
+        breed_ids.update({name: i + 1 for i, name in enumerate(names)})
+    (root / "images").mkdir(parents=True, exist_ok=True)
+    (root / "annotations").mkdir(parents=True, exist_ok=True)
+    lines: dict[str, list[str]] = {split: [] for split in per_class}
+    rows = []
+    jobs = [(split, breed, i) for split, n in per_class.items() for breed in BREEDS
+            for i in range(n)]
+    counters = {b.name: 0 for b in BREEDS}
+    for split, breed, i in tqdm(jobs, desc="toyworld pet", unit="img", mininterval=2):
+        split_id = list(per_class).index(split)
+        rng = image_rng(seed, 1, split_id, class_ids[breed.name], i)
+        image, draw = render(breed, size, rng, params)
+        counters[breed.name] += 1
+        stem = f"{breed.name}_{counters[breed.name]}"
+        image.save(root / "images" / f"{stem}.jpg", quality=95)
+        line = (f"{stem} {class_ids[breed.name]} {PET_SPECIES[breed.coarse]} "
+                f"{breed_ids[breed.name]}")
+        lines[split].append(line)
+        rows.append({"relpath": f"images/{stem}.jpg", "split": split, **draw.as_row()})
+    for split, split_lines in lines.items():
+        (root / "annotations" / f"{split}.txt").write_text("\n".join(split_lines) + "\n")
+    header = ["#Image CLASS-ID SPECIES BREED ID", "#ID: 1:37 Class ids",
+              "#SPECIES: 1:Cat 2:Dog", "#BREED ID: 1-25:Cat 1:12:Dog",
+              "#All images with 1st letter as captial are cat images",
+              "#images with small first letter are dog images"]
+    every = sorted(line for split_lines in lines.values() for line in split_lines)
+    (root / "annotations" / "list.txt").write_text("\n".join(header + every) + "\n")
+    return pd.DataFrame(rows)

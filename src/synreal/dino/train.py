@@ -1,0 +1,361 @@
+"""The DINO training loop: multi-crop self-distillation with an EMA teacher, resumable.
+
+Reads top to bottom like the official ``main_dino.py``: build data, build student and
+teacher, build loss, optimizer and schedules, resume, then the epoch loop. Every step logs
+one JSON line (loss, lr, wd, momentum, teacher temperature, collapse statistics, images/s).
+A NaN/inf loss stops the run naming the step and the last good checkpoint; SIGTERM or
+SIGUSR1 (Slurm pre-emption) saves a checkpoint and exits with :data:`REQUEUE_EXIT_CODE`.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import time
+from contextlib import contextmanager, nullcontext
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.distributed as dist
+from torch.utils.data import DataLoader, Dataset
+from tqdm import tqdm
+
+from synreal.dino.augment import IMAGENET_MEAN, IMAGENET_STD, MultiCrop, ViewPlan
+from synreal.dino.backbones import create_backbone
+from synreal.dino.checkpoint import (
+    Preprocessing,
+    export_backbone,
+    latest_checkpoint,
+    load_training_state,
+    save_training_state,
+)
+from synreal.dino.head import DINOHead, MultiCropNetwork
+from synreal.dino.loss import DINOLoss
+from synreal.dino.monitor import collapse_kind, collapse_stats
+from synreal.dino.params import DinoParams
+from synreal.dino.schedules import cosine_schedule, teacher_temperatures
+from synreal.errors import DataError, SynrealError
+
+#: Exit code after a pre-emption signal: the checkpoint is saved, requeue the job.
+REQUEUE_EXIT_CODE = 75
+LOG_FILE = "train_log.jsonl"
+
+
+class TrainingDiverged(SynrealError):
+    """The loss became NaN or infinite."""
+
+
+class Preempted(SystemExit):
+    """A pre-emption signal arrived; the state is saved and the job should be requeued."""
+
+    def __init__(self, step: int) -> None:
+        super().__init__(REQUEUE_EXIT_CODE)
+        self.step = step
+
+
+# ============ data ====================================================================
+
+class CropDataset(Dataset):
+    """Samples of 1 (or 2, MixDiff) images -> list of crops, deterministic per (epoch, index).
+
+    Each sample's augmentation draws from its own seeded RNG, so results do not depend on
+    worker count or on where a resumed run restarts.
+    """
+
+    def __init__(self, samples: list[tuple[str, ...]], multicrop: MultiCrop, seed: int) -> None:
+        self.samples = samples
+        self.multicrop = multicrop
+        self.seed = seed
+        self.epoch = 0
+
+    def __len__(self) -> int:
+        return len(self.samples)
+
+    def __getitem__(self, index: int) -> list[torch.Tensor]:
+        from synreal.data.manifest import load_rgb
+
+        images = [torch.from_numpy(np.array(load_rgb(p))).permute(2, 0, 1)
+                  for p in self.samples[index]]
+        seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return self.multicrop(images)
+
+
+def epoch_batches(n: int, batch: int, epoch: int, seed: int, rank: int,
+                  world: int) -> list[list[int]]:
+    """Index batches of this process of one epoch (shuffled by (seed, epoch), last dropped)."""
+    order = np.random.default_rng(np.random.SeedSequence([seed, 1, epoch])).permutation(n)
+    per_step = batch * world
+    steps = n // per_step
+    return [order[s * per_step + rank * batch: s * per_step + (rank + 1) * batch].tolist()
+            for s in range(steps)]
+
+
+def _collate(items: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    return [torch.stack(crops) for crops in zip(*items, strict=True)]
+
+
+# ============ helpers =================================================================
+
+def _distributed() -> tuple[int, int, int]:
+    """(rank, world size, local rank) from torchrun/accelerate environment variables."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
+
+
+def _param_groups(model: torch.nn.Module) -> list[dict]:
+    """Biases and norm parameters are not weight-decayed (official get_params_groups)."""
+    decay, no_decay = [], []
+    for name, param in model.named_parameters():
+        if not param.requires_grad:
+            continue
+        (no_decay if name.endswith(".bias") or param.ndim == 1 else decay).append(param)
+    return [{"params": decay}, {"params": no_decay, "weight_decay": 0.0}]
+
+
+def clip_gradients(model: torch.nn.Module, clip: float) -> None:
+    """Scale each parameter's gradient to norm <= clip (official per-tensor clipping)."""
+    for param in model.parameters():
+        if param.grad is not None:
+            norm = param.grad.detach().norm(2)
+            coef = clip / (norm + 1e-6)
+            if coef < 1:
+                param.grad.mul_(coef)
+
+
+def _precision(params: DinoParams, device: str) -> str:
+    if params.precision == "auto":
+        return "bf16" if device.startswith("cuda") else "fp32"
+    if params.precision in ("bf16", "fp16") and not device.startswith("cuda"):
+        return "fp32" if params.precision == "fp16" else "bf16"
+    return params.precision
+
+
+@contextmanager
+def _preemption_flag():
+    """Turn SIGTERM/SIGUSR1 into a flag checked after each step."""
+    flag = {"set": False}
+
+    def handler(signum, frame):  # noqa: ARG001
+        flag["set"] = True
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGUSR1)}
+    try:
+        yield flag
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _state_tensors(student, teacher, loss: DINOLoss, optimizer) -> dict[str, torch.Tensor]:
+    tensors = {f"student.{k}": v for k, v in student.state_dict().items()}
+    tensors |= {f"teacher.{k}": v for k, v in teacher.state_dict().items()}
+    tensors["loss.center"] = loss.center
+    tensors["rng.torch"] = torch.get_rng_state()
+    for index, state in optimizer.state_dict()["state"].items():
+        for name in ("exp_avg", "exp_avg_sq"):
+            tensors[f"optim.{index}.{name}"] = state[name]
+    return tensors
+
+
+def _restore(tensors, student, teacher, loss: DINOLoss, optimizer, scalars) -> None:
+    student.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("student.")})
+    teacher.load_state_dict({k[8:]: v for k, v in tensors.items() if k.startswith("teacher.")})
+    loss.center.copy_(tensors["loss.center"])
+    torch.set_rng_state(tensors["rng.torch"])
+    state = optimizer.state_dict()
+    for index, step in scalars["optimizer_steps"].items():
+        state["state"][int(index)] = {
+            "step": torch.tensor(float(step)),
+            "exp_avg": tensors[f"optim.{index}.exp_avg"],
+            "exp_avg_sq": tensors[f"optim.{index}.exp_avg_sq"],
+        }
+    optimizer.load_state_dict(state)
+
+
+def _truncate_log(path: Path, first_step: int) -> None:
+    """Drop log lines of steps that will be recomputed after a resume."""
+    if not path.is_file():
+        return
+    keep = [line for line in path.read_text().splitlines()
+            if line.strip() and json.loads(line)["step"] < first_step]
+    path.write_text("".join(line + "\n" for line in keep))
+
+
+# ============ training ================================================================
+
+def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: ViewPlan,
+               work_dir: Path, device: str = "cpu", max_steps: int | None = None,
+               progress: bool = True) -> dict:
+    """Train (or resume) DINO on ``samples``; export the teacher backbone into ``work_dir``.
+
+    Args:
+        params: the recipe.
+        samples: image paths per sample (see :mod:`synreal.dino.sources`).
+        view_plan: which sample image each crop comes from.
+        work_dir: persistent folder for checkpoints, the log and the exported weights.
+        device: ``cpu`` or ``cuda[:n]``.
+        max_steps: stop (after checkpointing) once this many steps are done; for tests and
+            time-boxed jobs. The final export happens only when all epochs are done.
+
+    Returns:
+        A summary (steps, final loss, collapse flag, images/s).
+    """
+    work_dir = Path(work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
+    rank, world, local_rank = _distributed()
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        if device.startswith("cuda"):
+            device = f"cuda:{local_rank}"
+            torch.cuda.set_device(local_rank)
+    precision = _precision(params, device)
+
+    # ---------------- data ----------------
+    multicrop = MultiCrop(params.global_crop_size, params.local_crop_size,
+                          tuple(params.global_crops_scale), tuple(params.local_crops_scale),
+                          view_plan)
+    dataset = CropDataset(samples, multicrop, params.seed)
+    iters_per_epoch = len(samples) // (params.batch_size * world)
+    if iters_per_epoch == 0:
+        raise DataError(f"{len(samples)} pretraining images are fewer than one batch of "
+                        f"{params.batch_size * world}; lower pretrain batch_size.")
+
+    # ---------------- student and teacher ----------------
+    torch.manual_seed(params.seed)
+    student_backbone = create_backbone(params.arch, params.global_crop_size,
+                                       params.drop_path_rate)
+    dim = student_backbone.num_features
+    student = MultiCropNetwork(student_backbone, DINOHead(
+        dim, params.out_dim, params.use_bn_in_head, params.norm_last_layer)).to(device)
+    teacher = MultiCropNetwork(create_backbone(params.arch, params.global_crop_size),
+                               DINOHead(dim, params.out_dim, params.use_bn_in_head)).to(device)
+    teacher.load_state_dict(student.state_dict())
+    for p in teacher.parameters():
+        p.requires_grad = False
+    trained = student
+    if world > 1:
+        trained = torch.nn.parallel.DistributedDataParallel(
+            student, device_ids=[local_rank] if device.startswith("cuda") else None)
+
+    # ---------------- loss, optimizer, schedules ----------------
+    temps = teacher_temperatures(params.warmup_teacher_temp, params.teacher_temp,
+                                 params.warmup_teacher_temp_epochs, params.epochs)
+    loss_fn = DINOLoss(params.out_dim, view_plan.n_crops, torch.from_numpy(temps),
+                       params.student_temp, params.center_momentum).to(device)
+    optimizer = torch.optim.AdamW(_param_groups(student), fused=device.startswith("cuda"))
+    scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
+    total_batch = params.batch_size * world
+    lr_schedule = cosine_schedule(params.lr * total_batch / 256, params.min_lr, params.epochs,
+                                  iters_per_epoch, params.warmup_epochs)
+    wd_schedule = cosine_schedule(params.weight_decay, params.weight_decay_end, params.epochs,
+                                  iters_per_epoch)
+    momentum_schedule = cosine_schedule(params.momentum_teacher, 1.0, params.epochs,
+                                        iters_per_epoch)
+    total_steps = params.epochs * iters_per_epoch
+
+    # ---------------- resume ----------------
+    start_step, last_checkpoint = 0, None
+    if (marker := latest_checkpoint(work_dir)) is not None:
+        tensors, scalars = load_training_state(marker)
+        _restore(tensors, student, teacher, loss_fn, optimizer, scalars)
+        start_step, last_checkpoint = scalars["step"], marker
+        print(f"resuming from {marker} (step {start_step} of {total_steps})")
+    log_path = work_dir / LOG_FILE
+    if rank == 0:
+        _truncate_log(log_path, start_step)
+
+    def save(step: int) -> Path:
+        steps = {str(i): float(s["step"]) for i, s in optimizer.state_dict()["state"].items()}
+        return save_training_state(work_dir, step, _state_tensors(student, teacher, loss_fn,
+                                                                   optimizer),
+                                   {"optimizer_steps": steps, "epoch": step // iters_per_epoch,
+                                    "params": json.loads(json.dumps(vars(params),
+                                                                    default=list))})
+
+    # ---------------- epoch loop ----------------
+    autocast = (torch.autocast(device.split(":")[0], dtype=torch.bfloat16 if precision == "bf16"
+                               else torch.float16) if precision != "fp32" else nullcontext())
+    stop_at = min(total_steps, max_steps) if max_steps is not None else total_steps
+    step, last = start_step, {}
+    bar = tqdm(total=stop_at, initial=start_step, unit="step", desc="DINO", mininterval=2,
+               disable=not progress or rank != 0)
+    with _preemption_flag() as preempt, open(log_path, "a") as log:
+        while step < stop_at:
+            epoch, skip = divmod(step, iters_per_epoch)
+            dataset.epoch = epoch
+            batches = epoch_batches(len(samples), params.batch_size, epoch, params.seed, rank,
+                                    world)[skip:]
+            # a private generator: creating the loader must not consume the global RNG
+            # (drop path draws from it), or a resumed run would diverge
+            loader = DataLoader(dataset, batch_sampler=batches, collate_fn=_collate,
+                                num_workers=params.num_workers, generator=torch.Generator(),
+                                pin_memory=device.startswith("cuda"))
+            tick = time.perf_counter()
+            for crops in loader:
+                crops = [c.to(device, non_blocking=True) for c in crops]
+                for group_index, group in enumerate(optimizer.param_groups):
+                    group["lr"] = lr_schedule[step]
+                    if group_index == 0:
+                        group["weight_decay"] = wd_schedule[step]
+                with autocast:
+                    teacher_out = teacher(crops[:2])
+                    student_out = trained(crops)
+                    stats = collapse_stats(loss_fn.teacher_probs(teacher_out.float(), epoch))
+                    loss = loss_fn(student_out.float(), teacher_out.float(), epoch)
+                if not math.isfinite(loss.item()):
+                    where = last_checkpoint or "none yet (no checkpoint was saved)"
+                    raise TrainingDiverged(
+                        f"DINO loss became {loss.item()} at step {step}; last good checkpoint: "
+                        f"{where}. Try precision fp32, a lower lr or teacher_temp.")
+                optimizer.zero_grad(set_to_none=True)
+                scaler.scale(loss).backward()
+                if params.clip_grad:
+                    scaler.unscale_(optimizer)
+                    clip_gradients(student, params.clip_grad)
+                if epoch < params.freeze_last_layer:
+                    for p in student.head.last_layer.parameters():
+                        p.grad = None
+                scaler.step(optimizer)
+                scaler.update()
+                with torch.no_grad():
+                    m = momentum_schedule[step]
+                    for ps, pt in zip(student.parameters(), teacher.parameters(), strict=True):
+                        pt.mul_(m).add_(ps.detach(), alpha=1 - m)
+                now = time.perf_counter()
+                last = {"step": step, "epoch": epoch, "loss": loss.item(),
+                        "lr": float(lr_schedule[step]), "wd": float(wd_schedule[step]),
+                        "momentum": float(m), "teacher_temp": float(temps[epoch]),
+                        "teacher_entropy": stats["teacher_entropy"],
+                        "kl_to_uniform": stats["kl_to_uniform"],
+                        "collapse": collapse_kind(stats) if epoch >= params.warmup_epochs
+                        else None,
+                        "images_per_s": total_batch / max(now - tick, 1e-9)}
+                tick = now
+                if rank == 0:
+                    log.write(json.dumps(last) + "\n")
+                    log.flush()
+                step += 1
+                bar.update(1)
+                bar.set_postfix(loss=f"{last['loss']:.3f}")
+                if rank == 0 and (step % params.checkpoint_every == 0 or preempt["set"]
+                                  or step == stop_at):
+                    last_checkpoint = save(step)
+                if preempt["set"]:
+                    bar.close()
+                    raise Preempted(step)
+                if step >= stop_at:
+                    break
+    bar.close()
+    summary = {"steps_done": step, "total_steps": total_steps, "complete": step == total_steps,
+               "final_loss": last.get("loss"), "collapse": last.get("collapse"),
+               "precision": precision, "world_size": world}
+    if step == total_steps and rank == 0:
+        export_backbone(work_dir, teacher.backbone, student, Preprocessing(
+            params.arch, params.global_crop_size, params.eval_resize, params.global_crop_size,
+            IMAGENET_MEAN, IMAGENET_STD))
+    return summary

@@ -1,0 +1,164 @@
+"""Full-fidelity linear probe: DINO ``eval_linear.py`` with augmentations, on images.
+
+Caron et al. (ICCV 2021), appendix: a linear layer on frozen features is trained for 100
+epochs with SGD (momentum 0.9, no weight decay), a cosine learning-rate schedule stepped per
+epoch, and ``lr = base_lr * batch_size / 256``; training images get RandomResizedCrop(224) and
+a horizontal flip, evaluation images Resize(256, bicubic) + CenterCrop(224). As in DINOv2's
+linear evaluation, one head per base lr is trained at once on the same frozen features (one
+backbone pass per batch serves every lr); the head with the best top-1 on a *held-out part of
+trainval* is reported on test (DINO's script picks on the evaluation set itself, which we
+must not do).
+
+Cost: ``epochs`` backbone passes over the training images, so this is a GPU job; the fast
+probe in :mod:`synreal.eval.probe` works on pre-extracted features instead.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchvision.transforms import v2
+
+from synreal.eval.probe import classification_metrics
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+DINO_BASE_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]  # (images (B, 3, H, W), labels (B,))
+
+
+def dino_train_transform(size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
+    """RandomResizedCrop(size) + horizontal flip + normalisation (DINO linear training)."""
+    return v2.Compose([
+        v2.ToImage(),
+        v2.RandomResizedCrop(size, antialias=True),
+        v2.RandomHorizontalFlip(),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean, std),
+    ])
+
+
+def dino_eval_transform(
+    resize: int = 256, crop: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD
+) -> v2.Compose:
+    """Resize(resize, bicubic) + CenterCrop(crop) + normalisation (DINO evaluation)."""
+    return v2.Compose([
+        v2.ToImage(),
+        v2.Resize(resize, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
+        v2.CenterCrop(crop),
+        v2.ToDtype(torch.float32, scale=True),
+        v2.Normalize(mean, std),
+    ])
+
+
+@dataclass
+class DinoProbeResult:
+    """Test metrics of the selected head (see :func:`synreal.eval.probe.classification_metrics`)."""
+
+    best_base_lr: float
+    val_top1: dict[float, float]  # held-out top-1 per base lr
+    test: dict[str, Any]
+
+
+def dino_linear_probe(
+    backbone: Callable[[torch.Tensor], torch.Tensor],
+    train_batches: Batches,
+    val_batches: Batches,
+    test_batches: Batches,
+    num_classes: int,
+    base_lrs: Sequence[float] = DINO_BASE_LRS,
+    epochs: int = 100,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> DinoProbeResult:
+    """Train one linear head per base lr on frozen ``backbone`` features, pick on held-out.
+
+    Args:
+        backbone: frozen feature extractor, images ``(B, 3, H, W)`` -> features ``(B, D)``
+            (e.g. concatenated CLS tokens of the last blocks); called under ``no_grad``.
+        train_batches: re-iterable loader over the fitting part of trainval, with
+            :func:`dino_train_transform` applied and shuffling (a ``DataLoader``).
+        val_batches: loader over the held-out part of trainval, :func:`dino_eval_transform`.
+        test_batches: loader over test, :func:`dino_eval_transform`.
+        num_classes: C; labels are codes in ``[0, C)``.
+        base_lrs: learning rates before the ``batch_size / 256`` scaling.
+        epochs: DINO uses 100.
+        seed: seeds torch's global RNG inside this call (head initialisation, augmentations,
+            loader seeds); the caller's RNG state is restored afterwards.
+        device: where the backbone and heads run.
+    """
+    with torch.random.fork_rng(devices=[]):  # loaders draw their seeds from it too
+        torch.manual_seed(seed)
+        heads = _train_heads(backbone, train_batches, num_classes, base_lrs, epochs, device)
+        val_logits, val_y = _logits(backbone, heads, val_batches, device)
+        test_logits, test_y = _logits(backbone, heads, test_batches, device)
+    val_top1 = {lr: float((lg.argmax(1) == val_y).double().mean())
+                for lr, lg in zip(base_lrs, val_logits, strict=True)}
+    best = max(range(len(base_lrs)), key=lambda i: (val_top1[base_lrs[i]], -i))
+    return DinoProbeResult(
+        best_base_lr=base_lrs[best],
+        val_top1=val_top1,
+        test=classification_metrics(test_logits[best], test_y, num_classes),
+    )
+
+
+def _train_heads(backbone, batches, num_classes, base_lrs, epochs, device) -> list[nn.Linear]:
+    heads: list[nn.Linear] = []  # created at the first batch, when the feature dim is known
+    optimizers: list[torch.optim.Optimizer] = []
+    schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
+    for _epoch in range(epochs):
+        for images, labels in batches:
+            features = _features(backbone, images, device)
+            if not heads:
+                heads = [_new_head(features.shape[1], num_classes, device) for _ in base_lrs]
+                optimizers = [
+                    torch.optim.SGD(h.parameters(), lr=lr * images.shape[0] / 256,
+                                    momentum=0.9, weight_decay=0.0)
+                    for h, lr in zip(heads, base_lrs, strict=True)
+                ]
+                schedulers = [torch.optim.lr_scheduler.CosineAnnealingLR(o, epochs, eta_min=0)
+                              for o in optimizers]
+            labels = labels.to(device)
+            for head, optimizer in zip(heads, optimizers, strict=True):
+                loss = F.cross_entropy(head(features), labels)
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+        for scheduler in schedulers:
+            scheduler.step()
+    if not heads:
+        raise ValueError("the training loader yielded no batch")
+    return heads
+
+
+def _new_head(dim: int, num_classes: int, device) -> nn.Linear:
+    head = nn.Linear(dim, num_classes).to(device)
+    with torch.no_grad():  # DINO's LinearClassifier init
+        head.weight.normal_(0.0, 0.01)
+        head.bias.zero_()
+    return head
+
+
+@torch.no_grad()
+def _features(backbone, images: torch.Tensor, device) -> torch.Tensor:
+    if isinstance(backbone, nn.Module):
+        backbone.eval()
+    return backbone(images.to(device)).float().flatten(1)
+
+
+@torch.no_grad()
+def _logits(backbone, heads, batches, device) -> tuple[list[torch.Tensor], torch.Tensor]:
+    outputs: list[list[torch.Tensor]] = [[] for _ in heads]
+    labels = []
+    for images, y in batches:
+        features = _features(backbone, images, device)
+        for out, head in zip(outputs, heads, strict=True):
+            out.append(head(features).cpu())
+        labels.append(y.cpu())
+    return [torch.cat(o) for o in outputs], torch.cat(labels).long()

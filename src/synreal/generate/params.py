@@ -1,0 +1,131 @@
+"""Every control of the ``generate`` stage, with its default and the reason for it.
+
+The defaults reproduce the seed study (an SDXL clone of AFHQ at 256 px, 50 steps, safety
+checker off) where the papers say what they used: MixDiff (50 steps, CFG 8 for image
+variations, safety checker off because it blanks images) and SynBench (rare-scenario
+prompts, CFG swept from 2 to 7).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from synreal.errors import ConfigError
+from synreal.params import doc
+
+#: PIL resampling filters by name (``resample`` parameter).
+RESAMPLE_FILTERS = ("lanczos", "bicubic", "bilinear", "box", "hamming", "nearest")
+DTYPES = ("auto", "fp32", "fp16", "bf16")
+IMAGE_FORMATS = ("png", "jpg", "webp")
+RARE_SCENARIOS = ("scale", "brightness", "person")
+
+
+@dataclass(frozen=True)
+class GenerateParams:
+    """Parameters of synthetic dataset generation (the ``generate`` stage).
+
+    Example:
+        >>> GenerateParams(backend="toy", dataset="afhq", per_class=10).image_size
+        256
+    """
+
+    # --- generator -------------------------------------------------------------------------
+    backend: str = doc("Generator: sdxl, sd, sd-image-variations, toy (the demo's biased "
+                       "renderer) or toy-variations (the demo's MixDiff counterparts: one "
+                       "biased rendering of the same class per real image).", default="sdxl")
+    model_path: str | None = doc(
+        "Local folder of the diffusers weights (holding model_index.json), or a Hugging Face "
+        "cache folder (models--org--name or its snapshots/<rev>). Not used by toy.",
+        default=None)
+    model_id: str = doc("Hub id of the weights, recorded per image and named in the error that "
+                        "says what to download when model_path is missing.",
+                        default="stabilityai/stable-diffusion-xl-base-1.0")
+    use_refiner: bool = doc("sdxl only: run the SDXL refiner on the last denoising steps. Off "
+                            "by default (the study uses the base model alone).", default=False)
+    refiner_path: str | None = doc("sdxl only: local folder of the refiner weights.",
+                                   default=None)
+    refiner_id: str = doc("Hub id of the refiner (for the error message and the manifest).",
+                          default="stabilityai/stable-diffusion-xl-refiner-1.0")
+    refiner_start: float = doc("Fraction of the schedule after which the refiner takes over.",
+                               default=0.8)
+    # --- what to generate --------------------------------------------------------------------
+    dataset: str = doc("Prompt set: afhq (cat/dog/wild face close-ups), oxford_pet (37 breeds) "
+                       "or custom (give classes).", default="afhq")
+    classes: tuple[str, ...] | None = doc(
+        "Class names in label order; default: the prompt set's classes, or the real manifest's "
+        "when one is given.", default=None)
+    per_class: int | dict | None = doc(
+        "Images per class: one int for all, {class: n}, or null to match the real manifest's "
+        "counts exactly (the fair comparison).", default=None)
+    templates: tuple[str, ...] | None = doc(
+        "Prompt templates with a {name} slot, cycled over each class's images; default: the "
+        "prompt set's own.", default=None)
+    rare_scenarios: tuple[str, ...] = doc(
+        "SynBench rare-scenario phrases to add: scale (1/3 'large', 1/3 'small', 1/3 none), "
+        "brightness (1/3 'in a bright environment', 1/3 'in a dark environment', 1/3 none), "
+        "person ('occluded by human body' on every prompt).", default=())
+    negative_prompt: str = doc("Negative prompt for every text-to-image call ('' = none).",
+                               default="")
+    # --- sampler -----------------------------------------------------------------------------
+    cfg_scale: float = doc("Classifier-free guidance scale: higher follows the prompt more and "
+                           "lowers diversity (SynBench swept 2-7; MixDiff used 8).", default=7.5)
+    steps: int = doc("Denoising steps (MixDiff: beyond 50 brings nothing); a multistep "
+                     "scheduler such as dpmpp_2m needs fewer.", default=50)
+    scheduler: str = doc("Scheduler by name (default = the one shipped with the weights); see "
+                         "synreal.generate.loading.SCHEDULERS.", default="default")
+    seed: int = doc("Study seed; image i of class c uses a seed derived from (seed, c, i), so "
+                    "any image can be regenerated alone.", default=0)
+    # --- resolution and output ---------------------------------------------------------------
+    native_resolution: int | None = doc(
+        "Side the model generates at; null = the model's native size (SDXL 1024, SD 512/768).",
+        default=None)
+    image_size: int = doc("Side of the saved images, matching the real dataset (AFHQ 256).",
+                          default=256)
+    resample: str = doc("Resampling filter for native -> image_size: lanczos (sharp, "
+                        "recommended for downscaling), bicubic, bilinear, box, hamming, nearest.",
+                        default="lanczos")
+    image_format: str = doc("png (lossless, default), jpg (quality 95) or webp (lossless).",
+                            default="png")
+    # --- throughput --------------------------------------------------------------------------
+    batch_size: int = doc("Images per pipeline call: larger is faster until GPU memory runs "
+                          "out; measure with bench/generate.py on the GPU.", default=4)
+    dtype: str = doc("auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16 (GPU only).",
+                     default="auto")
+    shard_size: int = doc("Images per shard: the unit that is complete or absent and that is "
+                          "split over GPUs.", default=256)
+    max_regenerations: int = doc("Blank (constant) images are regenerated with the next seed "
+                                 "up to this many times before the run fails.", default=5)
+    # --- toy backend -------------------------------------------------------------------------
+    confusion_rate: float = doc("toy only: chance that the rendered breed is another breed of "
+                                "the same coarse class (the label keeps the prompted one).",
+                                default=0.2)
+    toy_scale: tuple[float, float] = doc("toy only: (min, max) object scale, narrower than the "
+                                         "real toy world's (0.3, 0.95).", default=(0.5, 0.75))
+    toy_brightness: tuple[float, float] = doc("toy only: (min, max) brightness, narrower than "
+                                              "the real toy world's (0.35, 1.45).",
+                                              default=(0.8, 1.15))
+
+    def __post_init__(self) -> None:
+        """Reject values no backend could use, naming the key and the valid options."""
+        _one_of("resample", self.resample, RESAMPLE_FILTERS)
+        _one_of("dtype", self.dtype, DTYPES)
+        _one_of("image_format", self.image_format, IMAGE_FORMATS)
+        for scenario in self.rare_scenarios:
+            _one_of("rare_scenarios", scenario, RARE_SCENARIOS)
+        for template in self.templates or ():
+            if "{name}" not in template:
+                raise ConfigError(f"generate template {template!r} has no {{name}} slot; "
+                                  "write it like 'a photo of a {name}'.")
+        for key in ("image_size", "batch_size", "shard_size"):
+            if int(getattr(self, key)) < 1:
+                raise ConfigError(f"generate {key} must be a positive integer.")
+        if not 0.0 <= self.confusion_rate <= 1.0:
+            raise ConfigError("generate confusion_rate must lie in [0, 1].")
+        if self.steps < 1 or self.max_regenerations < 0:
+            raise ConfigError("generate steps must be >= 1 and max_regenerations >= 0.")
+
+
+def _one_of(key: str, value: str, options: tuple[str, ...]) -> None:
+    if value not in options:
+        raise ConfigError(f"generate {key} {value!r} is not known; choose one of "
+                          f"{list(options)}.")

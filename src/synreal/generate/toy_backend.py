@@ -1,0 +1,104 @@
+"""The demo's synthetic generator: the toy world rendered with known biases.
+
+It stands in for a diffusion model in the embedded demo and gives the audits a ground
+truth. Its biases mirror what SynBench measured on diffusion data:
+
+* narrower object scale and brightness ranges than the real toy world (``toy_scale``,
+  ``toy_brightness`` vs :class:`~synreal.data.toyworld.WorldParams` defaults);
+* no person occlusion (``occlusion_prob`` 0);
+* fine-grained label confusion: with probability ``confusion_rate`` the rendered breed is
+  another breed of the same coarse class while the recorded label stays the prompted one.
+
+Classes are toy-world names: coarse (``cat``/``dog``/``wild``: a breed of it is drawn at
+random) or breeds (``Bengal``, ``beagle``, ...). Each image's :class:`Draw` is recorded with
+the same column names as the real toy world's ``draws.parquet`` plus ``confused``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict
+from typing import Any
+
+import numpy as np
+
+from synreal.data.toyworld import ALL_BREEDS, COARSE_CLASSES, WorldParams, breeds_of, render
+from synreal.errors import ConfigError
+from synreal.generate.params import GenerateParams
+from synreal.generate.plan import ImageJob
+from synreal.generate.registry import Generated, register
+
+#: Bump when the toy generator's output changes for the same parameters.
+TOY_VERSION = 1
+
+
+def toy_world(params: GenerateParams) -> WorldParams:
+    """The biased world: narrower scale and brightness, never occluded."""
+    return WorldParams(scale=tuple(params.toy_scale), brightness=tuple(params.toy_brightness),
+                       occlusion_prob=0.0)
+
+
+def pick_breed(class_name: str, rng: np.random.Generator,
+               confusion_rate: float) -> tuple[str, bool]:
+    """The breed to render for ``class_name`` and whether it is a confusion.
+
+    A coarse class draws one of its breeds uniformly (no confusion possible: any breed is
+    correct). A breed is swapped, with probability ``confusion_rate``, for another breed of
+    its coarse class, drawn uniformly.
+    """
+    if class_name in COARSE_CLASSES:
+        members = breeds_of(class_name)
+        return members[int(rng.integers(len(members)))].name, False
+    if class_name not in ALL_BREEDS:
+        raise ConfigError(f"toy backend class {class_name!r} is not a toy-world class; known: "
+                          f"{list(COARSE_CLASSES) + sorted(ALL_BREEDS)}.")
+    confused = bool(rng.random() < confusion_rate)
+    if not confused:
+        return class_name, False
+    others = [b.name for b in breeds_of(ALL_BREEDS[class_name].coarse) if b.name != class_name]
+    return others[int(rng.integers(len(others)))], True
+
+
+@register("toy")
+class ToyBackend:
+    """Renders each prompted class with :func:`synreal.data.toyworld.render`."""
+
+    def __init__(self, params: GenerateParams, device: str = "cpu") -> None:
+        self.params = params
+        self.world = toy_world(params)
+        self.resolution = params.native_resolution or params.image_size
+        recipe = {"version": TOY_VERSION, "world": asdict(self.world),
+                  "confusion_rate": params.confusion_rate}
+        self.hash = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
+
+    def describe(self) -> dict[str, Any]:
+        """Columns shared by every image (no sampler: steps 0, no guidance)."""
+        return {"model_id": f"toy-v{TOY_VERSION}", "model_hash": self.hash, "scheduler": "none",
+                "steps": 0, "cfg_scale": float("nan"), "native_resolution": self.resolution}
+
+    def generate(self, jobs: list[ImageJob], seeds: list[int]) -> list[Generated]:
+        """Render each job from its own seed; the draw becomes the extra columns."""
+        out = []
+        for job, seed in zip(jobs, seeds, strict=True):
+            rng = np.random.default_rng(int(seed))
+            breed, confused = pick_breed(job.label_name, rng, self.params.confusion_rate)
+            image, draw = render(ALL_BREEDS[breed], self.resolution, rng, self.world)
+            row = draw.as_row()
+            factor = self.params.image_size / self.resolution  # boxes in saved-image pixels
+            for key in ("bbox", "person_bbox"):
+                if row[key] is not None:
+                    row[key] = [v * factor for v in row[key]]
+            out.append(Generated(image, {**row, "confused": confused}))
+        return out
+
+
+@register("toy-variations")
+class ToyVariationBackend(ToyBackend):
+    """The demo's stand-in for SD image variations (MixDiff): one counterpart per real image.
+
+    A diffusion image variation keeps the class and the gist of its source but redraws the
+    instance with the generator's biases; here the counterpart is the same coarse class (or
+    breed) rendered in the biased world from the pair's own seed, recorded with the real
+    image's id as ``source_id``.
+    """

@@ -1,0 +1,306 @@
+"""Resolve a validated study config into the DAG of content-keyed stage runs.
+
+This is the single place where config becomes specs: each :class:`Job` carries the stage,
+its resolved params, the keys of its upstream artifacts and the paths it reads. Snakemake
+rules (``workflow/rules/common.smk``) look jobs up here by key, so the workflow files hold
+no science and two tables that need the same artifact share one job and one directory.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from synreal.errors import ConfigError
+from synreal.fingerprint import folder_fingerprint
+from synreal.keys import content_key
+from synreal.stages import get_stage
+
+RESULTS = "results"
+
+
+@dataclass(frozen=True)
+class Job:
+    """One content-keyed stage run.
+
+    Attributes:
+        stage: stage name.
+        params: resolved parameters (part of the key).
+        upstream: role -> ``<stage>/<key>`` of an input artifact, or a dataset fingerprint.
+        inputs: role -> path the stage reads (not part of the key: the upstream keys are).
+    """
+
+    stage: str
+    params: dict
+    upstream: dict[str, str] = field(default_factory=dict)
+    inputs: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def version(self) -> int:
+        """The stage's logic version."""
+        return get_stage(self.stage).version
+
+    @property
+    def key(self) -> str:
+        """Content key of this run."""
+        return content_key(self.stage, self.version, self.params, self.upstream)
+
+    @property
+    def ref(self) -> str:
+        """``<stage>/<key>``: how downstream jobs name this artifact."""
+        return f"{self.stage}/{self.key}"
+
+    @property
+    def out_dir(self) -> str:
+        """The artifact directory, relative to the working directory."""
+        return f"{RESULTS}/{self.stage}/{self.key}"
+
+    @property
+    def done_file(self) -> str:
+        """Written last into the artifact: the Snakemake output that marks it finished."""
+        return f"{self.out_dir}/spec.json"
+
+    def spec(self) -> dict:
+        """The resolved spec passed to the stage and stored beside its outputs."""
+        return {"stage": self.stage, "version": self.version, "key": self.key,
+                "params": self.params, "upstream": self.upstream, "inputs": self.inputs}
+
+    def spec_json(self) -> str:
+        """The spec as compact JSON (the CLI's ``--spec-json``)."""
+        return json.dumps(self.spec(), sort_keys=True)
+
+
+@dataclass(frozen=True)
+class TableJob:
+    """One paper table: rebuilt whenever an artifact it reads changes (not content-keyed).
+
+    Attributes:
+        name: table name; outputs are ``results/tables/<name>.{md,csv,tex}``.
+        params: what the table builder needs (artifact directories by role, captions).
+        needs: the done-files of every artifact the table reads (Snakemake inputs).
+    """
+
+    name: str
+    params: dict
+    needs: list[str]
+
+    def spec_json(self) -> str:
+        """The table spec as compact JSON (the CLI's ``--spec-json``)."""
+        return json.dumps({"stage": "table", "table": self.name, "params": self.params},
+                          sort_keys=True)
+
+
+@dataclass
+class Plan:
+    """Every job of a study, by stage and key, plus the inputs of each table."""
+
+    config: dict
+    jobs: dict[str, dict[str, Job]] = field(default_factory=dict)
+    datasets: dict[str, Job] = field(default_factory=dict)
+    generators: dict[str, Job] = field(default_factory=dict)
+    pretrain: dict[str, Job] = field(default_factory=dict)
+    evaluations: dict[str, dict[str, Job]] = field(default_factory=dict)
+    audits: dict[str, Job] = field(default_factory=dict)
+    tables: dict[str, TableJob] = field(default_factory=dict)
+
+    def add(self, job: Job) -> Job:
+        """Register ``job`` (idempotent: an identical job is stored once)."""
+        self.jobs.setdefault(job.stage, {})[job.key] = job
+        return job
+
+    def job(self, stage: str, key: str) -> Job:
+        """Look a job up by stage and key (used by Snakemake input functions)."""
+        return self.jobs[stage][key]
+
+    def keys(self, stage: str) -> list[str]:
+        """All keys of ``stage`` in this plan."""
+        return sorted(self.jobs.get(stage, {}))
+
+
+def _dataset_jobs(plan: Plan, name: str, dataset: dict) -> Job:
+    config = plan.config
+    if "toyworld" in dataset:
+        world = config["toyworld"]
+        render = plan.add(Job("toyworld", {
+            "layout": dataset["format"],
+            "per_class": dataset["toyworld"],
+            "image_size": world["image_size"],
+            "scale": world["scale"],
+            "brightness": world["brightness"],
+            "occlusion_prob": world["occlusion_prob"],
+            "seed": config["study"]["seed"],
+        }))
+        upstream = {"dataset": render.ref}
+        root = f"{render.out_dir}/data"
+    else:
+        root = dataset["path"]
+        upstream = {"dataset": folder_fingerprint(Path(root))}
+    return plan.add(Job("ingest", {"format": dataset["format"],
+                                   "on_corrupt": dataset["on_corrupt"]},
+                        upstream, {"root": root}))
+
+
+def _generator_job(plan: Plan, name: str, generator: dict) -> Job:
+    from synreal.stages.generate import resolve
+
+    if generator["like"] not in plan.datasets:
+        raise ConfigError(f"generators.{name}.like: no dataset called {generator['like']!r}; "
+                          f"known datasets: {sorted(plan.datasets)}.")
+    real = plan.datasets[generator["like"]]
+    return plan.add(Job("generate", resolve(generator["params"]), {"like": real.ref},
+                        {"manifest": f"{real.out_dir}/manifest.parquet"}))
+
+
+#: Train/test split names of each dataset layout (the downstream protocol's splits).
+SPLITS = {"oxford_pet": ("trainval", "test"), "afhq": ("train", "test"),
+          "imagefolder": ("train", "test")}
+
+
+def _dataset_ref(plan: Plan, name: str, where: str) -> Job:
+    """A real (``datasets``) or synthetic (``generators``) dataset job by name."""
+    found = plan.datasets.get(name) or plan.generators.get(name)
+    if found is None:
+        known = sorted([*plan.datasets, *plan.generators])
+        raise ConfigError(f"{where}: no dataset or generator called {name!r}; known: {known}.")
+    return found
+
+
+def _pretrain_job(plan: Plan, name: str, run: dict) -> Job:
+    from synreal.stages.pretrain import resolve
+
+    settings = plan.config["pretrain"]
+    upstream, inputs = {}, {}
+    for role in ("real", "synthetic"):
+        if role in run:
+            job = _dataset_ref(plan, run[role], f"pretrain.runs.{name}.{role}")
+            upstream[role], inputs[role] = job.ref, f"{job.out_dir}/manifest.parquet"
+    params = resolve({**settings["params"], **run.get("params", {})}, run, name)
+    return plan.add(Job("pretrain", params, upstream, inputs))
+
+
+def _audit_job(plan: Plan, name: str) -> Job:
+    """SynBench audit of one dataset; a synthetic one is compared with its real `like`."""
+    from synreal.audit.params import AuditParams
+    from synreal.stages.audit import EmbedderParams
+
+    settings = plan.config["audit"]
+    job = _dataset_ref(plan, name, "audit.datasets")
+    upstream = {"dataset": job.ref}
+    inputs = {"manifest": f"{job.out_dir}/manifest.parquet"}
+    reference_name = name
+    if name in plan.generators:
+        reference_name = plan.config["generators"][name]["like"]
+        real = plan.datasets[reference_name]
+        upstream["reference"], inputs["reference"] = real.ref, f"{real.out_dir}/manifest.parquet"
+    if "evaluation" in plan.config:
+        test = plan.datasets[plan.config["evaluation"]["dataset"]]
+        upstream["test"], inputs["test"] = test.ref, f"{test.out_dir}/manifest.parquet"
+    params = {"audit": _resolved(AuditParams, {"seed": plan.config["study"]["seed"],
+                                               **settings["params"]}, "audit.params"),
+              "embedding": _resolved(EmbedderParams, settings["embedding"], "audit.embedding"),
+              "name": name, "reference_name": reference_name}
+    return plan.add(Job("audit", params, upstream, inputs))
+
+
+def _evaluation_jobs(plan: Plan, checkpoint: Job) -> dict[str, Job]:
+    """Features -> probe, knn, retrieval of one checkpoint on the evaluation dataset."""
+    from synreal.stages.features import FeaturesParams
+    from synreal.stages.knn import KnnParams
+    from synreal.stages.probe import ProbeParams
+    from synreal.stages.retrieval import RetrievalParams
+
+    evaluation = plan.config["evaluation"]
+    dataset = plan.datasets[evaluation["dataset"]]
+    train, test = SPLITS[plan.config["datasets"][evaluation["dataset"]]["format"]]
+    manifest = f"{dataset.out_dir}/manifest.parquet"
+    features = plan.add(Job("features", _resolved(FeaturesParams, {
+        "splits": [train, test], **evaluation["features"]}, "evaluation.features"),
+        {"checkpoint": checkpoint.ref, "dataset": dataset.ref},
+        {"checkpoint": checkpoint.out_dir, "manifest": manifest}))
+    jobs = {"features": features}
+    splits = {"probe": {"train_split": train, "test_split": test},
+              "knn": {"train_split": train, "test_split": test},
+              "retrieval": {"query_split": test}}
+    for stage, cls in (("probe", ProbeParams), ("knn", KnnParams),
+                       ("retrieval", RetrievalParams)):
+        params = _resolved(cls, {**splits[stage], "seed": plan.config["study"]["seed"],
+                                 **evaluation[stage]}, f"evaluation.{stage}")
+        jobs[stage] = plan.add(Job(stage, params, {"features": features.ref,
+                                                   "dataset": dataset.ref},
+                                   {"features": f"{features.out_dir}/features.parquet",
+                                    "manifest": manifest}))
+    return jobs
+
+
+def _resolved(cls: type, values: dict, where: str) -> dict:
+    from dataclasses import asdict
+
+    from synreal.params import parse_params
+
+    resolved = asdict(parse_params(cls, values, where))
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in resolved.items()}
+
+
+def build_plan(config: dict) -> Plan:
+    """Resolve a validated config (defaults filled) into its jobs."""
+    plan = Plan(config)
+    for name, dataset in config["datasets"].items():
+        plan.datasets[name] = _dataset_jobs(plan, name, dataset)
+    for name, generator in config["generators"].items():
+        plan.generators[name] = _generator_job(plan, name, generator)
+    if config.get("pretrain"):
+        if "evaluation" not in config:
+            raise ConfigError("the config has pretrain runs but no 'evaluation' section; add "
+                              "one naming the evaluation dataset.")
+        for name, run in config["pretrain"]["runs"].items():
+            plan.pretrain[name] = _pretrain_job(plan, name, run)
+            plan.evaluations[name] = _evaluation_jobs(plan, plan.pretrain[name])
+    plan.tables["datasets"] = TableJob("datasets", {
+        "study": config["study"]["name"],
+        "datasets": {name: job.out_dir for name, job in plan.datasets.items()},
+        "synthetic": {name: job.out_dir for name, job in plan.generators.items()},
+    }, [job.done_file for job in [*plan.datasets.values(), *plan.generators.values()]])
+    if config.get("audit"):
+        for name in config["audit"]["datasets"] or [*plan.datasets, *plan.generators]:
+            plan.audits[name] = _audit_job(plan, name)
+    if "synbench" in config["tables"]:
+        if not plan.audits:
+            raise ConfigError("table synbench needs an 'audit' section naming the datasets.")
+        plan.tables["synbench"] = TableJob("synbench", {
+            "study": config["study"]["name"],
+            "audits": {name: job.out_dir for name, job in plan.audits.items()},
+        }, [job.done_file for job in plan.audits.values()])
+    if "main" in config["tables"]:
+        plan.tables["main"] = _runs_table(plan, "main", {"real": "real",
+                                                         "synthetic": "synthetic"})
+    return plan
+
+
+def _facts(plan: Plan, run_names: list[str]) -> dict:
+    """Caption facts: model, epochs, seed, evaluation sizes and protocol."""
+    config = plan.config
+    dino = plan.pretrain[run_names[0]].params["dino"]
+    evaluation = plan.evaluations[run_names[0]]
+    probe = evaluation["probe"].params
+    return {"model": dino["arch"], "epochs": dino["epochs"], "seed": config["study"]["seed"],
+            "eval_dataset": config["evaluation"]["dataset"],
+            "n_train": probe["train_split"], "n_test": probe["test_split"],
+            "protocol": evaluation["features"].params["protocol"],
+            "resamples": probe["bootstrap_resamples"]}
+
+
+def _runs_table(plan: Plan, name: str, runs: dict[str, str]) -> TableJob:
+    """A table whose rows are pretraining runs: label -> run name."""
+    missing = [run for run in runs.values() if run not in plan.pretrain]
+    if missing:
+        raise ConfigError(f"table {name} needs pretrain runs {missing}; add them under "
+                          f"pretrain.runs (known: {sorted(plan.pretrain)}).")
+    rows = {label: {stage: job.out_dir for stage, job in plan.evaluations[run].items()}
+            for label, run in runs.items()}
+    for label, run in runs.items():
+        rows[label]["pretrain"] = plan.pretrain[run].out_dir
+    needs = [job.done_file for run in runs.values()
+             for job in plan.evaluations[run].values()]
+    return TableJob(name, {"study": plan.config["study"]["name"], "runs": rows,
+                           "facts": _facts(plan, list(runs.values()))}, needs)

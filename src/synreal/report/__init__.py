@@ -1,0 +1,1 @@
+"""Report: paper tables (Markdown, CSV, LaTeX) and figures from stage artifacts."""

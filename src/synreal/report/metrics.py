@@ -1,0 +1,76 @@
+"""Read evaluation artifacts and turn them into table cells with confidence intervals.
+
+A *run* in a table is a dict of artifact directories by evaluation stage
+(``probe``, ``knn``, ``retrieval``); every number shown is read from the ``metrics.json``
+of the directory named there, so it is traceable by key to the artifact that produced it.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: Table columns: (title, evaluation stage, metric key in its metrics.json).
+MAIN_METRICS = (
+    ("linear top-1", "probe", "top1"),
+    ("k-NN top-1 (k=20)", "knn", "top1_k20"),
+    ("retrieval mAP", "retrieval", "map"),
+    ("R@1", "retrieval", "recall_at_1"),
+)
+
+
+@dataclass(frozen=True)
+class Cell:
+    """A metric with its 95 % CI, as fractions."""
+
+    estimate: float
+    lo: float
+    hi: float
+
+    def __str__(self) -> str:
+        if not np.isfinite(self.estimate):
+            return "n/a"
+        return f"{100 * self.estimate:.1f} [{100 * self.lo:.1f}, {100 * self.hi:.1f}]"
+
+
+def read_metric(artifact: str | Path, metric: str) -> Cell:
+    """One metric of an evaluation artifact with its CI."""
+    metrics = json.loads((Path(artifact) / "metrics.json").read_text())
+    value = metrics[metric]
+    return Cell(value["estimate"], value["lo"], value["hi"])
+
+
+def read_per_item(artifact: str | Path, metric: str) -> pd.Series:
+    """Per-image (or per-query) values of a metric, indexed by id (for paired tests)."""
+    frame = pd.read_parquet(Path(artifact) / "per_item.parquet", columns=["id", metric])
+    return frame.set_index("id")[metric]
+
+
+def paired_difference(run_a: dict, run_b: dict, stage: str, metric: str, resamples: int,
+                      seed: int) -> Cell:
+    """``b - a`` on the same test items, with a paired bootstrap 95 % CI."""
+    from synreal.eval.bootstrap import paired_bootstrap_diff
+
+    a = read_per_item(run_a[stage], metric)
+    b = read_per_item(run_b[stage], metric).reindex(a.index)
+    if b.isna().all():
+        return Cell(float("nan"), float("nan"), float("nan"))
+    interval = paired_bootstrap_diff(a.to_numpy(), b.to_numpy(), n_resamples=resamples, seed=seed)
+    return Cell(interval.estimate, interval.lo, interval.hi)
+
+
+def differs(cell: Cell) -> str:
+    """Plain words for a paired difference: whether its CI excludes zero."""
+    if not np.isfinite(cell.estimate):
+        return "n/a"
+    return "yes" if cell.lo > 0 or cell.hi < 0 else "no (CI contains 0)"
+
+
+def run_row(label: str, run: dict, metrics=MAIN_METRICS) -> dict:
+    """One table row: the run's label and a CI cell per metric."""
+    return {"pretraining data": label,
+            **{title: str(read_metric(run[stage], key)) for title, stage, key in metrics}}

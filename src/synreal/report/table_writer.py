@@ -1,0 +1,54 @@
+"""Write one table as Markdown, CSV and LaTeX, each file atomically, with its caption."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import pandas as pd
+
+
+def _write_text_atomic(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as handle:
+        handle.write(text)
+    os.replace(tmp, path)
+
+
+def _latex_escape(text: str) -> str:
+    for char in ("\\", "&", "%", "$", "#", "_", "{", "}"):
+        text = text.replace(char, "\\" + char if char != "\\" else r"\textbackslash{}")
+    return text
+
+
+def to_markdown(frame: pd.DataFrame) -> str:
+    """A GitHub-flavoured Markdown table (no extra dependency)."""
+    header = "| " + " | ".join(map(str, frame.columns)) + " |"
+    rule = "|" + "|".join("---" for _ in frame.columns) + "|"
+    rows = ["| " + " | ".join(map(str, row)) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join([header, rule, *rows])
+
+
+def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
+    """A booktabs LaTeX table with caption and label."""
+    cols = "l" * len(frame.columns)
+    head = " & ".join(_latex_escape(str(c)) for c in frame.columns) + r" \\"
+    body = [" & ".join(_latex_escape(str(v)) for v in row) + r" \\"
+            for row in frame.itertuples(index=False)]
+    return "\n".join([
+        r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head,
+        r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
+        rf"\caption{{{_latex_escape(caption)}}}", rf"\label{{tab:{label}}}", r"\end{table}", "",
+    ])
+
+
+def write_table(frame: pd.DataFrame, out_dir: Path, name: str, caption: str) -> list[Path]:
+    """Write ``<name>.md`` (with caption), ``<name>.csv`` and ``<name>.tex`` into ``out_dir``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths = [out_dir / f"{name}.{ext}" for ext in ("csv", "tex", "md")]
+    _write_text_atomic(paths[0], frame.to_csv(index=False))
+    _write_text_atomic(paths[1], to_latex(frame, caption, name))
+    _write_text_atomic(paths[2], f"**Table {name}.** {caption}\n\n{to_markdown(frame)}\n")
+    return paths

@@ -1,0 +1,44 @@
+"""Shared plumbing of the evaluation stages: load features by split, save metrics with CIs."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from synreal.artifacts import write_json_atomic
+from synreal.errors import DataError
+
+METRICS_FILE = "metrics.json"
+PER_ITEM_FILE = "per_item.parquet"
+
+
+def load_split(features_path: Path, split: str, protocol: str | None = None):
+    """Rows of one split of a features file; an empty split is a clear error."""
+    from synreal.eval.features_io import read_features
+
+    expected = {"protocol": protocol} if protocol else None
+    features = read_features(Path(features_path), expected)
+    part = features.select(split)
+    if part.embeddings.shape[0] == 0:
+        splits = sorted(set(features.column("split")))
+        raise DataError(f"{features_path} has no rows in split {split!r} (splits: {splits}); "
+                        "check the evaluation's train/test split names.")
+    return part
+
+
+def save_metrics(out_dir: Path, metrics: dict, per_item: dict[str, np.ndarray],
+                 ids: np.ndarray) -> None:
+    """Write ``metrics.json`` and the per-item values the paired bootstrap needs."""
+    write_json_atomic(Path(out_dir) / METRICS_FILE, metrics)
+    frame = pd.DataFrame({"id": ids, **{k: np.asarray(v) for k, v in per_item.items()}})
+    frame.to_parquet(Path(out_dir) / PER_ITEM_FILE, index=False)
+
+
+def with_ci(per_item: dict[str, np.ndarray], resamples: int, seed: int) -> dict[str, dict]:
+    """``{metric: {estimate, lo, hi}}`` from per-item values (95 % percentile bootstrap)."""
+    from synreal.eval.bootstrap import bootstrap_ci
+
+    return {name: bootstrap_ci(values, n_resamples=resamples, seed=seed).as_dict()
+            for name, values in per_item.items()}

@@ -1,0 +1,40 @@
+"""Stage ``generate``: a synthetic dataset matching a real one (SD / SDXL / variations / toy)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict
+from pathlib import Path
+
+from synreal.generate.params import GenerateParams
+from synreal.params import parse_params
+from synreal.stages import Stage, register
+
+#: Splits of the real dataset a generator may match or vary; test images are never used.
+TRAINING_SPLITS = ("train", "trainval")
+
+
+def resolve(overrides: dict) -> dict:
+    """Full parameter dict (defaults filled, JSON types) of a generator config block."""
+    params = parse_params(GenerateParams, overrides, "generators.<name>.params")
+    return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(params).items()}
+
+
+def device() -> str:
+    """The first CUDA device when there is one, else the CPU."""
+    import torch
+
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def run(spec: dict, out_dir: Path) -> None:
+    """Generate into the resumable work directory; the manifest is written last."""
+    from synreal.data.manifest import read_manifest
+    from synreal.generate.run import generate_dataset
+
+    params = parse_params(GenerateParams, spec["params"], "generate params")
+    real = read_manifest(Path(spec["inputs"]["manifest"]), splits=TRAINING_SPLITS)
+    generate_dataset(params, out_dir, source_manifest=real, device=device())
+
+
+STAGE = register(Stage("generate", 1, "Generate a synthetic dataset matching a real one.",
+                       GenerateParams, run, resumable=True))

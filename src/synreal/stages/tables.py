@@ -1,0 +1,32 @@
+"""Stage ``table``: build one paper table from finished artifacts (Markdown, CSV, LaTeX)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from synreal.errors import ConfigError
+from synreal.params import doc
+from synreal.stages import Stage, register
+
+
+@dataclass(frozen=True)
+class TableParams:
+    """Parameters of the ``table`` stage (filled by the study plan, not by users)."""
+
+    table: str = doc("Table name; outputs are results/tables/<table>.{md,csv,tex}.")
+    params: dict = doc("Artifact directories by role and caption facts, from the plan.")
+
+
+def run(spec: dict, out_dir: Path) -> None:
+    """Build the table named in the spec into ``out_dir`` (``results/tables``)."""
+    from synreal.report import builders
+
+    name = spec.get("table")
+    if name not in builders.BUILDERS:
+        raise ConfigError(f"unknown table {name!r}; known tables: {sorted(builders.BUILDERS)}.")
+    builders.BUILDERS[name](spec["params"], Path(out_dir))
+
+
+STAGE = register(Stage("table", 1, "Build one paper table into results/tables/.",
+                       TableParams, run))

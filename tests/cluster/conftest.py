@@ -1,0 +1,93 @@
+"""A real single-node Slurm cluster for the tests in this folder (scripts/slurm-local.sh).
+
+The cluster is started once per session, unless it already runs (then it is left running),
+and stopped at the end by the pids the script recorded. Where this machine cannot run Slurm
+(not root, nothing to install it with, daemons that do not start) every test here is skipped
+with the reason; set SYNREAL_REQUIRE_SLURM=1 to make that a failure instead (CI).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ..conftest import REPO, snakemake_env
+
+SCRIPT = REPO / "scripts" / "slurm-local.sh"
+PROFILE = REPO / "workflow" / "profiles" / "slurm-test"
+STATE_DIR = Path(os.environ.get("SLURM_LOCAL_DIR", "/var/tmp/synreal-slurm"))
+JOBCOMP_LOG = STATE_DIR / "jobcomp.log"
+START_TIMEOUT_S = 300  # the first start installs packages
+RUN_TIMEOUT_S = 240  # one snakemake run on the cluster; a hang fails the test, not CI
+
+
+def unavailable(reason: str) -> None:
+    """Skip with ``reason``, or fail where the environment says Slurm must work."""
+    if os.environ.get("SYNREAL_REQUIRE_SLURM") == "1":
+        pytest.fail(f"SYNREAL_REQUIRE_SLURM=1, but the local Slurm cluster is unusable: {reason}")
+    pytest.skip(f"local Slurm cluster unavailable: {reason}")
+
+
+def local_slurm(command: str, timeout: int) -> subprocess.CompletedProcess:
+    """Run ``scripts/slurm-local.sh <command>`` under ``timeout -k``; never raises."""
+    return subprocess.run(["timeout", "-k", "10", str(timeout), "bash", str(SCRIPT), command],
+                          capture_output=True, text=True, check=False)
+
+
+@pytest.fixture(scope="session")
+def slurm_cluster():
+    """A running local Slurm cluster; yields its state directory."""
+    if not sys.platform.startswith("linux"):
+        unavailable(f"needs Linux, this is {sys.platform}")
+    if os.geteuid() != 0:
+        unavailable(f"scripts/slurm-local.sh needs root to install and start daemons "
+                    f"(uid {os.geteuid()})")
+    if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
+        unavailable("Slurm is not installed and there is no apt-get to install it")
+    started_here = local_slurm("status", 30).returncode != 0
+    if started_here:
+        proc = local_slurm("start", START_TIMEOUT_S)
+        if proc.returncode != 0:
+            local_slurm("stop", 60)
+            tail = (proc.stdout + proc.stderr).strip()[-1500:]
+            unavailable(f"scripts/slurm-local.sh start exited {proc.returncode}:\n{tail}")
+    yield STATE_DIR
+    if started_here:
+        proc = local_slurm("stop", 90)
+        assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def run_on_slurm(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
+                 timeout: int = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run ``snakefile`` in ``workdir`` through the slurm-test profile, killed after ``timeout``."""
+    snakemake = Path(sys.executable).parent / "snakemake"
+    command = ["timeout", "-k", "10", str(timeout), str(snakemake), "-s", str(snakefile),
+               "--directory", str(workdir), "--profile", str(PROFILE), *args]
+    env = snakemake_env()
+    env.pop("CUDA_VISIBLE_DEVICES", None)  # jobs inherit this environment; Slurm must set it
+    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir,
+                          check=False)
+    if proc.returncode in (124, 137):
+        pytest.fail(f"snakemake on Slurm did not finish within {timeout} s:\n"
+                    f"{(proc.stdout + proc.stderr)[-3000:]}")
+    return proc
+
+
+def completed_jobs(job_ids: set[str], wait_s: float = 10.0) -> dict[str, dict[str, str]]:
+    """Records of ``job_ids`` from Slurm's job completion log, waiting briefly for the last."""
+    deadline = time.monotonic() + wait_s
+    while True:
+        records = {}
+        for line in JOBCOMP_LOG.read_text().splitlines():
+            record = dict(field.split("=", 1) for field in line.split() if "=" in field)
+            if record.get("JobId") in job_ids:
+                records[record["JobId"]] = record
+        if set(records) == job_ids or time.monotonic() > deadline:
+            return records
+        time.sleep(0.5)

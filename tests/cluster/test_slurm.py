@@ -1,0 +1,144 @@
+"""The workflow on a real Slurm cluster: every job goes through sbatch, GPUs through GRES.
+
+Needs the local cluster of scripts/slurm-local.sh (see conftest.py and README.md here).
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from ..conftest import MICRO_CONFIG, REPO, snakemake_env
+from .conftest import completed_jobs, run_on_slurm
+
+pytestmark = pytest.mark.slow
+
+GPU_SNAKEFILE = Path(__file__).with_name("gpu.smk")
+UNSATISFIABLE = "Requested node configuration is not available"  # sbatch's own words
+SUBMITTED = re.compile(r"Job (\d+) has been submitted with SLURM jobid (\d+) \(log: (\S+)\)\.")
+
+
+def slurm_jobs_by_rule(workdir: Path) -> dict[tuple[str, str], list[str]]:
+    """``(rule, wildcards) -> Slurm job ids``, read from the plugin's per-job log files."""
+    jobs: dict[tuple[str, str], list[str]] = {}
+    for log in sorted((workdir / "results" / "slurm_logs").glob("rule_*/**/*.log")):
+        rule_dir = log.relative_to(workdir / "results" / "slurm_logs").parts[0]
+        wildcards = log.parent.name if log.parent.name != rule_dir else ""
+        jobs.setdefault((rule_dir.removeprefix("rule_"), wildcards), []).append(log.stem)
+    return jobs
+
+
+def expected_jobs(local_workdir: Path) -> set[tuple[str, str]]:
+    """``(rule, wildcards)`` of every job with a shell command that the local run executed."""
+    results = local_workdir / "results"
+    jobs = {(stage, spec.parent.name) for stage in ("toyworld", "ingest", "generate")
+            for spec in (results / stage).glob("*/spec.json")}
+    jobs |= {("table", csv.stem) for csv in (results / "tables").glob("*.csv")}
+    return jobs
+
+
+def manifests(workdir: Path) -> dict[str, pd.DataFrame]:
+    """Every ingest and generate manifest, with absolute paths made relative to ``workdir``."""
+    frames = {}
+    for path in sorted(workdir.glob("results/*/*/manifest.parquet")):
+        frame = pd.read_parquet(path)
+        if "path" in frame:
+            frame["path"] = frame["path"].str.replace(f"{workdir}/", "", regex=False)
+        frames[str(path.relative_to(workdir))] = frame
+    return frames
+
+
+@pytest.fixture(scope="module")
+def micro_runs(slurm_cluster, tmp_path_factory):
+    """The micro study run locally and on Slurm, side by side: (local dir, slurm dir, proc)."""
+    local_dir = tmp_path_factory.mktemp("micro_local")
+    slurm_dir = tmp_path_factory.mktemp("micro_slurm")
+    snakemake = str(Path(sys.executable).parent / "snakemake")
+    local = subprocess.Popen(  # runs while the Slurm jobs wait in the queue
+        ["timeout", "-k", "10", "300", snakemake, "-s", str(REPO / "Snakefile"),
+         "--directory", str(local_dir), "--configfile", str(MICRO_CONFIG), "--cores", "2"],
+        cwd=local_dir, env=snakemake_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        text=True)
+    start = time.perf_counter()
+    slurm = run_on_slurm(slurm_dir, "--configfile", str(MICRO_CONFIG))
+    slurm_s = time.perf_counter() - start
+    local_output, _ = local.communicate()
+    assert local.returncode == 0, local_output[-3000:]
+    assert slurm.returncode == 0, (slurm.stdout + slurm.stderr)[-5000:]
+    print(f"micro study on Slurm: {slurm_s:.0f} s")
+    return local_dir, slurm_dir, slurm
+
+
+def test_every_micro_job_ran_as_a_slurm_job(micro_runs):
+    local_dir, slurm_dir, proc = micro_runs
+    output = proc.stdout + proc.stderr
+    by_rule = slurm_jobs_by_rule(slurm_dir)
+    assert set(by_rule) == expected_jobs(local_dir)
+    assert all(len(ids) == 1 for ids in by_rule.values()), by_rule
+    submitted = {slurm_id for _, slurm_id, _ in SUBMITTED.findall(output)}
+    job_ids = {ids[0] for ids in by_rule.values()}
+    assert submitted == job_ids
+    run_id = re.search(r"SLURM run ID: (\S+)", output).group(1)
+    records = completed_jobs(job_ids)
+    assert set(records) == job_ids, "every job must be in Slurm's job completion log"
+    for record in records.values():
+        assert record["JobState"] == "COMPLETED", record
+        assert record["Name"] == run_id, record
+        assert Path(record["WorkDir"]).resolve() == slurm_dir.resolve(), record
+        assert record["Account"] == "synreal-ci", record
+        assert record["Partition"] == "cpu", record
+
+
+def test_cpu_requests_reach_slurm(micro_runs):
+    _, slurm_dir, _ = micro_runs
+    by_rule = slurm_jobs_by_rule(slurm_dir)
+    records = completed_jobs({ids[0] for ids in by_rule.values()})
+    for (rule, _), (job_id,) in by_rule.items():
+        tres = records[job_id]["Tres"]
+        if rule == "ingest":  # threads: 2, mem_mb: 4000 in workflow/rules/ingest.smk
+            assert "cpu=2" in tres and "mem=4000M" in tres, tres
+        assert "gres/gpu" not in tres, f"{rule} asked for no GPU: {tres}"
+
+
+def test_micro_outputs_equal_a_local_run(micro_runs):
+    local_dir, slurm_dir, _ = micro_runs
+    table = Path("results") / "tables" / "datasets.csv"
+    pd.testing.assert_frame_equal(pd.read_csv(slurm_dir / table), pd.read_csv(local_dir / table))
+    local, slurm = manifests(local_dir), manifests(slurm_dir)
+    assert any(name.startswith("results/ingest/") for name in local)
+    assert set(slurm) == set(local)
+    for name, frame in local.items():
+        pd.testing.assert_frame_equal(slurm[name], frame, obj=name)
+
+
+def test_gpu_job_is_scheduled_with_cuda_visible_devices(slurm_cluster, tmp_path):
+    proc = run_on_slurm(tmp_path, "gpu/visible.txt", "gpu/cpu_only.txt", snakefile=GPU_SNAKEFILE)
+    assert proc.returncode == 0, (proc.stdout + proc.stderr)[-3000:]
+    gpu = dict(line.split("=", 1) for line in (tmp_path / "gpu/visible.txt").read_text().split())
+    cpu = dict(line.split("=", 1) for line in (tmp_path / "gpu/cpu_only.txt").read_text().split())
+    assert gpu["CUDA_VISIBLE_DEVICES"] == "0"
+    assert cpu["CUDA_VISIBLE_DEVICES"] == "unset", "a job without a GPU request got a GPU"
+    records = completed_jobs({gpu["SLURM_JOB_ID"], cpu["SLURM_JOB_ID"]})
+    assert "gres/gpu=1" in records[gpu["SLURM_JOB_ID"]]["Tres"], records
+    assert "gres/gpu" not in records[cpu["SLURM_JOB_ID"]]["Tres"], records
+
+
+@pytest.mark.parametrize("target", ["gpu/too_many.txt", "gpu/unknown_model.txt"])
+def test_unsatisfiable_gpu_request_fails_fast_with_slurms_message(slurm_cluster, tmp_path,
+                                                                   target):
+    start = time.perf_counter()
+    proc = run_on_slurm(tmp_path, target, snakefile=GPU_SNAKEFILE, timeout=120)
+    elapsed = time.perf_counter() - start
+    assert proc.returncode != 0
+    assert elapsed < 60, f"a rejected submission took {elapsed:.0f} s to report"
+    output = proc.stdout + proc.stderr
+    assert "SLURM sbatch failed" in output and UNSATISFIABLE in output, output[-3000:]
+    (log,) = (tmp_path / ".snakemake" / "log").glob("*.snakemake.log")
+    assert UNSATISFIABLE in log.read_text()
+    assert not (tmp_path / target).exists()

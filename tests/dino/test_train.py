@@ -1,0 +1,98 @@
+"""The training loop: resume equivalence, NaN guard, pre-emption, export and reload."""
+
+import json
+import os
+import signal
+import threading
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from safetensors.torch import load_file
+
+from synreal.dino.augment import ViewPlan
+from synreal.dino.checkpoint import load_backbone
+from synreal.dino.params import DinoParams
+from synreal.dino.train import REQUEUE_EXIT_CODE, Preempted, TrainingDiverged, train_dino
+
+TINY = DinoParams(arch="vit_tiny_demo", out_dim=64, epochs=3, batch_size=4, warmup_epochs=1,
+                  global_crop_size=16, local_crop_size=8, local_crops_number=2, num_workers=0,
+                  checkpoint_every=2, eval_resize=18, drop_path_rate=0.1, lr=0.002)
+
+
+@pytest.fixture(scope="module")
+def samples(tmp_path_factory):
+    root = tmp_path_factory.mktemp("imgs")
+    rng = np.random.default_rng(0)
+    paths = []
+    for i in range(12):
+        path = root / f"{i}.png"
+        Image.fromarray(rng.integers(0, 255, (20, 20, 3), dtype=np.uint8)).save(path)
+        paths.append((str(path),))
+    return paths
+
+
+def _weights(directory):
+    return load_file(directory / "student.safetensors")
+
+
+def test_resumed_training_equals_uninterrupted(samples, tmp_path):
+    plan = ViewPlan.single(TINY.local_crops_number)
+    full = train_dino(TINY, samples, plan, tmp_path / "full", progress=False)
+    assert full["complete"] and full["steps_done"] == 9
+    part = train_dino(TINY, samples, plan, tmp_path / "split", max_steps=5, progress=False)
+    assert not part["complete"] and not (tmp_path / "split" / "student.safetensors").exists()
+    resumed = train_dino(TINY, samples, plan, tmp_path / "split", progress=False)
+    assert resumed["complete"]
+    a, b = _weights(tmp_path / "full"), _weights(tmp_path / "split")
+    assert a.keys() == b.keys()
+    for name in a:
+        torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
+    log = [json.loads(line) for line in (tmp_path / "split" / "train_log.jsonl").open()]
+    assert [r["step"] for r in log] == list(range(9))
+
+
+def test_export_loads_back_as_an_evaluation_backbone(samples, tmp_path):
+    train_dino(TINY, samples, ViewPlan.single(2), tmp_path, progress=False)
+    model, preprocess = load_backbone(tmp_path)
+    assert preprocess.crop == 16 and preprocess.resize == 18
+    with torch.no_grad():
+        assert model(torch.randn(2, 3, 16, 16)).shape == (2, 96)
+
+
+def test_nan_loss_stops_with_step_and_last_checkpoint(samples, tmp_path, monkeypatch):
+    from synreal.dino import loss as loss_module
+
+    original = loss_module.DINOLoss.forward
+    calls = {"n": 0}
+
+    def poisoned(self, student_out, teacher_out, epoch):
+        calls["n"] += 1
+        value = original(self, student_out, teacher_out, epoch)
+        return value * float("nan") if calls["n"] == 4 else value
+
+    monkeypatch.setattr(loss_module.DINOLoss, "forward", poisoned)
+    with pytest.raises(TrainingDiverged, match=r"at step 3; last good checkpoint: .*state-2"):
+        train_dino(TINY, samples, ViewPlan.single(2), tmp_path, progress=False)
+
+
+def test_sigterm_saves_a_checkpoint_and_asks_for_requeue(samples, tmp_path, monkeypatch):
+    from synreal.dino import train as train_module
+
+    original = train_module.clip_gradients
+    calls = {"n": 0}
+
+    def clip_then_signal(model, clip):
+        calls["n"] += 1
+        if calls["n"] == 3:  # a pre-emption notice arrives during step 2
+            threading.Thread(target=os.kill, args=(os.getpid(), signal.SIGTERM)).start()
+            threading.Event().wait(0.2)
+        original(model, clip)
+
+    monkeypatch.setattr(train_module, "clip_gradients", clip_then_signal)
+    with pytest.raises(Preempted) as stop:
+        train_dino(TINY, samples, ViewPlan.single(2), tmp_path, progress=False)
+    assert stop.value.code == REQUEUE_EXIT_CODE
+    saved = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.json"))
+    assert saved == [f"state-{stop.value.step}.json"] and stop.value.step == 3

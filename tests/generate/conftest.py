@@ -1,0 +1,56 @@
+"""Fixtures: tiny random diffusers pipelines saved to disk once per session, a toy real set."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from synreal.data.toyworld import ALL_BREEDS, WorldParams, image_rng, render
+
+
+@pytest.fixture(scope="session")
+def tiny_pipelines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
+    """kind -> folder of a saved tiny pipeline (sd, sdxl, sd-image-variations)."""
+    from synreal.generate.tiny import TINY_KINDS, build_tiny_pipeline
+
+    root = tmp_path_factory.mktemp("tiny-pipelines")
+    return {kind: build_tiny_pipeline(kind, root / kind) for kind in TINY_KINDS}
+
+
+def write_real_set(root: Path, per_class: int = 2, size: int = 40) -> pd.DataFrame:
+    """A few toy-world 'real' images and their manifest rows (id, path, label, label_name)."""
+    rows = []
+    for label, name in enumerate(("cat", "dog")):
+        breed = next(b for b in ALL_BREEDS.values() if b.coarse == name)
+        for i in range(per_class):
+            image, _ = render(breed, size, image_rng(7, label, i), WorldParams())
+            rel = Path("train") / name / f"{name}_{i:03d}.png"
+            (root / rel).parent.mkdir(parents=True, exist_ok=True)
+            image.save(root / rel)
+            rows.append({"id": str(rel.with_suffix("")), "path": str(root / rel),
+                         "relpath": str(rel), "label": label, "label_name": name,
+                         "split": "train"})
+    return pd.DataFrame(rows)
+
+
+@pytest.fixture
+def real_set(tmp_path: Path) -> pd.DataFrame:
+    """Manifest of a 2-class, 2-images-per-class toy 'real' dataset."""
+    return write_real_set(tmp_path / "real")
+
+
+@pytest.fixture(autouse=True)
+def _one_torch_thread():
+    """Tiny models gain nothing from threads, and on a shared CPU OpenMP barriers stall."""
+    if "torch" not in sys.modules:
+        yield
+        return
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

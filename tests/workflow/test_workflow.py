@@ -1,0 +1,107 @@
+"""The Snakemake DAG end to end on the micro config, in a fresh working directory."""
+
+import time
+
+import pandas as pd
+import pytest
+
+from ..conftest import MICRO_CONFIG, REPO, run_snakemake
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("micro")
+    proc = run_snakemake(workdir, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return workdir
+
+
+def test_micro_study_builds_every_table(finished):
+    table = pd.read_csv(finished / "results" / "tables" / "datasets.csv")
+    assert list(table["dataset"]) == ["afhq", "pets", "afhq_syn", "afhq_var"]
+    assert list(table["images"]) == [3 * 8, 12 * 5, 3 * 6, 3 * 6]
+    for ext in ("md", "tex"):
+        assert (finished / "results" / "tables" / f"datasets.{ext}").stat().st_size > 0
+
+
+def test_micro_study_builds_the_main_and_synbench_tables(finished):
+    main = pd.read_csv(finished / "results" / "tables" / "main.csv")
+    assert list(main["pretraining data"][:2]) == ["real", "synthetic"]
+    assert main["linear top-1"][:2].str.match(r"^\d+\.\d \[\d+\.\d, \d+\.\d\]$").all()
+    diff, verdict = main.iloc[2], main.iloc[3]
+    assert diff["pretraining data"] == "synthetic - real (paired)"
+    assert pd.Series(diff[1:]).str.match(r"^-?\d+\.\d \[-?\d+\.\d, -?\d+\.\d\]$").all()
+    assert set(verdict[1:]) <= {"yes", "no (CI contains 0)"}
+    synbench = pd.read_csv(finished / "results" / "tables" / "synbench.csv")
+    assert list(synbench["dataset"]) == ["afhq", "afhq_syn"]
+    caption = (finished / "results" / "tables" / "main.md").read_text().splitlines()[0]
+    assert "vit_tiny_demo" in caption and "2 epochs" in caption
+
+
+def test_second_run_has_nothing_to_do_quickly(finished):
+    start = time.perf_counter()
+    proc = run_snakemake(finished, "--cores", "2")
+    elapsed = time.perf_counter() - start
+    assert proc.returncode == 0
+    assert "Nothing to be done" in proc.stdout + proc.stderr
+    assert elapsed < 10
+
+
+def test_outputs_are_deterministic(finished, tmp_path):
+    proc = run_snakemake(tmp_path, "--cores", "2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    for manifest in (finished / "results" / "ingest").glob("*/manifest.parquet"):
+        other = tmp_path / manifest.relative_to(finished)
+        assert other.is_file(), "same config must give the same keys"
+        a, b = pd.read_parquet(manifest), pd.read_parquet(other)
+        assert a.drop(columns="path").equals(b.drop(columns="path"))
+
+
+def test_bad_config_is_one_sentence_and_starts_no_job(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(MICRO_CONFIG.read_text().replace("seed: 0", "seed: zero"))
+    proc = run_snakemake(tmp_path, "--cores", "1", config=bad)
+    assert proc.returncode != 0
+    lines = [line for line in proc.stderr.splitlines() if "synreal config error" in line]
+    assert lines == ["synreal config error: study.seed must be of type integer, not 'zero'."]
+    assert "Traceback" not in proc.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_table_target_rules_are_listed(tmp_path):
+    proc = run_snakemake(tmp_path, "--list-target-rules")
+    assert "table_datasets" in proc.stdout
+
+
+def test_lint_is_clean(tmp_path):
+    proc = run_snakemake(tmp_path, "--lint")
+    assert proc.returncode == 0
+    assert "Lints for" not in proc.stdout + proc.stderr
+
+
+def test_shared_artifact_is_scheduled_once(tmp_path, micro_config):
+    import yaml
+
+    micro_config["datasets"]["afhq_copy"] = dict(micro_config["datasets"]["afhq"])
+    config = tmp_path / "twice.yaml"
+    config.write_text(yaml.safe_dump(micro_config))
+    proc = run_snakemake(tmp_path, "-n", "--cores", "1", config=config)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    counts = dict(line.split()[:2] for line in proc.stdout.splitlines()
+                  if line.split()[:1] in (["toyworld"], ["ingest"]) and len(line.split()) == 2)
+    assert counts == {"toyworld": "2", "ingest": "2"}
+
+
+def test_repo_has_the_documented_layout():
+    for path in ("Snakefile", "workflow/rules/common.smk", "workflow/schemas/config.schema.yaml",
+                 "workflow/profiles/default/config.yaml", "config/config.yaml", "envs",
+                 "README.md", "pyproject.toml", "Makefile", ".ci/run"):
+        assert (REPO / path).exists(), path
+
+
+def test_every_rule_names_an_existing_conda_env():
+    import re
+
+    for rules in (REPO / "workflow" / "rules").glob("*.smk"):
+        for env in re.findall(r'conda:\s*\n\s*"([^"]+)"', rules.read_text()):
+            assert (rules.parent / env).resolve().is_file(), f"{rules.name}: {env}"

@@ -1,0 +1,25 @@
+# SynBench data audits: every synthetic dataset against the real one it matches.
+
+
+rule audit:
+    input:
+        upstream_done("audit"),
+    output:
+        "results/audit/{key}/spec.json",
+    params:
+        cli=SYNREAL,
+        spec=spec_of("audit"),
+    log:
+        "results/logs/audit/{key}.log",
+    benchmark:
+        "results/benchmarks/audit/{key}.tsv"
+    conda:
+        "../../envs/generate.yaml"
+    threads: config["resources"]["audit"]["threads"]
+    resources:
+        gpu=config["resources"]["audit"]["gpu"],
+        runtime=config["resources"]["audit"]["runtime"],
+        mem_mb=config["resources"]["audit"]["mem_mb"],
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} audit --spec-json {params.spec:q} "
+        "--out results/audit/{wildcards.key} > {log} 2>&1"

@@ -1,0 +1,28 @@
+# Keys, spec look-ups and input functions only: no science here (see src/synreal/plan.py).
+
+SYNREAL = 'PYTHONPATH="{}${{PYTHONPATH:+:$PYTHONPATH}}" python -m synreal'.format(
+    Path(workflow.basedir) / "src"
+)
+
+
+wildcard_constraints:
+    key="[0-9a-f]{12}",
+    name="[a-z0-9_]+",
+
+
+def spec_of(stage):
+    """Input function: the resolved spec JSON of the ``stage`` job with this key."""
+    return lambda wildcards: PLAN.job(stage, wildcards.key).spec_json()
+
+
+def upstream_done(stage):
+    """Input function: done-files of every artifact the ``stage`` job with this key reads.
+
+    ``stage`` may be a wildcard pattern such as ``"{stage}"`` for rules serving several stages.
+    """
+
+    def inputs(wildcards):
+        job = PLAN.job(stage.format(**wildcards), wildcards.key)
+        return [f"results/{ref}/spec.json" for ref in job.upstream.values() if "/" in ref]
+
+    return inputs

@@ -1,0 +1,49 @@
+# Frozen evaluation: features.parquet, then linear probe, weighted k-NN and retrieval mAP.
+
+
+rule features:
+    input:
+        upstream_done("features"),
+    output:
+        "results/features/{key}/spec.json",
+    params:
+        cli=SYNREAL,
+        spec=spec_of("features"),
+    log:
+        "results/logs/features/{key}.log",
+    benchmark:
+        "results/benchmarks/features/{key}.tsv"
+    conda:
+        "../../envs/eval.yaml"
+    threads: config["resources"]["features"]["threads"]
+    resources:
+        gpu=config["resources"]["features"]["gpu"],
+        runtime=config["resources"]["features"]["runtime"],
+        mem_mb=config["resources"]["features"]["mem_mb"],
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} features --spec-json {params.spec:q} --out results/features/{wildcards.key} "
+        "> {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        upstream_done("{stage}"),
+    output:
+        "results/{stage}/{key}/spec.json",
+    params:
+        cli=SYNREAL,
+        spec=lambda wildcards: PLAN.job(wildcards.stage, wildcards.key).spec_json(),
+    log:
+        "results/logs/{stage}/{key}.log",
+    wildcard_constraints:
+        stage="probe|knn|retrieval",
+    conda:
+        "../../envs/eval.yaml"
+    threads: config["resources"]["evaluate"]["threads"]
+    resources:
+        gpu=config["resources"]["evaluate"]["gpu"],
+        runtime=config["resources"]["evaluate"]["runtime"],
+        mem_mb=config["resources"]["evaluate"]["mem_mb"],
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} {wildcards.stage} --spec-json {params.spec:q} "
+        "--out results/{wildcards.stage}/{wildcards.key} > {log} 2>&1"

@@ -1,0 +1,25 @@
+# Synthetic dataset generation (SD / SDXL / SD image variations / toy), sharded and resumable.
+
+
+rule generate:
+    input:
+        upstream_done("generate"),
+    output:
+        "results/generate/{key}/spec.json",
+    params:
+        cli=SYNREAL,
+        spec=spec_of("generate"),
+    log:
+        "results/logs/generate/{key}.log",
+    benchmark:
+        "results/benchmarks/generate/{key}.tsv"
+    conda:
+        "../../envs/generate.yaml"
+    threads: config["resources"]["generate"]["threads"]
+    resources:
+        gpu=config["resources"]["generate"]["gpu"],
+        runtime=config["resources"]["generate"]["runtime"],
+        mem_mb=config["resources"]["generate"]["mem_mb"],
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} generate --spec-json {params.spec:q} --out results/generate/{wildcards.key} "
+        "> {log} 2>&1"

@@ -1,0 +1,25 @@
+# Real dataset folder -> manifest.parquet (path, label, split, sha256, size) + problems.csv.
+
+
+rule ingest:
+    input:
+        upstream_done("ingest"),
+    output:
+        "results/ingest/{key}/spec.json",
+    params:
+        cli=SYNREAL,
+        spec=spec_of("ingest"),
+    log:
+        "results/logs/ingest/{key}.log",
+    benchmark:
+        "results/benchmarks/ingest/{key}.tsv"
+    conda:
+        "../../envs/report.yaml"
+    threads: 2
+    resources:
+        gpu=0,
+        runtime=60,
+        mem_mb=4000,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} ingest --spec-json {params.spec:q} --out results/ingest/{wildcards.key} "
+        "> {log} 2>&1"

@@ -1,0 +1,21 @@
+# Render the toy world (the demo's stand-in for AFHQ and Oxford-IIIT Pet) in official layouts.
+
+
+rule toyworld:
+    output:
+        "results/toyworld/{key}/spec.json",
+    params:
+        cli=SYNREAL,
+        spec=spec_of("toyworld"),
+    log:
+        "results/logs/toyworld/{key}.log",
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        runtime=20,
+        mem_mb=2000,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} toyworld --spec-json {params.spec:q} --out results/toyworld/{wildcards.key} "
+        "> {log} 2>&1"
