@@ -3,6 +3,8 @@
 import sys
 from pathlib import Path
 
+from snakemake.exceptions import WorkflowError
+
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from synreal.config import validate_config
@@ -11,6 +13,9 @@ from synreal.plan import build_plan
 
 
 configfile: "config/config.yaml"
+
+
+report: "workflow/report/workflow.rst"
 
 
 try:
@@ -29,11 +34,14 @@ include: "workflow/rules/ingest.smk"
 include: "workflow/rules/generate.smk"
 include: "workflow/rules/audit.smk"
 include: "workflow/rules/pretrain.smk"
+include: "workflow/rules/realtune.smk"
 include: "workflow/rules/evaluate.smk"
 include: "workflow/rules/tables.smk"
+include: "workflow/rules/report.smk"
 
 
 rule all:
     input:
         expand("results/tables/{name}.md", name=config["tables"]),
+        "results/figures",
     default_target: True

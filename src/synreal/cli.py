@@ -18,7 +18,7 @@ from synreal.params import describe
 from synreal.stages import get_stage, known_stages
 
 #: Stages whose output is a set of files in a shared folder rather than a keyed artifact.
-UNKEYED = {"table"}
+UNKEYED = {"table", "figures"}
 
 
 def _read_spec(value: str) -> dict:

@@ -102,6 +102,15 @@ class Plan:
     pretrain: dict[str, Job] = field(default_factory=dict)
     evaluations: dict[str, dict[str, Job]] = field(default_factory=dict)
     audits: dict[str, Job] = field(default_factory=dict)
+    #: (pretrain run, mode, tuning data role) -> realtune job, e.g. ("real", "ssl", "real")
+    tuned: dict[tuple[str, str, str], Job] = field(default_factory=dict)
+    #: (pretrain run, mode, tuning data role) -> its frozen evaluation jobs
+    tuned_evaluations: dict[tuple[str, str, str], dict[str, Job]] = field(
+        default_factory=dict)
+    #: the report's figures (a :class:`synreal.plan_tables.FiguresJob`)
+    figures: object = None
+    #: guidance scale -> (generator job, audit job, pretrain job or None)
+    cfg: dict[float, tuple[Job, Job | None, Job | None]] = field(default_factory=dict)
     tables: dict[str, TableJob] = field(default_factory=dict)
 
     def add(self, job: Job) -> Job:
@@ -179,18 +188,21 @@ def _pretrain_job(plan: Plan, name: str, run: dict) -> Job:
     return plan.add(Job("pretrain", params, upstream, inputs))
 
 
-def _audit_job(plan: Plan, name: str) -> Job:
+def _audit_job(plan: Plan, name: str, like: str | None = None,
+               dataset_job: Job | None = None) -> Job:
     """SynBench audit of one dataset; a synthetic one is compared with its real `like`."""
     from synreal.audit.params import AuditParams
     from synreal.stages.audit import EmbedderParams
 
-    settings = plan.config["audit"]
-    job = _dataset_ref(plan, name, "audit.datasets")
+    settings = plan.config.get("audit") or {"params": {}, "embedding": {}}
+    job = dataset_job or _dataset_ref(plan, name, "audit.datasets")
     upstream = {"dataset": job.ref}
     inputs = {"manifest": f"{job.out_dir}/manifest.parquet"}
     reference_name = name
-    if name in plan.generators:
-        reference_name = plan.config["generators"][name]["like"]
+    if like is None and name in plan.config["generators"]:
+        like = plan.config["generators"][name]["like"]
+    if like is not None:
+        reference_name = like
         real = plan.datasets[reference_name]
         upstream["reference"], inputs["reference"] = real.ref, f"{real.out_dir}/manifest.parquet"
     if "evaluation" in plan.config:
@@ -264,17 +276,104 @@ def build_plan(config: dict) -> Plan:
     if config.get("audit"):
         for name in config["audit"]["datasets"] or [*plan.datasets, *plan.generators]:
             plan.audits[name] = _audit_job(plan, name)
-    if "synbench" in config["tables"]:
-        if not plan.audits:
-            raise ConfigError("table synbench needs an 'audit' section naming the datasets.")
-        plan.tables["synbench"] = TableJob("synbench", {
-            "study": config["study"]["name"],
-            "audits": {name: job.out_dir for name, job in plan.audits.items()},
-        }, [job.done_file for job in plan.audits.values()])
-    if "main" in config["tables"]:
-        plan.tables["main"] = _runs_table(plan, "main", {"real": "real",
-                                                         "synthetic": "synthetic"})
+    if config.get("cfg_sweep"):
+        _cfg_sweep(plan)
+    if config.get("realtune"):
+        _realtune(plan)
+    from synreal.plan_tables import add_tables
+
+    add_tables(plan)
     return plan
+
+
+def _realtune(plan: Plan) -> None:
+    """RealTune / SynTune jobs: ssl (table realtune) and supervised (table pretrain_finetune)."""
+    from synreal.stages.realtune import RealtuneParams
+
+    config = plan.config
+    settings = config["realtune"]
+    evaluation = config["evaluation"]
+    eval_job = plan.datasets[evaluation["dataset"]]
+    eval_manifest = f"{eval_job.out_dir}/manifest.parquet"
+    runs = list(settings["runs"])
+    if settings.get("supervised"):
+        runs.append(mix_run(plan))
+    for run in dict.fromkeys(runs):
+        if run not in plan.pretrain:
+            raise ConfigError(f"realtune.runs: no pretrain run called {run!r}; known: "
+                              f"{sorted(plan.pretrain)}.")
+    seed = config["study"]["seed"]
+    for mode in ("ssl", "supervised"):
+        section = settings.get(mode)
+        if not section:
+            continue
+        tune = _resolved(RealtuneParams, {"seed": seed, **section.get("params", {}),
+                                          "mode": mode}, f"realtune.{mode}.params")
+        data = {"real": section.get("real", evaluation["dataset"]),
+                "synthetic": section["synthetic"]}
+        tuned_runs = settings["runs"] if mode == "ssl" else dict.fromkeys(
+            [*settings["runs"], mix_run(plan)])
+        for run in tuned_runs:
+            pretrain = plan.pretrain[run]
+            for role, name in data.items():
+                source = _dataset_ref(plan, name, f"realtune.{mode}.{role}")
+                params = {"tune": tune}
+                upstream = {"checkpoint": pretrain.ref, "data": source.ref}
+                inputs = {"checkpoint": pretrain.out_dir,
+                          "data": f"{source.out_dir}/manifest.parquet"}
+                if mode == "ssl":
+                    from synreal.stages.pretrain import resolve
+
+                    dino = {**pretrain.params["dino"], **section.get("dino", {})}
+                    params["dino"] = resolve(dino, {"source": "real"}, run)["dino"]
+                else:
+                    upstream["dataset"], inputs["manifest"] = eval_job.ref, eval_manifest
+                job = plan.add(Job("realtune", params, upstream, inputs))
+                plan.tuned[(run, mode, role)] = job
+                plan.tuned_evaluations[(run, mode, role)] = _evaluation_jobs(plan, job)
+
+
+def mix_run(plan: Plan) -> str:
+    """The mixed-data run of table pretrain_finetune: configured, or the 50 % mix run."""
+    settings = plan.config.get("realtune", {})
+    if settings.get("mix_run"):
+        return settings["mix_run"]
+    for name, run in plan.config["pretrain"]["runs"].items():
+        if run["source"] == "mix" and run.get("real_fraction", 0.5) == 0.5:
+            return name
+    raise ConfigError("table pretrain_finetune needs a mixed-data pretraining run: add a run "
+                      "with source: mix (real_fraction 0.5) or name one in realtune.mix_run.")
+
+
+def _cfg_sweep(plan: Plan) -> None:
+    """The guidance-scale sweep: one generator, audit and (optionally) DINO run per scale."""
+    config = plan.config
+    sweep = config["cfg_sweep"]
+    name = sweep["generator"]
+    if name not in config["generators"]:
+        raise ConfigError(f"cfg_sweep.generator: no generator called {name!r}; known: "
+                          f"{sorted(config['generators'])}.")
+    base = config["generators"][name]
+    recipe_run = next((run for run in config.get("pretrain", {}).get("runs", {}).values()
+                       if run["source"] == "synthetic"), None)
+    for scale in sweep["scales"]:
+        generator = {**base, "params": {**base["params"], "cfg_scale": float(scale)}}
+        job = _generator_job(plan, f"{name}@cfg{scale}", generator)
+        # the configured scale is the generator itself: same key, same audit
+        label = name if job.key == plan.generators[name].key else f"{name}@cfg{scale}"
+        audit = plan.audits.get(label) or _audit_job(plan, label, like=base["like"],
+                                                     dataset_job=job)
+        pretrain = None
+        if sweep["pretrain"] and config.get("pretrain") and recipe_run is not None:
+            run = {"source": "synthetic", "params": recipe_run.get("params", {})}
+            settings = config["pretrain"]
+            from synreal.stages.pretrain import resolve
+
+            params = resolve({**settings["params"], **run["params"]}, run, f"cfg {scale}")
+            pretrain = plan.add(Job("pretrain", params, {"synthetic": job.ref},
+                                    {"synthetic": f"{job.out_dir}/manifest.parquet"}))
+            plan.evaluations.setdefault(f"cfg{scale}", _evaluation_jobs(plan, pretrain))
+        plan.cfg[float(scale)] = (job, audit, pretrain)
 
 
 def _facts(plan: Plan, run_names: list[str]) -> dict:
@@ -288,19 +387,3 @@ def _facts(plan: Plan, run_names: list[str]) -> dict:
             "n_train": probe["train_split"], "n_test": probe["test_split"],
             "protocol": evaluation["features"].params["protocol"],
             "resamples": probe["bootstrap_resamples"]}
-
-
-def _runs_table(plan: Plan, name: str, runs: dict[str, str]) -> TableJob:
-    """A table whose rows are pretraining runs: label -> run name."""
-    missing = [run for run in runs.values() if run not in plan.pretrain]
-    if missing:
-        raise ConfigError(f"table {name} needs pretrain runs {missing}; add them under "
-                          f"pretrain.runs (known: {sorted(plan.pretrain)}).")
-    rows = {label: {stage: job.out_dir for stage, job in plan.evaluations[run].items()}
-            for label, run in runs.items()}
-    for label, run in runs.items():
-        rows[label]["pretrain"] = plan.pretrain[run].out_dir
-    needs = [job.done_file for run in runs.values()
-             for job in plan.evaluations[run].values()]
-    return TableJob(name, {"study": plan.config["study"]["name"], "runs": rows,
-                           "facts": _facts(plan, list(runs.values()))}, needs)

@@ -31,6 +31,7 @@ def parameter_blocks() -> dict[str, dict]:
     from synreal.stages.features import FeaturesParams
     from synreal.stages.knn import KnnParams
     from synreal.stages.probe import ProbeParams
+    from synreal.stages.realtune import RealtuneParams
     from synreal.stages.retrieval import RetrievalParams
 
     return {
@@ -42,6 +43,7 @@ def parameter_blocks() -> dict[str, dict]:
         "retrieval_params": _optional(schema_for(RetrievalParams)),
         "audit_params": _optional(schema_for(AuditParams)),
         "embedder_params": _optional(schema_for(EmbedderParams)),
+        "realtune_params": _optional(schema_for(RealtuneParams)),
     }
 
 

@@ -26,3 +26,13 @@ def upstream_done(stage):
         return [f"results/{ref}/spec.json" for ref in job.upstream.values() if "/" in ref]
 
     return inputs
+
+
+def table_job(name):
+    """The plan's job of table ``name``; a table the study does not define is a clear error."""
+    if name not in PLAN.tables:
+        raise WorkflowError(
+            f"table {name!r} is not built by this study; add it to `tables` in the config "
+            f"(this study builds: {sorted(PLAN.tables)})."
+        )
+    return PLAN.tables[name]

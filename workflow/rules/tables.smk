@@ -3,7 +3,7 @@
 
 rule table:
     input:
-        lambda wildcards: PLAN.tables[wildcards.name].needs,
+        lambda wildcards: table_job(wildcards.name).needs,
     output:
         md=report(
             "results/tables/{name}.md",
@@ -14,7 +14,7 @@ rule table:
         tex="results/tables/{name}.tex",
     params:
         cli=SYNREAL,
-        spec=lambda wildcards: PLAN.tables[wildcards.name].spec_json(),
+        spec=lambda wildcards: table_job(wildcards.name).spec_json(),
     log:
         "results/logs/tables/{name}.log",
     conda:
@@ -41,3 +41,28 @@ rule table_main:
 rule table_synbench:
     input:
         "results/tables/synbench.md",
+
+
+rule table_mix_ratio:
+    input:
+        "results/tables/mix_ratio.md",
+
+
+rule table_mixdiff_views:
+    input:
+        "results/tables/mixdiff_views.md",
+
+
+rule table_realtune:
+    input:
+        "results/tables/realtune.md",
+
+
+rule table_pretrain_finetune:
+    input:
+        "results/tables/pretrain_finetune.md",
+
+
+rule table_cfg:
+    input:
+        "results/tables/cfg.md",

@@ -177,6 +177,25 @@ def _restore(tensors, student, teacher, loss: DINOLoss, optimizer, scalars) -> N
     optimizer.load_state_dict(state)
 
 
+def _initialise_from(artifact: Path, student, teacher, loss: DINOLoss) -> None:
+    """Start from the final weights and centre of a finished pretraining run."""
+    marker = latest_checkpoint(artifact)
+    if marker is None:
+        raise DataError(f"{artifact} has no training checkpoint to continue from; rerun its "
+                        "pretrain job (it keeps its final checkpoint).")
+    tensors, _ = load_training_state(marker)
+    try:
+        student.load_state_dict({k[8:]: v for k, v in tensors.items()
+                                 if k.startswith("student.")})
+        teacher.load_state_dict({k[8:]: v for k, v in tensors.items()
+                                 if k.startswith("teacher.")})
+        loss.center.copy_(tensors["loss.center"])
+    except (RuntimeError, KeyError) as error:
+        raise DataError(f"{marker} does not fit this recipe (arch, out_dim and head must "
+                        f"match the pretraining run's): {str(error).splitlines()[0]}") from None
+    print(f"continuing from {marker}")
+
+
 def _truncate_log(path: Path, first_step: int) -> None:
     """Drop log lines of steps that will be recomputed after a resume."""
     if not path.is_file():
@@ -190,7 +209,7 @@ def _truncate_log(path: Path, first_step: int) -> None:
 
 def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: ViewPlan,
                work_dir: Path, device: str = "cpu", max_steps: int | None = None,
-               progress: bool = True) -> dict:
+               progress: bool = True, init_from: Path | None = None) -> dict:
     """Train (or resume) DINO on ``samples``; export the teacher backbone into ``work_dir``.
 
     Args:
@@ -201,6 +220,10 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
         device: ``cpu`` or ``cuda[:n]``.
         max_steps: stop (after checkpointing) once this many steps are done; for tests and
             time-boxed jobs. The final export happens only when all epochs are done.
+        init_from: a finished pretraining artifact to continue from (RealTune / SynTune):
+            its final student, teacher and DINO centre start this run; optimizer moments,
+            schedules and data are new. Ignored when ``work_dir`` has its own checkpoint
+            (a resumed run continues from that).
 
     Returns:
         A summary (steps, final loss, collapse flag, images/s).
@@ -265,6 +288,8 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
         _restore(tensors, student, teacher, loss_fn, optimizer, scalars)
         start_step, last_checkpoint = scalars["step"], marker
         print(f"resuming from {marker} (step {start_step} of {total_steps})")
+    elif init_from is not None:
+        _initialise_from(Path(init_from), student, teacher, loss_fn)
     log_path = work_dir / LOG_FILE
     if rank == 0:
         _truncate_log(log_path, start_step)

@@ -33,10 +33,39 @@ from synreal.generate.registry import Generated, register
 TOY_VERSION = 1
 
 
+#: The guidance scale at which the toy generator renders exactly its configured ranges.
+REFERENCE_CFG = 7.5
+
+
+def guidance_factor(cfg_scale: float) -> float:
+    """How much wider than configured the toy ranges are at ``cfg_scale`` (1 at 7.5).
+
+    A stand-in for what guidance does to a diffusion model's samples (MixDiff Fig. 6,
+    SynBench F1): stronger guidance follows the prompt more closely and lowers diversity;
+    weaker guidance is more diverse and more often off-class. Here the scale and brightness
+    ranges shrink around their centres, and the label confusion rate falls, as 7.5 / scale.
+    """
+    return REFERENCE_CFG / cfg_scale
+
+
+def _around_centre(bounds, factor: float, limits) -> tuple[float, float]:
+    low, high = bounds
+    centre, half = (low + high) / 2, (high - low) / 2 * factor
+    return max(limits[0], centre - half), min(limits[1], centre + half)
+
+
 def toy_world(params: GenerateParams) -> WorldParams:
-    """The biased world: narrower scale and brightness, never occluded."""
-    return WorldParams(scale=tuple(params.toy_scale), brightness=tuple(params.toy_brightness),
+    """The biased world: narrower scale and brightness, never occluded; guidance-dependent."""
+    factor, real = guidance_factor(params.cfg_scale), WorldParams()
+    return WorldParams(scale=_around_centre(params.toy_scale, factor, real.scale),
+                       brightness=_around_centre(params.toy_brightness, factor,
+                                                 real.brightness),
                        occlusion_prob=0.0)
+
+
+def confusion_rate(params: GenerateParams) -> float:
+    """The label confusion rate at the params' guidance scale (configured at 7.5)."""
+    return min(1.0, params.confusion_rate * guidance_factor(params.cfg_scale))
 
 
 def pick_breed(class_name: str, rng: np.random.Generator,
@@ -68,21 +97,23 @@ class ToyBackend:
         self.params = params
         self.world = toy_world(params)
         self.resolution = params.native_resolution or params.image_size
+        self.confusion_rate = confusion_rate(params)
         recipe = {"version": TOY_VERSION, "world": asdict(self.world),
-                  "confusion_rate": params.confusion_rate}
+                  "confusion_rate": self.confusion_rate}
         self.hash = hashlib.sha256(json.dumps(recipe, sort_keys=True).encode()).hexdigest()[:16]
 
     def describe(self) -> dict[str, Any]:
-        """Columns shared by every image (no sampler: steps 0, no guidance)."""
+        """Columns shared by every image (no sampler: steps 0; guidance as modelled above)."""
         return {"model_id": f"toy-v{TOY_VERSION}", "model_hash": self.hash, "scheduler": "none",
-                "steps": 0, "cfg_scale": float("nan"), "native_resolution": self.resolution}
+                "steps": 0, "cfg_scale": self.params.cfg_scale,
+                "native_resolution": self.resolution}
 
     def generate(self, jobs: list[ImageJob], seeds: list[int]) -> list[Generated]:
         """Render each job from its own seed; the draw becomes the extra columns."""
         out = []
         for job, seed in zip(jobs, seeds, strict=True):
             rng = np.random.default_rng(int(seed))
-            breed, confused = pick_breed(job.label_name, rng, self.params.confusion_rate)
+            breed, confused = pick_breed(job.label_name, rng, self.confusion_rate)
             image, draw = render(ALL_BREEDS[breed], self.resolution, rng, self.world)
             row = draw.as_row()
             factor = self.params.image_size / self.resolution  # boxes in saved-image pixels

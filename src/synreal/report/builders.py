@@ -6,6 +6,7 @@ so each number in a table is traceable by key to the artifact that produced it.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 from pathlib import Path
 
@@ -56,8 +57,6 @@ def datasets_table(params: dict, out_dir: Path) -> None:
 
 
 def _caption(params: dict, what: str) -> str:
-    import json
-
     facts = params["facts"]
     first = next(iter(params["runs"].values()))
     probe = json.loads((Path(first["probe"]) / "metrics.json").read_text())
@@ -70,23 +69,157 @@ def _caption(params: dict, what: str) -> str:
             f"{facts['resamples']} resamples).")
 
 
+def _run_rows(params: dict, metrics=None, paper_title: str | None = None) -> list[dict]:
+    """One row per run: its labels, a CI cell per metric, the paper's number, its key."""
+    from synreal.report.metrics import MAIN_METRICS, read_metric
+
+    rows = []
+    for run in params["runs"].values():
+        row = dict(run["labels"])
+        for title, stage, key in metrics or MAIN_METRICS:
+            row[title] = str(read_metric(run[stage], key))
+        if paper_title and "paper" in run:
+            row[paper_title] = run["paper"]
+        row["key"] = Path(run.get("finetune", run["pretrain"])).name
+        rows.append(row)
+    return rows
+
+
+def _with_story(caption: str, story: str) -> str:
+    return f"{caption} {story}"
+
+
 def main_table(params: dict, out_dir: Path) -> None:
     """The study proposal: DINO on real vs synthetic data, frozen Pet evaluation, paired diff."""
-    from synreal.report.metrics import MAIN_METRICS, differs, paired_difference, run_row
+    from synreal.report import story
+    from synreal.report.metrics import MAIN_METRICS, differs, paired_difference
 
     runs = params["runs"]
-    rows = [run_row(label, run) for label, run in runs.items()]
+    rows = _run_rows(params)
     (label_a, run_a), (label_b, run_b) = list(runs.items())[:2]
     resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
     diff = {"pretraining data": f"{label_b} - {label_a} (paired)"}
     verdict = {"pretraining data": "differ? (95 % CI excludes 0)"}
+    cells = {}
     for title, stage, key in MAIN_METRICS:
         cell = paired_difference(run_a, run_b, stage, key, resamples, seed)
+        cells[title] = cell
         diff[title], verdict[title] = str(cell), differs(cell)
     caption = _caption(params, f"DINO pretrained on {label_a} vs {label_b} images of equal "
                                "number, classes and resolution; the last rows give the paired "
                                "difference and whether it is significant.")
-    write_table(pd.DataFrame([*rows, diff, verdict]), out_dir, "main", caption)
+    frame = pd.DataFrame([*rows, diff, verdict])
+    write_table(frame, out_dir, "main", _with_story(caption, story.main(cells)))
+
+
+def mix_ratio_table(params: dict, out_dir: Path) -> None:
+    """Syn2Co Fig. 3: linear top-1, k-NN and mAP against the share of real images."""
+    from synreal.report import story
+    from synreal.report.metrics import MAIN_METRICS, read_metric
+    from synreal.report.plots import plot_mix_ratio
+
+    rows = _run_rows(params)
+    curves = {title: [(run["labels"]["real %"], read_metric(run[stage], key))
+                      for run in params["runs"].values()]
+              for title, stage, key in MAIN_METRICS}
+    plot_mix_ratio(curves, Path(out_dir) / "mix_ratio.png", params["study"])
+    caption = _caption(params, "Share of real images in the pretraining set at equal total "
+                               "(the rest synthetic), as Syn2Co Fig. 3; plot: "
+                               "results/tables/mix_ratio.png.")
+    note = f" Paper: {params['paper_source']}."
+    write_table(pd.DataFrame(rows), out_dir, "mix_ratio",
+                _with_story(caption + note, story.mix_ratio(curves["linear top-1"])))
+
+
+def mixdiff_views_table(params: dict, out_dir: Path) -> None:
+    """MixDiff Table 7: how DINO's crops are split between a real image and its variation."""
+    from synreal.report import story
+    from synreal.report.metrics import read_metric
+
+    rows = _run_rows(params, paper_title="paper top-1")
+    top1 = {name: read_metric(run["probe"], "top1") for name, run in params["runs"].items()}
+    caption = _caption(params, "MixDiff view splits: each sample is a real image and its image "
+                               "variation, the teacher's 2 global and the student's local crops "
+                               "split as shown; real-only and synthetic-only rows use 2 global "
+                               f"+ local crops of one image. Paper: {params['paper_source']}.")
+    write_table(pd.DataFrame(rows), out_dir, "mixdiff_views",
+                _with_story(caption, story.mixdiff(top1)))
+
+
+def realtune_table(params: dict, out_dir: Path) -> None:
+    """SynBench Table 10: DINO-{real, synthetic} x {vanilla, SynTune, RealTune}."""
+    from synreal.report import story
+    from synreal.report.metrics import read_metric
+
+    rows = _run_rows(params, paper_title="paper top-1")
+    top1 = {name: read_metric(run["probe"], "top1") for name, run in params["runs"].items()}
+    tuned = next(run for run in params["runs"].values() if run["labels"]["tuning"] != "vanilla")
+    tune_images = json.loads((Path(tuned["pretrain"]) / "summary.json").read_text())["n_images"]
+    caption = _caption(params, "RealTune / SynTune in self-supervised form: DINO continued "
+                               f"from each pretrained model on {tune_images} unlabeled real "
+                               "(RealTune) or synthetic (SynTune) images, then evaluated "
+                               f"frozen. Paper: {params['paper_source']}.")
+    write_table(pd.DataFrame(rows), out_dir, "realtune",
+                _with_story(caption, story.realtune(top1)))
+
+
+def pretrain_finetune_table(params: dict, out_dir: Path) -> None:
+    """SynBench Table 3: pretraining data x supervised fine-tuning data."""
+    from synreal.report import story
+    from synreal.report.metrics import MAIN_METRICS, read_metric
+
+    rows, top1 = [], {}
+    for name, run in params["runs"].items():
+        source = run.get("finetune", run["probe"])
+        cell = read_metric(source, "top1")
+        top1[name] = cell
+        row = {**run["labels"], "test top-1": str(cell)}
+        for title, stage, key in MAIN_METRICS[1:]:
+            row[f"{title} (frozen)"] = str(read_metric(run[stage], key))
+        row["paper top-1"] = run.get("paper", "—")
+        row["key"] = Path(run.get("finetune", run["pretrain"])).name
+        rows.append(row)
+    finetuned = next(run for run in params["runs"].values() if "finetune" in run)
+    protocol = json.loads((Path(finetuned["finetune"]) / "metrics.json").read_text())
+    caption = _caption(params, "Pretraining data x fine-tuning data. Test top-1: the frozen "
+                               "linear probe for 'none', else the fine-tuned classifier "
+                               f"({protocol['protocol']}, {protocol['n_train']} images); the "
+                               "other columns evaluate each resulting backbone frozen. Paper: "
+                               f"{params['paper_source']}.")
+    write_table(pd.DataFrame(rows), out_dir, "pretrain_finetune",
+                _with_story(caption, story.pretrain_finetune(top1)))
+
+
+def cfg_table(params: dict, out_dir: Path) -> None:
+    """Guidance sweep: audit measures and downstream metrics per CFG scale."""
+    from synreal.report import story
+    from synreal.report.metrics import MAIN_METRICS, read_metric
+
+    rows, diversity, top1 = [], {}, {}
+    for scale, run in params["runs"].items():
+        summary = json.loads((Path(run["audit"]) / "summary.json").read_text())
+        consistency = summary.get("consistency", {})
+        div = (summary.get("diversity") or {}).get("mean_pairwise_cosine_distance")
+        fid = (summary.get("fid") or {}).get("fid")
+        row = {"CFG scale": float(scale),
+               "class consistency %": _rate(consistency.get("rate")),
+               "object scale median [q25, q75]": _q(summary.get("scale", {})),
+               "brightness L* median [q25, q75]": _q(summary.get("brightness", {}), 1),
+               "diversity": "n/a" if div is None else f"{div:.3f}",
+               "FID": "n/a" if fid is None else f"{fid:.2f}"}
+        diversity[float(scale)] = div
+        if "probe" in run:
+            for title, stage, key in MAIN_METRICS:
+                row[title] = str(read_metric(run[stage], key))
+            top1[float(scale)] = read_metric(run["probe"], "top1")
+        row["key"] = Path(run["generate"]).name
+        rows.append(row)
+    caption = (f"Guidance-scale sweep of generator '{params['generator']}' in study "
+               f"'{params['study']}' (MixDiff Fig. 6, SynBench F1): SynBench measures of each "
+               "scale's images against the real dataset and, where pretrained, DINO on them "
+               "evaluated frozen (% with 95 % bootstrap CI). Key: the generated dataset.")
+    write_table(pd.DataFrame(rows), out_dir, "cfg",
+                _with_story(caption, story.cfg(diversity, top1)))
 
 
 def _q(block: dict, digits: int = 2) -> str:
@@ -102,8 +235,6 @@ def _rate(value) -> str:
 
 def synbench_table(params: dict, out_dir: Path) -> None:
     """SynBench measures per dataset: consistency, scale, brightness, person blocking, more."""
-    import json
-
     rows = []
     for name, artifact in params["audits"].items():
         summary = json.loads((Path(artifact) / "summary.json").read_text())
@@ -140,4 +271,9 @@ BUILDERS: dict[str, Callable[[dict, Path], None]] = {
     "synbench": synbench_table,
     "datasets": datasets_table,
     "main": main_table,
+    "mix_ratio": mix_ratio_table,
+    "mixdiff_views": mixdiff_views_table,
+    "realtune": realtune_table,
+    "pretrain_finetune": pretrain_finetune_table,
+    "cfg": cfg_table,
 }

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from synreal.errors import DataError
+
 #: Table columns: (title, evaluation stage, metric key in its metrics.json).
 MAIN_METRICS = (
     ("linear top-1", "probe", "top1"),
@@ -39,7 +41,13 @@ class Cell:
 
 def read_metric(artifact: str | Path, metric: str) -> Cell:
     """One metric of an evaluation artifact with its CI."""
-    metrics = json.loads((Path(artifact) / "metrics.json").read_text())
+    path = Path(artifact) / "metrics.json"
+    if not path.is_file():
+        raise DataError(f"{path} is missing: the artifact is incomplete; delete "
+                        f"{Path(artifact)} and rerun snakemake to rebuild it.")
+    metrics = json.loads(path.read_text())
+    if metric not in metrics:
+        raise DataError(f"{path} has no metric {metric!r} (it has {sorted(metrics)}).")
     value = metrics[metric]
     return Cell(value["estimate"], value["lo"], value["hi"])
 
@@ -68,9 +76,3 @@ def differs(cell: Cell) -> str:
     if not np.isfinite(cell.estimate):
         return "n/a"
     return "yes" if cell.lo > 0 or cell.hi < 0 else "no (CI contains 0)"
-
-
-def run_row(label: str, run: dict, metrics=MAIN_METRICS) -> dict:
-    """One table row: the run's label and a CI cell per metric."""
-    return {"pretraining data": label,
-            **{title: str(read_metric(run[stage], key)) for title, stage, key in metrics}}

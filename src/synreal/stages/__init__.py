@@ -46,11 +46,13 @@ STAGE_MODULES = (
     "synreal.stages.generate",
     "synreal.stages.audit",
     "synreal.stages.pretrain",
+    "synreal.stages.realtune",
     "synreal.stages.features",
     "synreal.stages.probe",
     "synreal.stages.knn",
     "synreal.stages.retrieval",
     "synreal.stages.tables",
+    "synreal.stages.figures",
 )
 
 

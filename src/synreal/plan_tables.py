@@ -1,0 +1,247 @@
+"""Which artifacts each paper table and the report's figures read: the plan's last half.
+
+Every table is a :class:`~synreal.plan.TableJob` whose params name artifact directories by
+row, so each number is traceable by key; its ``needs`` make Snakemake build exactly those
+artifacts (``snakemake table_<name>``) and share them with the other tables.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from synreal.errors import ConfigError
+from synreal.plan import Job, Plan, TableJob, _facts, mix_run
+from synreal.report import paper_numbers
+
+
+def _row(plan: Plan, evaluation: dict[str, Job], model: Job, labels: dict,
+         paper: str | None = None) -> dict:
+    row = {"labels": labels, "pretrain": model.out_dir,
+           **{stage: job.out_dir for stage, job in evaluation.items()}}
+    if paper is not None:
+        row["paper"] = paper
+    return row
+
+
+def _needs(rows: dict) -> list[str]:
+    dirs = {d for row in rows.values() for k, d in row.items()
+            if k not in ("labels", "paper")}
+    return sorted(f"{d}/spec.json" for d in dirs)
+
+
+def _table(plan: Plan, name: str, rows: dict, run_names: list[str], **extra) -> TableJob:
+    return TableJob(name, {"study": plan.config["study"]["name"], "runs": rows,
+                           "facts": _facts(plan, run_names), **extra}, _needs(rows))
+
+
+def _require_runs(plan: Plan, table: str, names: list[str]) -> None:
+    missing = [n for n in names if n not in plan.pretrain]
+    if missing:
+        raise ConfigError(f"table {table} needs pretrain runs {missing}; add them under "
+                          f"pretrain.runs (known: {sorted(plan.pretrain)}).")
+
+
+def main_table(plan: Plan) -> TableJob:
+    """The proposal: real vs synthetic pretraining (runs named real and synthetic)."""
+    _require_runs(plan, "main", ["real", "synthetic"])
+    rows = {label: _row(plan, plan.evaluations[label], plan.pretrain[label],
+                        {"pretraining data": label}) for label in ("real", "synthetic")}
+    return _table(plan, "main", rows, ["real", "synthetic"])
+
+
+def _real_fraction(job: Job) -> float | None:
+    data = job.params["data"]
+    return {"real": 1.0, "synthetic": 0.0}.get(data["source"], data.get("real_fraction")) \
+        if data["source"] in ("real", "synthetic", "mix") else None
+
+
+def mix_ratio_table(plan: Plan) -> TableJob:
+    """Syn2Co Fig. 3: share of real images at equal total, from every real/synthetic/mix run."""
+    by_fraction: dict[float, str] = {}
+    for name, job in plan.pretrain.items():
+        fraction = _real_fraction(job)
+        if fraction is not None and name in plan.config["pretrain"]["runs"]:
+            by_fraction.setdefault(fraction, name)
+    if len(by_fraction) < 3:
+        raise ConfigError("table mix_ratio needs at least three pretrain runs with different "
+                          "real shares (real, synthetic and source: mix with real_fraction); "
+                          f"found {sorted(by_fraction)}.")
+    rows = {}
+    for fraction in sorted(by_fraction):
+        name = by_fraction[fraction]
+        rows[name] = _row(plan, plan.evaluations[name], plan.pretrain[name],
+                          {"real %": round(100 * fraction), "run": name})
+    return _table(plan, "mix_ratio", rows, list(rows), paper_source=(
+        "Syn2Co Fig. 3 (ImageNet-100 linear top-1 rises with the real share; values only "
+        "in the figure)"))
+
+
+def mixdiff_views_table(plan: Plan) -> TableJob:
+    """MixDiff Table 7: real only, synthetic only, and each MixDiff view split."""
+    _require_runs(plan, "mixdiff_views", ["real", "synthetic"])
+    views = {name: job.params["data"]["views"] for name, job in plan.pretrain.items()
+             if job.params["data"]["source"] == "mixdiff"}
+    if not views:
+        raise ConfigError("table mixdiff_views needs pretrain runs with source: mixdiff "
+                          "(one per view split, e.g. views real 1+6 / synthetic 1+2).")
+    table = paper_numbers.MIXDIFF_TABLE7
+    rows = {}
+    for name, labels in (("real", ("2+8", "0")), ("synthetic", ("0", "2+8"))):
+        rows[name] = _row(plan, plan.evaluations[name], plan.pretrain[name],
+                          {"pretraining data": name, "real views (global+local)": labels[0],
+                           "synthetic views (global+local)": labels[1]}, "—")
+    for name, v in views.items():
+        key = (v["real_global"], v["real_local"], v["synthetic_global"], v["synthetic_local"])
+        rows[name] = _row(plan, plan.evaluations[name], plan.pretrain[name], {
+            "pretraining data": f"MixDiff ({name})",
+            "real views (global+local)": f"{v['real_global']}+{v['real_local']}",
+            "synthetic views (global+local)": f"{v['synthetic_global']}+{v['synthetic_local']}",
+        }, paper_numbers.paper_cell(table, key))
+    return _table(plan, "mixdiff_views", rows, ["real", *views], paper_source=table["source"])
+
+
+def realtune_table(plan: Plan) -> TableJob:
+    """SynBench Table 10: {real, synthetic}-pretrained x {vanilla, SynTune, RealTune} (ssl)."""
+    settings = plan.config.get("realtune") or {}
+    if not settings.get("ssl"):
+        raise ConfigError("table realtune needs a realtune.ssl section (the RealTune and "
+                          "SynTune data).")
+    table = paper_numbers.REALTUNE_TABLE10
+    rows = {}
+    for run in settings["runs"]:
+        rows[f"{run}/vanilla"] = _row(plan, plan.evaluations[run], plan.pretrain[run],
+                                      {"pretrained on": run, "tuning": "vanilla"},
+                                      paper_numbers.paper_cell(table, (run, "vanilla")))
+        for role, tuning in (("synthetic", "SynTune"), ("real", "RealTune")):
+            key = (run, "ssl", role)
+            rows[f"{run}/{tuning}"] = _row(
+                plan, plan.tuned_evaluations[key], plan.tuned[key],
+                {"pretrained on": run, "tuning": tuning},
+                paper_numbers.paper_cell(table, (run, tuning)))
+    return _table(plan, "realtune", rows, list(settings["runs"]), paper_source=table["source"])
+
+
+def pretrain_finetune_table(plan: Plan) -> TableJob:
+    """SynBench Table 3: pretraining {real, synthetic, mix} x fine-tuning {none, syn, real}."""
+    settings = plan.config.get("realtune") or {}
+    if not settings.get("supervised"):
+        raise ConfigError("table pretrain_finetune needs a realtune.supervised section (the "
+                          "synthetic downstream images for SynTune).")
+    mix = mix_run(plan)
+    _require_runs(plan, "pretrain_finetune", ["real", "synthetic", mix])
+    table = paper_numbers.PRETRAIN_FINETUNE_TABLE3
+    rows = {}
+    for label, run in (("real", "real"), ("synthetic", "synthetic"), ("mix", mix)):
+        rows[f"{label}/none"] = _row(plan, plan.evaluations[run], plan.pretrain[run],
+                                     {"pretraining": label, "fine-tuning": "none"},
+                                     paper_numbers.paper_cell(table, (label, "none")))
+        for role in ("synthetic", "real"):
+            key = (run, "supervised", role)
+            row = _row(plan, plan.tuned_evaluations[key], plan.pretrain[run],
+                       {"pretraining": label, "fine-tuning": role},
+                       paper_numbers.paper_cell(table, (label, role)))
+            row["finetune"] = plan.tuned[key].out_dir
+            rows[f"{label}/{role}"] = row
+    return _table(plan, "pretrain_finetune", rows, ["real", "synthetic", mix],
+                  paper_source=table["source"])
+
+
+def synbench_table(plan: Plan) -> TableJob:
+    """SynBench measures of every audited dataset."""
+    if not plan.audits:
+        raise ConfigError("table synbench needs an 'audit' section naming the datasets.")
+    return TableJob("synbench", {
+        "study": plan.config["study"]["name"],
+        "audits": {name: job.out_dir for name, job in plan.audits.items()},
+    }, [job.done_file for job in plan.audits.values()])
+
+
+def cfg_table(plan: Plan) -> TableJob:
+    """Guidance sweep: audit measures and downstream metrics per CFG scale."""
+    if not plan.cfg:
+        raise ConfigError("table cfg needs a cfg_sweep section (generator and scales).")
+    rows, needs = {}, []
+    for scale, (generator, audit, pretrain) in sorted(plan.cfg.items()):
+        row = {"generate": generator.out_dir, "audit": audit.out_dir}
+        if pretrain is not None:
+            evaluation = plan.evaluations[f"cfg{scale}"]
+            row.update({"pretrain": pretrain.out_dir,
+                        **{stage: job.out_dir for stage, job in evaluation.items()}})
+        rows[str(scale)] = row
+        needs += [f"{d}/spec.json" for d in row.values()]
+    return TableJob("cfg", {"study": plan.config["study"]["name"], "runs": rows,
+                            "generator": plan.config["cfg_sweep"]["generator"]},
+                    sorted(set(needs)))
+
+
+BUILDERS = {
+    "main": main_table,
+    "synbench": synbench_table,
+    "mix_ratio": mix_ratio_table,
+    "mixdiff_views": mixdiff_views_table,
+    "realtune": realtune_table,
+    "pretrain_finetune": pretrain_finetune_table,
+    "cfg": cfg_table,
+}
+
+
+@dataclass(frozen=True)
+class FiguresJob:
+    """The report's figures (``results/figures``): what to copy or draw, and from where."""
+
+    params: dict
+    needs: list[str]
+
+    def spec_json(self) -> str:
+        """The spec as compact JSON (the CLI's ``--spec-json``)."""
+        return json.dumps({"stage": "figures", "params": self.params}, sort_keys=True)
+
+
+def figures_job(plan: Plan) -> FiguresJob:
+    """Loss curves, confusion matrices, retrieval grids, audit plots, samples, attention."""
+    models = {name: job for name, job in plan.pretrain.items()
+              if name in plan.config.get("pretrain", {}).get("runs", {})}
+    models |= {f"{run}-{mode}-{role}": job for (run, mode, role), job in plan.tuned.items()}
+    evaluations = {name: plan.evaluations[name] for name in models if name in plan.evaluations}
+    evaluations |= {f"{run}-{mode}-{role}": jobs
+                    for (run, mode, role), jobs in plan.tuned_evaluations.items()}
+    copied = {
+        "loss": {name: job.out_dir for name, job in models.items()
+                 if job.stage == "pretrain" or job.params["tune"]["mode"] == "ssl"},
+        "confusion": {name: jobs["probe"].out_dir for name, jobs in evaluations.items()},
+        "retrieval": {name: jobs["retrieval"].out_dir for name, jobs in evaluations.items()},
+    }
+    for kind in ("audit_scale", "audit_brightness", "audit_person_blocking",
+                 "audit_consistency"):
+        copied[kind] = {name: job.out_dir for name, job in plan.audits.items()}
+    samples = {}
+    for name, generator in plan.config["generators"].items():
+        real = plan.datasets[generator["like"]]
+        entry = samples.setdefault(generator["like"], {
+            "real": f"{real.out_dir}/manifest.parquet", "synthetic": {}})
+        entry["synthetic"][name] = f"{plan.generators[name].out_dir}/manifest.parquet"
+    params = {"copied": copied, "samples": samples, "seed": plan.config["study"]["seed"]}
+    needs = [job.done_file for job in [*models.values(), *plan.audits.values(),
+                                       *plan.datasets.values(), *plan.generators.values()]]
+    needs += [jobs[stage].done_file for jobs in evaluations.values()
+              for stage in ("probe", "retrieval")]
+    if "evaluation" in plan.config and models:
+        dataset = plan.datasets[plan.config["evaluation"]["dataset"]]
+        split = next(iter(evaluations.values()))["probe"].params["test_split"]
+        main = [name for name in ("real", "synthetic") if name in models] or list(models)[:2]
+        params["attention"] = {"manifest": f"{dataset.out_dir}/manifest.parquet",
+                               "split": split, "images": 4,
+                               "models": {name: models[name].out_dir for name in main}}
+    if "mix_ratio" in plan.tables:
+        params["files"] = {"mix_ratio__curve": "results/tables/mix_ratio.png"}
+        needs.append("results/tables/mix_ratio.md")
+    return FiguresJob(params, sorted(set(needs)))
+
+
+def add_tables(plan: Plan) -> None:
+    """Add every configured table (beyond ``datasets``, which the plan adds itself)."""
+    for name in plan.config["tables"]:
+        if name in BUILDERS:
+            plan.tables[name] = BUILDERS[name](plan)
+    plan.figures = figures_job(plan)

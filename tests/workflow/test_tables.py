@@ -1,0 +1,120 @@
+"""Every paper table on the micro study, the HTML report, and a look at it in Chromium."""
+
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import pandas as pd
+import pytest
+from PIL import Image
+
+from ..conftest import REPO, run_snakemake
+
+MICRO_TABLES = REPO / "tests" / "configs" / "micro_tables.yaml"
+TABLES = ("datasets", "main", "synbench", "mix_ratio", "mixdiff_views", "realtune",
+          "pretrain_finetune", "cfg")
+CI_CELL = r"^-?\d+\.\d \[-?\d+\.\d, -?\d+\.\d\]$"
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("micro_tables")
+    proc = run_snakemake(workdir, "--cores", "2", config=MICRO_TABLES, timeout=2400)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir
+
+
+def test_every_table_rule_is_a_listed_target(tmp_path):
+    proc = run_snakemake(tmp_path, "--list-target-rules", config=MICRO_TABLES)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert {f"table_{name}" for name in TABLES} <= set(proc.stdout.split())
+
+
+def test_two_tables_share_their_common_artifacts(tmp_path):
+    proc = run_snakemake(tmp_path, "-n", "--quiet", "rules", "table_main", "table_mix_ratio",
+                         config=MICRO_TABLES)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    # real, synthetic (shared by both tables) and mix50 (mix_ratio only): three DINO runs
+    assert counts["pretrain"] == "3" and counts["table"] == "2"
+
+
+def test_every_table_is_written_with_cis_a_finding_and_keys(finished):
+    tables = finished / "results" / "tables"
+    for name in TABLES:
+        for ext in ("md", "csv", "tex"):
+            assert (tables / f"{name}.{ext}").stat().st_size > 0, (name, ext)
+    for name in ("main", "mix_ratio", "mixdiff_views", "realtune", "pretrain_finetune", "cfg"):
+        frame = pd.read_csv(tables / f"{name}.csv", dtype=str)
+        metric = "test top-1" if name == "pretrain_finetune" else "linear top-1"
+        runs = frame[metric].iloc[:2] if name == "main" else frame[metric]
+        assert runs.str.match(CI_CELL).all(), (name, list(runs))
+        assert "Finding:" in (tables / f"{name}.md").read_text().splitlines()[0], name
+        for key in frame["key"].dropna().iloc[:2 if name == "main" else None]:
+            assert list(finished.glob(f"results/*/{key}/spec.json")), (name, key)
+    realtune = pd.read_csv(tables / "realtune.csv", dtype=str)
+    assert list(realtune["tuning"]) == ["vanilla", "SynTune", "RealTune"] * 2
+    assert realtune["paper top-1"].tolist()[:3] == ["68.2", "39.3", "63.5"]
+    finetune = pd.read_csv(tables / "pretrain_finetune.csv", dtype=str)
+    assert len(finetune) == 9 and set(finetune["fine-tuning"]) == {"none", "synthetic", "real"}
+    mix = pd.read_csv(tables / "mix_ratio.csv")
+    assert list(mix["real %"]) == [0, 50, 100]
+    assert (tables / "mix_ratio.png").stat().st_size > 0
+    cfg = pd.read_csv(tables / "cfg.csv")
+    assert list(cfg["CFG scale"]) == [2.5, 7.5]
+
+
+def test_realtune_subsets_are_recorded_and_hold_no_test_image(finished):
+    subsets = list(finished.glob("results/realtune/*/subset.csv"))
+    assert len(subsets) == 10
+    for path in subsets:
+        frame = pd.read_csv(path)
+        assert len(frame) > 0 and not frame["split"].eq("test").any()
+
+
+def test_figures_cover_every_kind(finished):
+    kinds = {p.name.split("__")[0] for p in (finished / "results" / "figures").glob("*.png")}
+    assert {"loss", "confusion", "retrieval", "audit_scale", "audit_brightness", "samples",
+            "attention", "mix_ratio"} <= kinds
+
+
+def _chromium():
+    return shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+def test_html_report_renders_the_tables_in_headless_chromium(finished, tmp_path):
+    proc = run_snakemake(finished, "--report", "results/report.html", config=MICRO_TABLES)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    report = finished / "results" / "report.html"
+    assert report.stat().st_size > 10_000
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("no chromium on this machine (Debian: apt-get install chromium)")
+    offline = ["--proxy-server=127.0.0.1:9", "--host-resolver-rules=MAP * ~NOTFOUND"]
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+             "--no-first-run", *offline, f"--user-data-dir={tmp_path / 'profile'}",
+             "--virtual-time-budget=15000"]
+    shot = tmp_path / "report.png"
+    subprocess.run([*flags, f"--screenshot={shot}", "--window-size=1280,1000",
+                    report.as_uri()], capture_output=True, timeout=180, check=False)
+    pixels = np.asarray(Image.open(shot).convert("L"), dtype=float)
+    assert pixels.std() > 5, "the screenshot is a blank page"
+    dom = subprocess.run([*flags, "--dump-dom", report.as_uri()], capture_output=True,
+                         text=True, timeout=180, check=False).stdout
+    assert "Tables" in dom and "Figures" in dom, dom[:2000]
+
+
+def test_a_failing_table_leaves_a_readable_error_in_its_log(finished, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(finished, work, symlinks=True)
+    for metrics in work.glob("results/probe/*/metrics.json"):
+        metrics.unlink()  # the artifacts still look finished (spec.json), their data is gone
+    proc = run_snakemake(work, "--cores", "1", "--forcerun", "table", "table_main",
+                         config=MICRO_TABLES)
+    assert proc.returncode != 0
+    log = (work / "results" / "logs" / "tables" / "main.log").read_text()
+    assert "synreal table: error:" in log and "metrics.json is missing" in log
+    assert "Traceback" not in log

@@ -1,0 +1,25 @@
+# RealTune / SynTune: short ssl (continue DINO) or supervised tuning of a pretrained backbone.
+
+
+rule realtune:
+    input:
+        upstream_done("realtune"),
+    output:
+        "results/realtune/{key}/spec.json",
+    params:
+        cli=SYNREAL,
+        spec=spec_of("realtune"),
+    log:
+        "results/logs/realtune/{key}.log",
+    benchmark:
+        "results/benchmarks/realtune/{key}.tsv"
+    conda:
+        "../../envs/train.yaml"
+    threads: config["resources"]["realtune"]["threads"]
+    resources:
+        gpu=config["resources"]["realtune"]["gpu"],
+        runtime=config["resources"]["realtune"]["runtime"],
+        mem_mb=config["resources"]["realtune"]["mem_mb"],
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} realtune --spec-json {params.spec:q} "
+        "--out results/realtune/{wildcards.key} > {log} 2>&1"
