@@ -21,6 +21,14 @@ from synreal.stages import get_stage, known_stages
 UNKEYED = {"table", "figures"}
 
 
+def _is_stage(name: str) -> bool:
+    try:
+        get_stage(name)
+    except ConfigError:
+        return False
+    return True
+
+
 def _read_spec(value: str) -> dict:
     text = Path(value[1:]).read_text() if value.startswith("@") else value
     try:
@@ -32,14 +40,14 @@ def _read_spec(value: str) -> dict:
     return spec
 
 
-def build_parser() -> argparse.ArgumentParser:
-    """The CLI parser: one sub-command per registered stage."""
+def build_parser(only: str | None = None) -> argparse.ArgumentParser:
+    """The CLI parser: one sub-command per registered stage (or just ``only``, for a job)."""
     parser = argparse.ArgumentParser(
         prog="python -m synreal",
         description="Run one synreal stage on a resolved spec (as Snakemake does).",
     )
     sub = parser.add_subparsers(dest="stage", required=True, metavar="STAGE")
-    for name in known_stages():
+    for name in [only] if only else known_stages():
         stage = get_stage(name)
         command = sub.add_parser(
             name, help=stage.summary, description=stage.summary,
@@ -67,7 +75,10 @@ def run_stage(name: str, spec: dict, out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the stage, map user errors to one line and exit code 2."""
-    args = build_parser().parse_args(argv)
+    argv = sys.argv[1:] if argv is None else argv
+    first = argv[0] if argv else None
+    only = first if first and not first.startswith("-") and _is_stage(first) else None
+    args = build_parser(only).parse_args(argv)
     start = time.perf_counter()
     try:
         run_stage(args.stage, _read_spec(args.spec_json), args.out)

@@ -32,7 +32,8 @@ def _needs(rows: dict) -> list[str]:
 
 def _table(plan: Plan, name: str, rows: dict, run_names: list[str], **extra) -> TableJob:
     return TableJob(name, {"study": plan.config["study"]["name"], "runs": rows,
-                           "facts": _facts(plan, run_names), **extra}, _needs(rows))
+                           "order": list(rows), "facts": _facts(plan, run_names), **extra},
+                    _needs(rows))
 
 
 def _require_runs(plan: Plan, table: str, names: list[str]) -> None:
@@ -171,6 +172,7 @@ def cfg_table(plan: Plan) -> TableJob:
         rows[str(scale)] = row
         needs += [f"{d}/spec.json" for d in row.values()]
     return TableJob("cfg", {"study": plan.config["study"]["name"], "runs": rows,
+                            "order": list(rows),
                             "generator": plan.config["cfg_sweep"]["generator"]},
                     sorted(set(needs)))
 
@@ -212,9 +214,12 @@ def figures_job(plan: Plan) -> FiguresJob:
         "confusion": {name: jobs["probe"].out_dir for name, jobs in evaluations.items()},
         "retrieval": {name: jobs["retrieval"].out_dir for name, jobs in evaluations.items()},
     }
+    audits = dict(plan.audits)
+    generator = plan.config.get("cfg_sweep", {}).get("generator")
+    audits |= {f"{generator}@cfg{scale}": audit for scale, (_, audit, _) in plan.cfg.items()}
     for kind in ("audit_scale", "audit_brightness", "audit_person_blocking",
                  "audit_consistency"):
-        copied[kind] = {name: job.out_dir for name, job in plan.audits.items()}
+        copied[kind] = {name: job.out_dir for name, job in audits.items()}
     samples = {}
     for name, generator in plan.config["generators"].items():
         real = plan.datasets[generator["like"]]
@@ -222,7 +227,7 @@ def figures_job(plan: Plan) -> FiguresJob:
             "real": f"{real.out_dir}/manifest.parquet", "synthetic": {}})
         entry["synthetic"][name] = f"{plan.generators[name].out_dir}/manifest.parquet"
     params = {"copied": copied, "samples": samples, "seed": plan.config["study"]["seed"]}
-    needs = [job.done_file for job in [*models.values(), *plan.audits.values(),
+    needs = [job.done_file for job in [*models.values(), *audits.values(),
                                        *plan.datasets.values(), *plan.generators.values()]]
     needs += [jobs[stage].done_file for jobs in evaluations.values()
               for stage in ("probe", "retrieval")]

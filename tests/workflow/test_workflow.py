@@ -1,5 +1,6 @@
 """The Snakemake DAG end to end on the micro config, in a fresh working directory."""
 
+import resource
 import time
 
 import pandas as pd
@@ -39,12 +40,17 @@ def test_micro_study_builds_the_main_and_synbench_tables(finished):
 
 
 def test_second_run_has_nothing_to_do_quickly(finished):
+    # CPU seconds, not wall time: CI runs this beside another test worker on 2 cores, and
+    # "under 10 s" is a property of snakemake + the plan, not of the neighbours' load
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = run_snakemake(finished, "--cores", "2")
-    elapsed = time.perf_counter() - start
+    wall = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     assert proc.returncode == 0
     assert "Nothing to be done" in proc.stdout + proc.stderr
-    assert elapsed < 10
+    assert cpu < 10, f"{cpu:.1f} CPU s ({wall:.1f} s wall)"
 
 
 def test_outputs_are_deterministic(finished, tmp_path):

@@ -56,9 +56,15 @@ def datasets_table(params: dict, out_dir: Path) -> None:
     write_table(pd.DataFrame(rows), out_dir, "datasets", caption)
 
 
+def _runs(params: dict) -> dict:
+    """The table's rows in the plan's order (spec JSON sorts keys, so the order is listed)."""
+    runs = params["runs"]
+    return {name: runs[name] for name in params.get("order", sorted(runs))}
+
+
 def _caption(params: dict, what: str) -> str:
     facts = params["facts"]
-    first = next(iter(params["runs"].values()))
+    first = next(iter(_runs(params).values()))
     probe = json.loads((Path(first["probe"]) / "metrics.json").read_text())
     images = json.loads((Path(first["pretrain"]) / "summary.json").read_text())["n_images"]
     return (f"{what} Study '{params['study']}'. Backbone {facts['model']}, DINO "
@@ -74,7 +80,7 @@ def _run_rows(params: dict, metrics=None, paper_title: str | None = None) -> lis
     from synreal.report.metrics import MAIN_METRICS, read_metric
 
     rows = []
-    for run in params["runs"].values():
+    for run in _runs(params).values():
         row = dict(run["labels"])
         for title, stage, key in metrics or MAIN_METRICS:
             row[title] = str(read_metric(run[stage], key))
@@ -94,7 +100,7 @@ def main_table(params: dict, out_dir: Path) -> None:
     from synreal.report import story
     from synreal.report.metrics import MAIN_METRICS, differs, paired_difference
 
-    runs = params["runs"]
+    runs = _runs(params)
     rows = _run_rows(params)
     (label_a, run_a), (label_b, run_b) = list(runs.items())[:2]
     resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
@@ -108,7 +114,7 @@ def main_table(params: dict, out_dir: Path) -> None:
     caption = _caption(params, f"DINO pretrained on {label_a} vs {label_b} images of equal "
                                "number, classes and resolution; the last rows give the paired "
                                "difference and whether it is significant.")
-    frame = pd.DataFrame([*rows, diff, verdict])
+    frame = pd.DataFrame([*rows, diff, verdict]).fillna("")
     write_table(frame, out_dir, "main", _with_story(caption, story.main(cells)))
 
 
@@ -120,7 +126,7 @@ def mix_ratio_table(params: dict, out_dir: Path) -> None:
 
     rows = _run_rows(params)
     curves = {title: [(run["labels"]["real %"], read_metric(run[stage], key))
-                      for run in params["runs"].values()]
+                      for run in _runs(params).values()]
               for title, stage, key in MAIN_METRICS}
     plot_mix_ratio(curves, Path(out_dir) / "mix_ratio.png", params["study"])
     caption = _caption(params, "Share of real images in the pretraining set at equal total "
@@ -137,7 +143,7 @@ def mixdiff_views_table(params: dict, out_dir: Path) -> None:
     from synreal.report.metrics import read_metric
 
     rows = _run_rows(params, paper_title="paper top-1")
-    top1 = {name: read_metric(run["probe"], "top1") for name, run in params["runs"].items()}
+    top1 = {name: read_metric(run["probe"], "top1") for name, run in _runs(params).items()}
     caption = _caption(params, "MixDiff view splits: each sample is a real image and its image "
                                "variation, the teacher's 2 global and the student's local crops "
                                "split as shown; real-only and synthetic-only rows use 2 global "
@@ -152,8 +158,8 @@ def realtune_table(params: dict, out_dir: Path) -> None:
     from synreal.report.metrics import read_metric
 
     rows = _run_rows(params, paper_title="paper top-1")
-    top1 = {name: read_metric(run["probe"], "top1") for name, run in params["runs"].items()}
-    tuned = next(run for run in params["runs"].values() if run["labels"]["tuning"] != "vanilla")
+    top1 = {name: read_metric(run["probe"], "top1") for name, run in _runs(params).items()}
+    tuned = next(run for run in _runs(params).values() if run["labels"]["tuning"] != "vanilla")
     tune_images = json.loads((Path(tuned["pretrain"]) / "summary.json").read_text())["n_images"]
     caption = _caption(params, "RealTune / SynTune in self-supervised form: DINO continued "
                                f"from each pretrained model on {tune_images} unlabeled real "
@@ -169,7 +175,7 @@ def pretrain_finetune_table(params: dict, out_dir: Path) -> None:
     from synreal.report.metrics import MAIN_METRICS, read_metric
 
     rows, top1 = [], {}
-    for name, run in params["runs"].items():
+    for name, run in _runs(params).items():
         source = run.get("finetune", run["probe"])
         cell = read_metric(source, "top1")
         top1[name] = cell
@@ -179,7 +185,7 @@ def pretrain_finetune_table(params: dict, out_dir: Path) -> None:
         row["paper top-1"] = run.get("paper", "—")
         row["key"] = Path(run.get("finetune", run["pretrain"])).name
         rows.append(row)
-    finetuned = next(run for run in params["runs"].values() if "finetune" in run)
+    finetuned = next(run for run in _runs(params).values() if "finetune" in run)
     protocol = json.loads((Path(finetuned["finetune"]) / "metrics.json").read_text())
     caption = _caption(params, "Pretraining data x fine-tuning data. Test top-1: the frozen "
                                "linear probe for 'none', else the fine-tuned classifier "
@@ -196,7 +202,7 @@ def cfg_table(params: dict, out_dir: Path) -> None:
     from synreal.report.metrics import MAIN_METRICS, read_metric
 
     rows, diversity, top1 = [], {}, {}
-    for scale, run in params["runs"].items():
+    for scale, run in _runs(params).items():
         summary = json.loads((Path(run["audit"]) / "summary.json").read_text())
         consistency = summary.get("consistency", {})
         div = (summary.get("diversity") or {}).get("mean_pairwise_cosine_distance")

@@ -54,6 +54,8 @@ def sample_grid(real: Path, synthetic: dict[str, Path], path: Path, per_class: i
                 ax.set_xticks([]), ax.set_yticks([])
                 if col < len(chosen):
                     ax.imshow(load_rgb(chosen[col]))
+                else:
+                    ax.axis("off")
                 if row == 0 and col == 0:
                     ax.set_title(name, fontsize=7, loc="left")
                 if block == 0 and col == 0:

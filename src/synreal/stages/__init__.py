@@ -62,7 +62,15 @@ def register(stage: Stage) -> Stage:
     return stage
 
 
-def _load() -> None:
+def _load(only: str | None = None) -> None:
+    """Import the stage modules; just ``only``'s when it names one.
+
+    A job needs one stage, and importing all of them costs a second or two per job.
+    """
+    module = f"synreal.stages.{'tables' if only == 'table' else only}"
+    if only is not None and module in STAGE_MODULES:
+        importlib.import_module(module)
+        return
     for module in STAGE_MODULES:
         importlib.import_module(module)
 
@@ -75,7 +83,10 @@ def known_stages() -> list[str]:
 
 def get_stage(name: str) -> Stage:
     """The stage called ``name``; an unknown name lists the known ones."""
-    _load()
+    if name not in _STAGES:
+        _load(name)
+    if name not in _STAGES:
+        _load()
     if name not in _STAGES:
         raise ConfigError(f"unknown stage {name!r}; known stages: {known_stages()}.")
     return _STAGES[name]
