@@ -110,8 +110,8 @@ ReturnToService=2
 # No slurmdbd: sacct cannot answer, so finished jobs are recorded in a text file instead and
 # kept in slurmctld's memory (squeue) for MinJobAge seconds.
 AccountingStorageType=accounting_storage/none
-# Record GPUs in each job's TRES (and so in the job completion log).
-AccountingStorageTRES=gres/gpu
+# (AccountingStorageTRES=gres/gpu would need slurmdbd: slurmctld refuses to start with it.
+# GPU allocations are visible in "scontrol show job -d" and in the job's environment.)
 JobCompType=jobcomp/filetxt
 JobCompLoc=$STATE_DIR/jobcomp.log
 MinJobAge=$MIN_JOB_AGE
@@ -140,8 +140,8 @@ pid_alive() {  # pid_alive FILE NAME: the pid in FILE is a running process calle
     [[ $pid =~ ^[0-9]+$ ]] && [[ -r /proc/$pid/comm ]] && [[ $(</proc/"$pid"/comm) == "$name" ]]
 }
 
-node_state() {
-    sinfo --noheader --format=%T 2>/dev/null | head -n 1 || true
+node_state() {  # bounded: sinfo retries for a long time when slurmctld is down
+    timeout 5 sinfo --noheader --format=%T 2>/dev/null | head -n 1 || true
 }
 
 stop_pid() {  # stop_pid NAME: TERM (then KILL) the NAME process this script recorded
@@ -201,12 +201,25 @@ start_daemon() {  # start_daemon NAME: start slurmctld or slurmd, record its pid
         die 1 "$name did not start (log above: $STATE_DIR/log/$name.log)"
     fi
     cp "$pidfile" "$PID_DIR/$name.pid"
+    if [[ $name == slurmctld ]]; then
+        # It writes its pid file before reading all of its configuration: a fatal error
+        # (e.g. an option that needs slurmdbd) comes a moment later. Wait until it answers.
+        for _ in $(seq 50); do
+            timeout 5 scontrol ping 2>/dev/null | grep -q UP && break
+            pid_alive "$pidfile" "$name" || break
+            sleep 0.2
+        done
+        if ! timeout 5 scontrol ping 2>/dev/null | grep -q UP; then
+            tail -n 30 "$STATE_DIR/log/$name.log" >&2 || true
+            die 1 "$name does not answer (log above: $STATE_DIR/log/$name.log)"
+        fi
+    fi
     say "started $name (pid $(<"$PID_DIR/$name.pid"))"
 }
 
 wait_idle() {
-    local state=""
-    for _ in $(seq $((WAIT_S * 5))); do
+    local state="" deadline=$((SECONDS + WAIT_S))
+    while ((SECONDS < deadline)); do
         state=$(node_state)
         [[ $state == idle ]] && return 0
         sleep 0.2

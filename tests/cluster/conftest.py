@@ -9,6 +9,7 @@ with the reason; set SYNREAL_REQUIRE_SLURM=1 to make that a failure instead (CI)
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -24,7 +25,7 @@ PROFILE = REPO / "workflow" / "profiles" / "slurm-test"
 STATE_DIR = Path(os.environ.get("SLURM_LOCAL_DIR", "/var/tmp/synreal-slurm"))
 JOBCOMP_LOG = STATE_DIR / "jobcomp.log"
 START_TIMEOUT_S = 300  # the first start installs packages
-RUN_TIMEOUT_S = 240  # one snakemake run on the cluster; a hang fails the test, not CI
+RUN_TIMEOUT_S = 300  # one snakemake run on the cluster; a hang fails the test, not CI
 
 
 def unavailable(reason: str) -> None:
@@ -91,3 +92,16 @@ def completed_jobs(job_ids: set[str], wait_s: float = 10.0) -> dict[str, dict[st
         if set(records) == job_ids or time.monotonic() > deadline:
             return records
         time.sleep(0.5)
+
+
+def job_gres(job_id: str) -> str:
+    """The GRES Slurm allocated to a job (``gpu:testgpu:1`` or ``(null)``), from scontrol.
+
+    Without slurmdbd the job completion log records no GRES (``gres/gpu`` as an accounting
+    TRES needs the database), but slurmctld keeps finished jobs for ``MinJobAge`` seconds.
+    """
+    proc = subprocess.run(["scontrol", "show", "job", "-d", job_id], capture_output=True,
+                          text=True, check=True, timeout=30)
+    match = re.search(r"JOB_GRES=(\S+)", proc.stdout)
+    assert match, proc.stdout
+    return match.group(1)
