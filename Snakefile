@@ -20,12 +20,11 @@ report: "workflow/report/workflow.rst"
 
 try:
     config.update(validate_config(config))
+    PLAN = build_plan(config)
 except ConfigError as error:
     # One sentence naming the key and the fix; no traceback, no job started.
     print(f"synreal config error: {error}", file=sys.stderr)
     sys.exit(2)
-
-PLAN = build_plan(config)
 
 
 include: "workflow/rules/common.smk"

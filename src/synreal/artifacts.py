@@ -12,6 +12,7 @@ renames the directory into place only when it is complete.
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import shutil
@@ -20,10 +21,17 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from synreal.errors import DataError
+from synreal import faults
+from synreal.errors import DataError, StorageError
 from synreal.provenance import provenance
 
 SPEC_FILE = "spec.json"
+
+#: ``OSError`` numbers that mean "the results storage cannot take this write". Permission
+#: errors count only while creating the work directory: inside a stage they may concern an
+#: input file, whose own message is more useful.
+FULL_OR_READ_ONLY = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+NOT_WRITABLE = FULL_OR_READ_ONLY | {errno.EACCES, errno.EPERM}
 
 
 def is_complete(artifact_dir: Path) -> bool:
@@ -60,6 +68,22 @@ def write_json_atomic(path: Path, payload: Any) -> None:
         raise
 
 
+def storage_error(error: OSError, final_dir: Path,
+                  kinds: frozenset[int] = FULL_OR_READ_ONLY) -> StorageError | None:
+    """One-sentence :class:`StorageError` for a storage ``OSError`` while writing ``final_dir``.
+
+    Returns None for any other error (a bug or bad input, which keeps its own message).
+    """
+    if error.errno not in kinds:
+        return None
+    what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
+            errno.EROFS: "the file system is read-only"}.get(error.errno, "permission denied")
+    where = error.filename or final_dir
+    return StorageError(f"cannot write {where} ({what}); free space or make "
+                        f"{Path(final_dir).parent} writable and rerun: nothing half-written "
+                        "was kept and finished artifacts are untouched.")
+
+
 def _remove_stale_temporaries(final: Path) -> None:
     for stale in final.parent.glob(f".{final.name}.tmp-*"):
         shutil.rmtree(stale, ignore_errors=True)
@@ -94,17 +118,21 @@ def atomic_artifact(final_dir: Path, spec: dict, resumable: bool = False) -> Ite
     artifact at ``final_dir`` is always left untouched.
     """
     final = Path(final_dir)
-    final.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temporaries(final)
-    if resumable:
-        tmp = partial_dir(final)
-        tmp.mkdir(exist_ok=True)
-        (tmp / SPEC_FILE).unlink(missing_ok=True)
-    else:
-        tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    try:
+        final.parent.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temporaries(final)
+        if resumable:
+            tmp = partial_dir(final)
+            tmp.mkdir(exist_ok=True)
+            (tmp / SPEC_FILE).unlink(missing_ok=True)
+        else:
+            tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.tmp-", dir=final.parent))
+    except OSError as error:
+        raise storage_error(error, final, NOT_WRITABLE) or error from None
     try:
         yield tmp
         write_json_atomic(tmp / SPEC_FILE, {**spec, "provenance": provenance()})
+        faults.point("artifact.commit")
         _clear_unfinished(final)
         if final.exists():
             old = final.with_name(f".{final.name}.tmp-old-{os.getpid()}")
@@ -113,7 +141,9 @@ def atomic_artifact(final_dir: Path, spec: dict, resumable: bool = False) -> Ite
             shutil.rmtree(old, ignore_errors=True)
         else:
             os.replace(tmp, final)
-    except BaseException:
+    except BaseException as error:
         if not resumable:
             shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(error, OSError) and (translated := storage_error(error, final)):
+            raise translated from None
         raise

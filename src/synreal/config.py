@@ -90,12 +90,33 @@ def _check_paths(config: dict, base: Path) -> None:
             )
 
 
+def _check_weights(config: dict, base: Path) -> None:
+    """Every diffusion generator's local weights folder must exist before any job starts."""
+    from synreal.generate.loading import resolve_model_path
+
+    for name, generator in config["generators"].items():
+        params = generator.get("params") or {}
+        if str(params.get("backend", "sdxl")).startswith("toy"):
+            continue
+        checks = [("model_path", "model_id", "stabilityai/stable-diffusion-xl-base-1.0")]
+        if params.get("use_refiner"):
+            checks.append(("refiner_path", "refiner_id",
+                           "stabilityai/stable-diffusion-xl-refiner-1.0"))
+        for key, id_key, default_id in checks:
+            path = params.get(key)
+            try:
+                resolve_model_path(base / path if path else None,
+                                   params.get(id_key, default_id), key)
+            except ConfigError as error:
+                raise ConfigError(f"generators.{name}.params.{key}: {error}") from None
+
+
 def validate_config(config: dict, base: Path | None = None, check_paths: bool = True) -> dict:
     """Return a validated copy of ``config`` with defaults filled; raise one ConfigError.
 
     Args:
         base: directory relative paths are resolved against (default: working directory).
-        check_paths: also require every dataset/model path to exist.
+        check_paths: also require every dataset path and diffusion weights folder to exist.
     """
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
@@ -107,6 +128,7 @@ def validate_config(config: dict, base: Path | None = None, check_paths: bool = 
     _fill_defaults(schema, resolved, schema)
     if check_paths:
         _check_paths(resolved, Path(base or Path.cwd()))
+        _check_weights(resolved, Path(base or Path.cwd()))
     return resolved
 
 

@@ -17,3 +17,7 @@ class ConfigError(SynrealError):
 
 class DataError(SynrealError):
     """An input dataset or artifact is missing, malformed or inconsistent."""
+
+
+class StorageError(SynrealError):
+    """The results disk is full, read-only or not writable (an ``OSError`` of storage)."""

@@ -2,9 +2,12 @@
 
 The manifest is the contract between a dataset on disk and every later stage:
 one row per usable image with ``id, path, relpath, label, label_name, split, sha256,
-width, height, mode``. Corrupt files are reported (path and reason) and either fail the
-stage or are skipped, as configured; images in unusual modes (CMYK, 16-bit, palette,
-RGBA, grayscale) are readable by later stages, which always convert to RGB.
+width, height, mode, constant``. Corrupt, truncated and zero-byte files are reported
+(path and reason) and either fail the stage or are skipped, as configured (``on_corrupt``);
+images in unusual modes (CMYK, 16-bit, palette, RGBA, grayscale) are kept and converted to
+RGB by :func:`load_rgb`, exactly as ingest decoded them, so no later stage (nor a DataLoader
+worker) meets a file ingest did not read; constant images (all black, all white) are kept
+and flagged ``constant``.
 """
 
 from __future__ import annotations
@@ -42,6 +45,26 @@ class Decoded:
     problem: str | None
 
 
+#: What a file that is not a usable image raises while PIL opens and decodes it.
+_DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
+                  Image.DecompressionBombError)
+
+
+def _reason(error: Exception) -> str:
+    """A short, reproducible reason (no object addresses) for a decode failure."""
+    if isinstance(error, UnidentifiedImageError):
+        return "cannot decode: not an image in a format PIL reads"
+    return f"cannot decode: {error}"
+
+
+def _to_rgb(image: Image.Image) -> Image.Image:
+    """RGB view of any PIL mode; 16/32-bit integer images are scaled to their maximum."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        image = Image.fromarray((array / max(array.max(), 1) * 255).astype(np.uint8))
+    return image.convert("RGB")
+
+
 def _decode(root: Path, record: Record) -> Decoded:
     path = root / record.relpath
     try:
@@ -54,9 +77,9 @@ def _decode(root: Path, record: Record) -> Decoded:
         with Image.open(io.BytesIO(data)) as image:
             image.load()
             mode, (width, height) = image.mode, image.size
-            extrema = image.convert("RGB").getextrema()
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
-        return Decoded(record, None, f"cannot decode: {error}")
+            extrema = _to_rgb(image).getextrema()
+    except _DECODE_ERRORS as error:
+        return Decoded(record, None, _reason(error))
     constant = all(lo == hi for lo, hi in extrema)
     row = {
         "id": str(Path(record.relpath).with_suffix("")),
@@ -153,12 +176,17 @@ def read_manifest(path: Path, splits: Iterable[str] | None = None) -> pd.DataFra
 
 
 def load_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
-    """Decode one image as RGB uint8 ``(H, W, 3)``; 16-bit, CMYK, palette and alpha converted."""
-    with Image.open(path) as image:
-        if image.mode in ("I;16", "I;16B", "I;16L", "I"):
-            array = np.asarray(image, dtype=np.float64)
-            image = Image.fromarray((array / max(array.max(), 1) * 255).astype(np.uint8))
-        rgb = image.convert("RGB")
-        if size is not None and rgb.size != (size, size):
-            rgb = rgb.resize((size, size), Image.BICUBIC)
-        return np.asarray(rgb)
+    """Decode one image as RGB uint8 ``(H, W, 3)``; 16-bit, CMYK, palette and alpha converted.
+
+    A file that no longer decodes (changed or damaged since ingest) raises a DataError
+    naming it, not a PIL error from deep inside a DataLoader worker.
+    """
+    try:
+        with Image.open(path) as image:
+            rgb = _to_rgb(image)
+    except _DECODE_ERRORS as error:
+        raise DataError(f"{path}: {_reason(error)}; it changed since ingest: restore the file "
+                        "or rerun ingest (snakemake reruns it when the folder changes).") from None
+    if size is not None and rgb.size != (size, size):
+        rgb = rgb.resize((size, size), Image.BICUBIC)
+    return np.asarray(rgb)

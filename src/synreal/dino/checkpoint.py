@@ -19,6 +19,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from synreal import faults
 from synreal.artifacts import write_json_atomic
 from synreal.errors import DataError
 
@@ -59,6 +60,7 @@ def save_training_state(directory: Path, step: int, tensors: dict[str, torch.Ten
     directory = Path(directory) / CHECKPOINT_DIR
     directory.mkdir(parents=True, exist_ok=True)
     _save_tensors(tensors, directory / f"state-{step}.safetensors")
+    faults.point("checkpoint.save")
     marker = directory / f"state-{step}.json"
     write_json_atomic(marker, {**scalars, "step": step})
     for old in directory.glob("state-*.json"):

@@ -121,6 +121,10 @@ class GenerateParams:
                 raise ConfigError(f"generate {key} must be a positive integer.")
         if not 0.0 <= self.confusion_rate <= 1.0:
             raise ConfigError("generate confusion_rate must lie in [0, 1].")
+        counts = self.per_class.values() if isinstance(self.per_class, dict) else [self.per_class]
+        if any(n is not None and int(n) < 0 for n in counts):
+            raise ConfigError(f"generate per_class {self.per_class!r} has a negative count; give "
+                              "an int >= 0, {class: n >= 0}, or null to match the real dataset.")
         if self.steps < 1 or self.max_regenerations < 0:
             raise ConfigError("generate steps must be >= 1 and max_regenerations >= 0.")
 

@@ -27,6 +27,7 @@ from pathlib import Path
 import pandas as pd
 from PIL import Image
 
+from synreal import faults
 from synreal.errors import ConfigError, DataError
 
 SHARDS_DIR = "shards"
@@ -67,6 +68,7 @@ class ShardWriter:
         target = self.tmp / folder / name
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
+        faults.point("shard.image")
         relpath = (Path(SHARDS_DIR) / f"{self.shard:05d}" / folder / name).as_posix()
         self.rows.append({**row, "relpath": relpath, "shard": self.shard,
                           "sha256": hashlib.sha256(data).hexdigest()})
@@ -88,6 +90,7 @@ def open_shard(out_dir: Path, shard: int) -> Iterator[ShardWriter]:
         writer = ShardWriter(out_dir, shard, tmp)
         yield writer
         pd.DataFrame(writer.rows).to_parquet(tmp / SHARD_TABLE, index=False)
+        faults.point("shard.commit")
         final = shard_dir(out_dir, shard)
         if final.exists() and not is_complete(out_dir, shard):
             shutil.rmtree(final)

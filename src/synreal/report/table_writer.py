@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pandas as pd
 
+from synreal import faults
+
 
 def _write_text_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     with os.fdopen(fd, "w") as handle:
         handle.write(text)
+    faults.point("table.write")
     os.replace(tmp, path)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from synreal import faults
 from synreal.params import doc, parse_params
 from synreal.stages import Stage, register
 
@@ -46,6 +47,7 @@ def run(spec: dict, out_dir: Path) -> None:
                        "manifest_hash": manifest_hash(manifest),
                        "images_per_second": round(rate, 1),
                    })
+    faults.point("features.write")
     print(f"features: {len(manifest)} images at {rate:.1f} images/s")
 
 

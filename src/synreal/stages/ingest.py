@@ -37,6 +37,8 @@ def run(spec: dict, out_dir: Path) -> None:
     problems.to_csv(out_dir / "problems.csv", index=False)
     for row in problems.itertuples():
         print(f"skipped {root / row.relpath}: {row.reason}")
+    for relpath in manifest.loc[manifest["constant"], "relpath"]:
+        print(f"kept {root / relpath}: constant image (all pixels equal), flagged 'constant'")
 
 
 STAGE = register(Stage("ingest", 1, "Decode and hash a real dataset into manifest.parquet.",
