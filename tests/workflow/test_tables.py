@@ -34,7 +34,7 @@ def test_every_table_rule_is_a_listed_target(tmp_path):
 
 
 def test_two_tables_share_their_common_artifacts(tmp_path):
-    proc = run_snakemake(tmp_path, "-n", "--quiet", "rules", "table_main", "table_mix_ratio",
+    proc = run_snakemake(tmp_path, "--quiet", "rules", "-n", "table_main", "table_mix_ratio",
                          config=MICRO_TABLES)
     assert proc.returncode == 0, proc.stderr[-2000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
@@ -115,7 +115,7 @@ def test_a_failing_table_leaves_a_readable_error_in_its_log(finished, tmp_path):
     shutil.copytree(finished, work, symlinks=True)
     for metrics in work.glob("results/probe/*/metrics.json"):
         metrics.unlink()  # the artifacts still look finished (spec.json), their data is gone
-    proc = run_snakemake(work, "--cores", "1", "--forcerun", "table", "table_main",
+    proc = run_snakemake(work, "--forcerun", "table", "--cores", "1", "table_main",
                          config=MICRO_TABLES)
     assert proc.returncode != 0
     log = (work / "results" / "logs" / "tables" / "main.log").read_text()
