@@ -152,10 +152,16 @@ def synbench_table(plan: Plan) -> TableJob:
     """SynBench measures of every audited dataset."""
     if not plan.audits:
         raise ConfigError("table synbench needs an 'audit' section naming the datasets.")
+    audits = dict(plan.audits)
+    generator = (plan.config.get("cfg_sweep") or {}).get("generator")
+    for scale, (_, audit, _) in sorted(plan.cfg.items()):
+        if audit.key not in {job.key for job in audits.values()}:
+            audits[f"{generator}@cfg{scale}"] = audit
     return TableJob("synbench", {
         "study": plan.config["study"]["name"],
-        "audits": {name: job.out_dir for name, job in plan.audits.items()},
-    }, [job.done_file for job in plan.audits.values()])
+        "audits": {name: job.out_dir for name, job in audits.items()},
+        "order": list(audits),
+    }, sorted({job.done_file for job in audits.values()}))
 
 
 def cfg_table(plan: Plan) -> TableJob:

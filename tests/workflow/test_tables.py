@@ -63,6 +63,8 @@ def test_every_table_is_written_with_cis_a_finding_and_keys(finished):
     mix = pd.read_csv(tables / "mix_ratio.csv")
     assert list(mix["real %"]) == [0, 50, 100]
     assert (tables / "mix_ratio.png").stat().st_size > 0
+    synbench = pd.read_csv(tables / "synbench.csv")
+    assert list(synbench["dataset"]) == ["afhq", "afhq_syn", "afhq_syn@cfg2.5"]
     cfg = pd.read_csv(tables / "cfg.csv")
     assert list(cfg["CFG scale"]) == [2.5, 7.5]
 

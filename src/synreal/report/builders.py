@@ -242,7 +242,9 @@ def _rate(value) -> str:
 def synbench_table(params: dict, out_dir: Path) -> None:
     """SynBench measures per dataset: consistency, scale, brightness, person blocking, more."""
     rows = []
-    for name, artifact in params["audits"].items():
+    audits = params["audits"]
+    for name in params.get("order", audits):
+        artifact = audits[name]
         summary = json.loads((Path(artifact) / "summary.json").read_text())
         consistency = summary.get("consistency", {})
         reference = consistency.get("reference_rate")
