@@ -288,6 +288,7 @@ def build_plan(config: dict) -> Plan:
 
 def _realtune(plan: Plan) -> None:
     """RealTune / SynTune jobs: ssl (table realtune) and supervised (table pretrain_finetune)."""
+    from synreal.stages.pretrain import resolve
     from synreal.stages.realtune import RealtuneParams
 
     config = plan.config
@@ -322,8 +323,6 @@ def _realtune(plan: Plan) -> None:
                 inputs = {"checkpoint": pretrain.out_dir,
                           "data": f"{source.out_dir}/manifest.parquet"}
                 if mode == "ssl":
-                    from synreal.stages.pretrain import resolve
-
                     dino = {**pretrain.params["dino"], **section.get("dino", {})}
                     params["dino"] = resolve(dino, {"source": "real"}, run)["dino"]
                 else:
@@ -347,6 +346,8 @@ def mix_run(plan: Plan) -> str:
 
 def _cfg_sweep(plan: Plan) -> None:
     """The guidance-scale sweep: one generator, audit and (optionally) DINO run per scale."""
+    from synreal.stages.pretrain import resolve
+
     config = plan.config
     sweep = config["cfg_sweep"]
     name = sweep["generator"]
@@ -367,8 +368,6 @@ def _cfg_sweep(plan: Plan) -> None:
         if sweep["pretrain"] and config.get("pretrain") and recipe_run is not None:
             run = {"source": "synthetic", "params": recipe_run.get("params", {})}
             settings = config["pretrain"]
-            from synreal.stages.pretrain import resolve
-
             params = resolve({**settings["params"], **run["params"]}, run, f"cfg {scale}")
             pretrain = plan.add(Job("pretrain", params, {"synthetic": job.ref},
                                     {"synthetic": f"{job.out_dir}/manifest.parquet"}))
