@@ -76,12 +76,16 @@ def storage_error(error: OSError, final_dir: Path,
     """
     if error.errno not in kinds:
         return None
-    what = {errno.ENOSPC: "the disk is full", errno.EDQUOT: "the disk quota is exceeded",
-            errno.EROFS: "the file system is read-only"}.get(error.errno, "permission denied")
     where = error.filename or final_dir
-    return StorageError(f"cannot write {where} ({what}); free space or make "
-                        f"{Path(final_dir).parent} writable and rerun: nothing half-written "
-                        "was kept and finished artifacts are untouched.")
+    if error.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "the disk is full" if error.errno == errno.ENOSPC else "the disk quota is used up"
+        fix = "free space there"
+    else:
+        what = ("the file system is read-only" if error.errno == errno.EROFS
+                else "permission denied")
+        fix = f"make {Path(final_dir).parent} writable"
+    return StorageError(f"cannot write {where} ({what}); {fix} and rerun: nothing half-written "
+                        "is kept and finished artifacts are untouched.")
 
 
 def _remove_stale_temporaries(final: Path) -> None:

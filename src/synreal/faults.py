@@ -67,7 +67,7 @@ def point(name: str) -> None:
     if _hits[name] != count:
         return
     if action == "enospc":
-        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), f"<fault point {name}>")
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
     if action == "killgroup":
         os.killpg(os.getpgid(0), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -14,11 +15,31 @@ METRICS_FILE = "metrics.json"
 PER_ITEM_FILE = "per_item.parquet"
 
 
+def _artifact_expectations(features_path: Path) -> dict:
+    """Protocol and checkpoint the features artifact's own ``spec.json`` says the file holds.
+
+    A features file copied in from another run (another protocol or checkpoint) then fails
+    loudly instead of giving plausible wrong numbers.
+    """
+    spec_path = Path(features_path).parent / "spec.json"
+    if not spec_path.is_file():
+        return {}
+    spec = json.loads(spec_path.read_text())
+    expected = {}
+    if "protocol" in spec.get("params", {}):
+        expected["protocol"] = spec["params"]["protocol"]
+    if "checkpoint" in spec.get("upstream", {}):
+        expected["checkpoint_key"] = spec["upstream"]["checkpoint"]
+    return expected
+
+
 def load_split(features_path: Path, split: str, protocol: str | None = None):
-    """Rows of one split of a features file; an empty split is a clear error."""
+    """Rows of one split of a features file; an empty split or a foreign file is a clear error."""
     from synreal.eval.features_io import read_features
 
-    expected = {"protocol": protocol} if protocol else None
+    expected = _artifact_expectations(Path(features_path))
+    if protocol:
+        expected["protocol"] = protocol
     features = read_features(Path(features_path), expected)
     part = features.select(split)
     if part.embeddings.shape[0] == 0:
