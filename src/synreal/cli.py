@@ -64,10 +64,21 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def run_stage(name: str, spec: dict, out: Path) -> None:
     """Run stage ``name`` so that ``out`` appears complete or not at all."""
     from synreal.artifacts import atomic_artifact
+    from synreal.ranks import process_rank
 
     stage = get_stage(name)
     if name in UNKEYED:
         stage.run(spec, out)
+        return
+    rank, world, _ = process_rank()
+    if world > 1 and stage.resumable and rank != 0:
+        # one of several processes of a multi-GPU job: work in the shared work directory;
+        # rank 0 waits for the others in the stage and then finishes the artifact
+        from synreal.artifacts import partial_dir
+
+        work = partial_dir(Path(out))
+        work.mkdir(parents=True, exist_ok=True)
+        stage.run(spec, work)
         return
     with atomic_artifact(out, spec, resumable=stage.resumable) as tmp:
         stage.run(spec, tmp)

@@ -27,13 +27,32 @@ def device() -> str:
 
 
 def run(spec: dict, out_dir: Path) -> None:
-    """Generate into the resumable work directory; the manifest is written last."""
+    """Generate into the resumable work directory; the manifest is written last.
+
+    Several processes (one per GPU, from ``torchrun`` or ``accelerate launch``) split the
+    shards between them with no overlap; rank 0 writes the manifest once all are done.
+    """
+    import torch
+
     from synreal.data.manifest import read_manifest
     from synreal.generate.run import generate_dataset
+    from synreal.ranks import barrier, device_for_rank, process_rank
 
     params = parse_params(GenerateParams, spec["params"], "generate params")
     real = read_manifest(Path(spec["inputs"]["manifest"]), splits=TRAINING_SPLITS)
-    generate_dataset(params, out_dir, source_manifest=real, device=device())
+    rank, world, _ = process_rank()
+    target = device_for_rank(torch.cuda.is_available())
+    # under torchrun / accelerate launch each process makes shards rank, rank + world, ...
+    if world > 1:
+        print(f"generate: process {rank} of {world} makes every {world}th shard from "
+              f"shard {rank} on {target}", flush=True)
+    generate_dataset(params, out_dir, source_manifest=real, rank=rank, world_size=world,
+                     device=target)
+    if world > 1:
+        barrier()
+        if rank == 0:  # every shard now exists: this only gathers the manifest
+            generate_dataset(params, out_dir, source_manifest=real, device=target)
+        barrier()
 
 
 STAGE = register(Stage("generate", 1, "Generate a synthetic dataset matching a real one.",
