@@ -90,6 +90,14 @@ def _check_paths(config: dict, base: Path) -> None:
             )
 
 
+def _check_references(config: dict) -> None:
+    """Names that must point at a configured dataset (checked before the study is planned)."""
+    evaluation = config.get("evaluation")
+    if evaluation and evaluation["dataset"] not in config["datasets"]:
+        raise ConfigError(f"evaluation.dataset: no dataset called {evaluation['dataset']!r}; "
+                          f"use one of the real datasets {sorted(config['datasets'])}.")
+
+
 def _check_weights(config: dict, base: Path) -> None:
     """Every diffusion generator's local weights folder must exist before any job starts."""
     from synreal.generate.loading import resolve_model_path
@@ -126,6 +134,7 @@ def validate_config(config: dict, base: Path | None = None, check_paths: bool = 
         raise ConfigError(_sentence(best))
     resolved = copy.deepcopy(config)
     _fill_defaults(schema, resolved, schema)
+    _check_references(resolved)
     if check_paths:
         _check_paths(resolved, Path(base or Path.cwd()))
         _check_weights(resolved, Path(base or Path.cwd()))

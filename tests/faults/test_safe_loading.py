@@ -78,31 +78,38 @@ def test_every_config_value_in_a_shell_command_is_quoted():
 
 
 NASTY = "Bob's \"toy\" study; $(touch PWNED) `touch PWNED` & echo done"
-CLASSES = ["tabby \"cat\"", "bob's dog"]
+FOLDER = "my \"data\" dir's"
+ODD_CLASSES = ["bob's dog", "tabby \"cat\""]
 
 
 @pytest.mark.slow
 def test_names_with_quotes_and_spaces_survive_the_shell(tmp_path):
+    """Study name, dataset path and prompt template reach jobs inside ``--spec-json``."""
     rng = np.random.default_rng(0)
-    for name in CLASSES:
-        folder = tmp_path / "my data" / name
-        folder.mkdir(parents=True)
-        for i in range(2):
-            Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
-                folder / f"{i} x.png")
+    for folder, classes in ((FOLDER, ["cat", "dog"]), ("odd", ODD_CLASSES)):
+        for name in classes:
+            (tmp_path / folder / name).mkdir(parents=True)
+            for i in range(2):
+                Image.fromarray(rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)).save(
+                    tmp_path / folder / name / f"{i} x.png")
     config = {"study": {"name": NASTY}, "tables": ["datasets"],
-              "datasets": {"real": {"format": "imagefolder", "path": "my data"}},
+              "datasets": {"real": {"format": "imagefolder", "path": FOLDER},
+                           "odd": {"format": "imagefolder", "path": "odd"}},
               "generators": {"syn": {"like": "real", "params": {
-                  "backend": "toy", "dataset": "custom", "classes": CLASSES, "image_size": 16,
-                  "templates": ["a photo of a {name}, \"quoted\" & $HOME"]}}}}
+                  "backend": "toy", "dataset": "custom", "image_size": 16,
+                  "templates": ["a photo of a {name}, \"quoted\" & $HOME `id`"]}}}}
     path = tmp_path / "study.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = snakemake(tmp_path, "--cores", "2", config=path)
+    proc = snakemake(tmp_path, "--cores", "2", "table_datasets", config=path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert not list(tmp_path.rglob("PWNED"))
     assert NASTY in (tmp_path / "results" / "tables" / "datasets.md").read_text()
-    [manifest] = (tmp_path / "results" / "generate").glob("*/manifest.parquet")
-    generated = pd.read_parquet(manifest)
-    assert sorted(set(generated["label_name"])) == sorted(CLASSES)
-    assert generated["prompt"].str.contains("\"quoted\" & $HOME", regex=False).all()
+    [generated] = (tmp_path / "results" / "generate").glob("*/manifest.parquet")
+    prompts = pd.read_parquet(generated)["prompt"]
+    assert len(prompts) == 4
+    assert prompts.str.contains("\"quoted\" & $HOME `id`", regex=False).all()
+    names = set()
+    for manifest in (tmp_path / "results" / "ingest").glob("*/manifest.parquet"):
+        names |= set(pd.read_parquet(manifest)["label_name"])
+    assert names == {"cat", "dog", *ODD_CLASSES}
     assert not list(Path(tmp_path / "results").rglob("*.tmp-*"))

@@ -99,6 +99,15 @@ def build_plan(params: GenerateParams, manifest: pd.DataFrame | None = None) -> 
         return _variation_plan(params, manifest)
     classes = params.classes or (classes_from_manifest(manifest) if manifest is not None
                                  else None)
+    if params.classes and manifest is not None:
+        real = classes_from_manifest(manifest)
+        if tuple(params.classes) != real:
+            odd = sorted(set(params.classes) ^ set(real))
+            how = f"differing: {odd}" if odd else "same names, another order"
+            raise ConfigError(
+                f"generate classes {list(params.classes)} do not match the real dataset's "
+                f"classes {list(real)} in label order ({how}); remove 'classes' to use the "
+                "real dataset's, or make the list match its folders.")
     prompts = prompt_set(params.dataset, classes, params.templates)
     counts = class_counts(params, prompts.classes, manifest)
     jobs = []
