@@ -5,7 +5,8 @@
 # start   installs Debian's slurm-wlm and munge if missing, writes /etc/slurm/slurm.conf and
 #         gres.conf for this machine (cons_tres, no cgroups, one fake GPU "gpu:testgpu:1" whose
 #         device file is /dev/null, partitions "cpu" (default) and "gpu" as in
-#         workflow/profiles/slurm, job completion log in a text file, no slurmdbd), wipes the
+#         workflow/profiles/slurm plus "urgent" whose jobs pre-empt (requeue) theirs after a
+#         KillWait (10 s) to checkpoint, job completion log in a text file, no slurmdbd), wipes the
 #         spool and state directories of any earlier run, starts munged (as the munge user),
 #         slurmctld and slurmd, and waits until `sinfo` shows the node idle.
 # stop    cancels the cluster's jobs and stops the daemons this script started, by pid.
@@ -33,6 +34,10 @@ PID_DIR=$STATE_DIR/pids
 # Long enough that squeue still lists finished jobs when the executor polls (it checks every
 # few seconds in the test profile, and needs MinJobAge >= 3 x its initial status interval).
 MIN_JOB_AGE=600
+# GraceTime of the pre-emptable partitions: 0 means SIGTERM, KillWait seconds to save a
+# checkpoint, SIGKILL, requeue. (A job that exits by itself during a non-zero GraceTime is
+# recorded as FAILED and not requeued; Snakemake's retries then resubmit it.)
+GRACE_S=0
 
 say() { printf 'slurm-local: %s\n' "$*"; }
 die() { local code=$1; shift; printf 'slurm-local: error: %s\n' "$*" >&2; exit "$code"; }
@@ -115,20 +120,27 @@ AccountingStorageType=accounting_storage/none
 JobCompType=jobcomp/filetxt
 JobCompLoc=$STATE_DIR/jobcomp.log
 MinJobAge=$MIN_JOB_AGE
-KillWait=5
+KillWait=10
 InactiveLimit=0
 SlurmdTimeout=120
 NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus Boards=$boards SocketsPerBoard=$sockets CoresPerSocket=$cores ThreadsPerCore=$threads RealMemory=$memory Gres=gpu:$GPU_MODEL:1 State=UNKNOWN
-# The partition names of workflow/profiles/slurm, so that profile runs here unchanged.
-PartitionName=cpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP
-PartitionName=gpu Nodes=ALL Default=NO MaxTime=INFINITE State=UP
+# Pre-emption as on shared clusters: a job in a higher PriorityTier partition takes the
+# node; the running job gets SIGTERM, KillWait seconds to save a checkpoint, SIGKILL, and
+# is requeued (it must be submitted with --requeue, as the Slurm profiles do).
+PreemptType=preempt/partition_prio
+PreemptMode=REQUEUE
+# The partition names of workflow/profiles/slurm, so that profile runs here unchanged, and
+# "urgent", whose jobs pre-empt theirs (tests/cluster uses it to pre-empt a pretraining job).
+PartitionName=cpu Nodes=ALL Default=YES MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=$GRACE_S
+PartitionName=gpu Nodes=ALL Default=NO MaxTime=INFINITE State=UP PriorityTier=1 GraceTime=$GRACE_S
+PartitionName=urgent Nodes=ALL Default=NO MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 EOF
     cat >"$GRES_CONF" <<EOF
 $MARKER: one fake GPU (no device behind it).
 AutoDetect=off
 NodeName=$host Name=gpu Type=$GPU_MODEL File=/dev/null
 EOF
-    say "wrote $CONF ($host: $cpus CPUs, $memory MB, gpu:$GPU_MODEL:1, partitions cpu and gpu)"
+    say "wrote $CONF ($host: $cpus CPUs, $memory MB, gpu:$GPU_MODEL:1, partitions cpu, gpu, urgent)"
 }
 
 # ---------------------------------------------------------------- processes

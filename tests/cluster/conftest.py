@@ -64,20 +64,38 @@ def slurm_cluster():
         assert proc.returncode == 0, proc.stdout + proc.stderr
 
 
-def run_on_slurm(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
-                 timeout: int = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
-    """Run ``snakefile`` in ``workdir`` through the slurm-test profile, killed after ``timeout``."""
+def start_on_slurm(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
+                   timeout: int = RUN_TIMEOUT_S) -> subprocess.Popen:
+    """Start ``snakefile`` in ``workdir`` through the slurm-test profile."""
     snakemake = Path(sys.executable).parent / "snakemake"
     command = ["timeout", "-k", "10", str(timeout), str(snakemake), "-s", str(snakefile),
                "--directory", str(workdir), "--profile", str(PROFILE), *args]
     env = snakemake_env()
     env.pop("CUDA_VISIBLE_DEVICES", None)  # jobs inherit this environment; Slurm must set it
-    proc = subprocess.run(command, capture_output=True, text=True, env=env, cwd=workdir,
-                          check=False)
+    return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env, cwd=workdir)
+
+
+def finish(proc: subprocess.Popen, timeout: int = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Wait for a :func:`start_on_slurm` run; a run its ``timeout`` killed fails the test."""
+    stdout, stderr = proc.communicate(timeout=timeout + 30)
+    proc = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
     if proc.returncode in (124, 137):
         pytest.fail(f"snakemake on Slurm did not finish within {timeout} s:\n"
                     f"{(proc.stdout + proc.stderr)[-3000:]}")
     return proc
+
+
+def run_on_slurm(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
+                 timeout: int = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
+    """Run ``snakefile`` in ``workdir`` through the slurm-test profile, killed after ``timeout``."""
+    return finish(start_on_slurm(workdir, *args, snakefile=snakefile, timeout=timeout), timeout)
+
+
+def scontrol_job(job_id: str) -> str:
+    """``scontrol show job -d`` of a job slurmctld still knows (finished: MinJobAge seconds)."""
+    return subprocess.run(["scontrol", "show", "job", "-d", job_id], capture_output=True,
+                          text=True, check=True, timeout=30).stdout
 
 
 def completed_jobs(job_ids: set[str], wait_s: float = 10.0) -> dict[str, dict[str, str]]:
@@ -100,8 +118,7 @@ def job_gres(job_id: str) -> str:
     Without slurmdbd the job completion log records no GRES (``gres/gpu`` as an accounting
     TRES needs the database), but slurmctld keeps finished jobs for ``MinJobAge`` seconds.
     """
-    proc = subprocess.run(["scontrol", "show", "job", "-d", job_id], capture_output=True,
-                          text=True, check=True, timeout=30)
-    match = re.search(r"JOB_GRES=(\S+)", proc.stdout)
-    assert match, proc.stdout
+    details = scontrol_job(job_id)
+    match = re.search(r"JOB_GRES=(\S+)", details)
+    assert match, details
     return match.group(1)

@@ -5,6 +5,7 @@ Needs the local cluster of scripts/slurm-local.sh (see conftest.py and README.md
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -13,9 +14,18 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import yaml
 
 from ..conftest import MICRO_CONFIG, REPO, snakemake_env
-from .conftest import completed_jobs, job_gres, run_on_slurm
+from .conftest import (
+    JOBCOMP_LOG,
+    completed_jobs,
+    finish,
+    job_gres,
+    run_on_slurm,
+    scontrol_job,
+    start_on_slurm,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -147,3 +157,84 @@ def test_unsatisfiable_gpu_request_fails_fast_with_slurms_message(slurm_cluster,
     (log,) = (tmp_path / ".snakemake" / "log").glob("*.snakemake.log")
     assert UNSATISFIABLE in log.read_text()
     assert not (tmp_path / target).exists()
+
+
+# ---------------------------------------------------------------- pre-emption
+
+PREEMPTION_CONFIG = Path(__file__).with_name("preemption.yaml")
+
+
+def pretrain_dir(configs: list[Path]) -> Path:
+    """``results/pretrain/<key>`` of the micro study's "real" run under ``configs``."""
+    from snakemake.utils import update_config
+
+    from synreal.config import validate_config
+    from synreal.plan import build_plan
+
+    config: dict = {}
+    for path in configs:  # merged as snakemake merges several --configfile
+        update_config(config, yaml.safe_load(path.read_text()))
+    return Path(build_plan(validate_config(config)).pretrain["real"].out_dir)
+
+
+def wait_for(condition, what: str, timeout: float, proc: subprocess.Popen):
+    """Poll ``condition()`` until it returns something truthy; fail naming ``what``."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if result := condition():
+            return result
+        if proc.poll() is not None:
+            out, err = proc.communicate()
+            pytest.fail(f"snakemake ended (exit {proc.returncode}) before {what}:\n"
+                        f"{(out + err)[-3000:]}")
+        time.sleep(0.5)
+    proc.kill()
+    pytest.fail(f"no {what} within {timeout:.0f} s")
+
+
+def test_preempted_pretraining_is_requeued_and_resumes(micro_runs):
+    """A pretraining job pre-empted by Slurm checkpoints, is requeued, and resumes.
+
+    The "urgent" partition of the local cluster pre-empts the pretrain job's partition
+    (PreemptMode=REQUEUE): Slurm sends SIGTERM to every process of the job, the training
+    loop saves a checkpoint and exits 75, and Slurm puts the job (submitted with --requeue
+    by the profile) back in the queue; its rerun resumes from the checkpoint.
+    """
+    _, workdir, _ = micro_runs  # reuse its toyworld and ingest outputs
+    configs = [MICRO_CONFIG, PREEMPTION_CONFIG]
+    target = pretrain_dir(configs)
+    artifact = workdir / target
+    checkpoints = artifact.with_name(f".{artifact.name}.partial") / "checkpoints"
+    proc = start_on_slurm(workdir, str(target / "spec.json"), "--configfile",
+                          *map(str, configs))
+    wait_for(lambda: list(checkpoints.glob("state-*.json")), "first checkpoint", 180, proc)
+    (job_id,) = slurm_jobs_by_rule(workdir)[("pretrain", artifact.name)]
+    urgent = subprocess.run(["sbatch", "--parsable", "--partition=urgent", "--exclusive",
+                             "--output=/dev/null", "--wrap=sleep 1"], capture_output=True,
+                            text=True, check=True, cwd=workdir).stdout.strip()
+    # Slurm holds a requeued job for about two minutes (Reason=BeginTime); release it at once.
+    wait_for(lambda: re.search(r"JobState=PENDING Reason=BeginTime", scontrol_job(job_id)),
+             "requeued job", 60, proc)
+    subprocess.run(["scontrol", "update", f"JobId={job_id}", "StartTime=now"], check=True)
+    wait_for(lambda: "Reason=BeginTime" not in scontrol_job(job_id), "release", 30, proc)
+    result = finish(proc)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+
+    records = completed_jobs({job_id, urgent})
+    assert records[urgent]["JobState"] == "COMPLETED", records
+    job = scontrol_job(job_id)
+    assert "JobState=COMPLETED" in job and "Restarts=1" in job, job
+    states = [line.split("JobState=")[1].split()[0] for line in JOBCOMP_LOG.read_text()
+              .splitlines() if f"JobId={job_id} " in line]
+    assert states == ["PREEMPTED", "COMPLETED"], states
+    # one Slurm job, two runs: the first was cut short, the second resumed and finished
+    rule_log = (workdir / "results" / "logs" / "pretrain" / f"{artifact.name}.log").read_text()
+    resumed = re.search(r"resuming from \S+ \(step (\d+) of (\d+)\)", rule_log)
+    assert resumed, rule_log[-3000:]
+    start, total = map(int, resumed.groups())
+    assert 0 < start < total
+    summary = json.loads((artifact / "summary.json").read_text())
+    assert summary["complete"] and summary["steps_done"] == total
+    steps = [json.loads(line)["step"] for line in
+             (artifact / "train_log.jsonl").read_text().splitlines()]
+    assert steps == list(range(total)), "each step logged exactly once across both runs"
