@@ -1,4 +1,13 @@
 # DINO pretraining on real / synthetic / mixed / MixDiff data; resumable from its checkpoints.
+# One GPU or none: `python -m synreal pretrain`; several GPUs of one node: the same module
+# under torchrun, one process per GPU (synreal.launch). Pre-empted or timed-out jobs save a
+# checkpoint and exit 75; the requeued or retried job resumes from it (docs/cluster.md).
+from synreal.launch import launcher
+
+
+def pretrain_launcher(wildcards, resources):
+    """``SYNREAL`` with ``python`` replaced by torchrun when the job has several GPUs."""
+    return SYNREAL.replace("python -m synreal", launcher(int(resources.gpu)))
 
 
 rule pretrain:
@@ -7,7 +16,7 @@ rule pretrain:
     output:
         "results/pretrain/{key}/spec.json",
     params:
-        cli=SYNREAL,
+        launch=pretrain_launcher,
         spec=spec_of("pretrain"),
     log:
         "results/logs/pretrain/{key}.log",
@@ -18,8 +27,10 @@ rule pretrain:
     threads: config["resources"]["pretrain"]["threads"]
     resources:
         gpu=config["resources"]["pretrain"]["gpu"],
+        gpu_model=lambda wildcards: (config["resources"]["pretrain"].get("gpu_model", "")
+                                     if config["resources"]["pretrain"]["gpu"] else ""),
         runtime=config["resources"]["pretrain"]["runtime"],
         mem_mb=config["resources"]["pretrain"]["mem_mb"],
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} pretrain --spec-json {params.spec:q} --out results/pretrain/{wildcards.key} "
-        "> {log} 2>&1"
+        "OMP_NUM_THREADS={threads} {params.launch} pretrain --spec-json {params.spec:q} "
+        "--out results/pretrain/{wildcards.key} > {log} 2>&1"

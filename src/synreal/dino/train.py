@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
 import signal
 import time
 from contextlib import contextmanager, nullcontext
@@ -38,6 +37,7 @@ from synreal.dino.monitor import collapse_kind, collapse_stats
 from synreal.dino.params import DinoParams
 from synreal.dino.schedules import cosine_schedule, teacher_temperatures
 from synreal.errors import DataError, SynrealError
+from synreal.ranks import process_rank
 
 #: Exit code after a pre-emption signal: the checkpoint is saved, requeue the job.
 REQUEUE_EXIT_CODE = 75
@@ -101,12 +101,6 @@ def _collate(items: list[list[torch.Tensor]]) -> list[torch.Tensor]:
 
 # ============ helpers =================================================================
 
-def _distributed() -> tuple[int, int, int]:
-    """(rank, world size, local rank) from torchrun/accelerate environment variables."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    return int(os.environ.get("RANK", "0")), world, int(os.environ.get("LOCAL_RANK", "0"))
-
-
 def _param_groups(model: torch.nn.Module) -> list[dict]:
     """Biases and norm parameters are not weight-decayed (official get_params_groups)."""
     decay, no_decay = [], []
@@ -133,6 +127,19 @@ def _precision(params: DinoParams, device: str) -> str:
     if params.precision in ("bf16", "fp16") and not device.startswith("cuda"):
         return "fp32" if params.precision == "fp16" else "bf16"
     return params.precision
+
+
+def _any_process(flag: bool, device: str, world: int) -> bool:
+    """True when ``flag`` is set in any process of the job (an all-reduce when world > 1).
+
+    A pre-emption signal may reach the processes of a multi-GPU job a step apart; they must
+    stop after the same step, or the ones still training wait forever for the others.
+    """
+    if world == 1:
+        return flag
+    value = torch.tensor([float(flag)], device=device)
+    dist.all_reduce(value, op=dist.ReduceOp.MAX)
+    return bool(value.item())
 
 
 @contextmanager
@@ -230,7 +237,7 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
     """
     work_dir = Path(work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    rank, world, local_rank = _distributed()
+    rank, world, local_rank = process_rank()
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
         if device.startswith("cuda"):
@@ -367,11 +374,15 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                 step += 1
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.3f}")
-                if rank == 0 and (step % params.checkpoint_every == 0 or preempt["set"]
+                preempted = _any_process(preempt["set"], device, world)
+                if rank == 0 and (step % params.checkpoint_every == 0 or preempted
                                   or step == stop_at):
                     last_checkpoint = save(step)
-                if preempt["set"]:
+                if preempted:
                     bar.close()
+                    print(f"pre-empted after step {step}: checkpoint {last_checkpoint} saved; "
+                          f"exiting {REQUEUE_EXIT_CODE} (requeue and rerun to resume)",
+                          flush=True)
                     raise Preempted(step)
                 if step >= stop_at:
                     break

@@ -47,6 +47,7 @@ def run(spec: dict, out_dir: Path) -> None:
     from synreal.dino.plots import plot_training_log
     from synreal.dino.sources import build_samples
     from synreal.dino.train import train_dino
+    from synreal.ranks import barrier, process_rank
     from synreal.stages.generate import device
 
     params = parse_params(DinoParams, spec["params"]["dino"], "pretrain params")
@@ -59,6 +60,11 @@ def run(spec: dict, out_dir: Path) -> None:
     else:
         plan = ViewPlan.single(params.local_crops_number)
     summary = train_dino(params, samples, plan, out_dir, device=device())
+    rank, world, _ = process_rank()
+    if world > 1:  # under torchrun every process trains; rank 0 alone writes the artifact
+        barrier()
+        if rank != 0:
+            return
     summary["n_images"] = len(samples)
     write_json_atomic(out_dir / "summary.json", summary)
     plot_training_log(out_dir / "train_log.jsonl", out_dir / "loss_curve.png")
