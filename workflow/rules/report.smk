@@ -19,7 +19,7 @@ rule figures:
     log:
         "results/logs/figures.log",
     conda:
-        "../../envs/report.yaml"
+        "../../envs/eval.yaml"
     threads: 1
     resources:
         gpu=0,
