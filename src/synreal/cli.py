@@ -68,7 +68,15 @@ def run_stage(name: str, spec: dict, out: Path) -> None:
 
     stage = get_stage(name)
     if name in UNKEYED:
-        stage.run(spec, out)
+        from synreal.artifacts import storage_error
+
+        try:
+            stage.run(spec, out)
+        except OSError as error:
+            sentence = storage_error(error, Path(out))
+            if sentence is None:
+                raise
+            raise sentence from None
         return
     rank, world, _ = process_rank()
     if world > 1 and stage.resumable and rank != 0:
@@ -94,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_stage(args.stage, _read_spec(args.spec_json), args.out)
     except SynrealError as error:
-        print(f"synreal {args.stage}: error: {error}", file=sys.stderr)
+        # on a line of its own: a progress bar may have left the cursor mid-line
+        print(f"\nsynreal {args.stage}: error: {error}", file=sys.stderr)
         return EXIT_USER_ERROR
     print(f"synreal {args.stage}: wrote {args.out} in {time.perf_counter() - start:.1f} s")
     return 0
