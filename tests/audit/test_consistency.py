@@ -107,3 +107,11 @@ def test_timm_weights_of_another_architecture_are_a_clear_error(tmp_path):
     save_file(timm.create_model("test_vit", pretrained=False).state_dict(), weights)
     with pytest.raises(ConfigError, match="test_resnet"):
         consistency.load_timm_classifier("test_resnet", str(weights))
+
+
+def test_probe_on_real_with_one_image_of_a_class_is_one_sentence():
+    real = pd.DataFrame({"label_name": ["cat", "cat", "dog"], "split": ["train"] * 3,
+                         "path": ["a", "b", "c"]})
+    inputs = consistency.ConsistencyInputs(real, ["cat", "dog"], np.eye(3, dtype=np.float32))
+    with pytest.raises(DataError, match=r"2 labeled non-test images per class.*\['dog'\]"):
+        consistency.class_consistency(AuditParams(), inputs)

@@ -158,6 +158,16 @@ def _non_test(frame: pd.DataFrame) -> np.ndarray:
         np.ones(len(frame), bool)
 
 
+def _require_probe_data(codes: np.ndarray, names: Sequence[str], where: str) -> None:
+    """A probe needs two classes and, for its held-out split, two images of each."""
+    counts = np.bincount(codes, minlength=len(names))
+    if len(names) < 2 or counts.min() < 2:
+        few = [names[i] for i in np.flatnonzero(counts < 2)][:3]
+        raise DataError(f"probe-on-real consistency needs at least 2 classes and 2 labeled "
+                        f"non-test images per class in {where} (too few: {few or names}); add "
+                        "images or set audit consistency_backend to another backend.")
+
+
 @register("probe-on-real")
 def probe_on_real(inputs: ConsistencyInputs, params: AuditParams) -> Predictions:
     """Logistic-regression probe on frozen features of real labeled non-test images."""
@@ -170,6 +180,7 @@ def probe_on_real(inputs: ConsistencyInputs, params: AuditParams) -> Predictions
     if inputs.reference is None:  # the audited set is the real one: out-of-fold predictions
         x, rows = inputs.embeddings, _non_test(inputs.manifest)
         y = class_codes(inputs.manifest["label_name"], names, "the audited manifest")
+        _require_probe_data(y[rows], names, "the audited dataset")
         predicted = np.empty(len(y), np.int64)
         folds = max(2, min(round(1 / params.probe_holdout), int(np.bincount(y[rows]).min())))
         split = StratifiedKFold(folds, shuffle=True, random_state=params.seed)
@@ -186,6 +197,7 @@ def probe_on_real(inputs: ConsistencyInputs, params: AuditParams) -> Predictions
     rows = _non_test(inputs.reference)
     x_ref = inputs.reference_embeddings[rows]
     y_ref = class_codes(inputs.reference["label_name"][rows], names, "the real manifest")
+    _require_probe_data(y_ref, names, "the real dataset")
     fit_x, held_x, fit_y, held_y = train_test_split(
         x_ref, y_ref, test_size=params.probe_holdout, stratify=y_ref, random_state=params.seed)
     model = _probe(params).fit(fit_x, fit_y)
