@@ -2,7 +2,7 @@
 
 usage: torchrun --standalone --nproc-per-node=2 ddp_worker.py WORK_DIR [SIGNAL_RANK]
 
-Trains the tiny recipe of test_distributed.py on its images with ``batch_size`` per process;
+Trains the tiny recipe of test_distributed.py on its images (half its global batch each);
 with SIGNAL_RANK, that process alone sends itself SIGUSR1 once two steps are logged (a
 pre-emption signal reaching one process of a multi-GPU job first). Each process writes
 ``outcome-<rank>.json``: ``{"complete": ...}`` or ``{"preempted_after": step}``.

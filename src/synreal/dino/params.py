@@ -49,7 +49,10 @@ class DinoParams:
     center_momentum: float = doc("EMA momentum of the teacher-output centre.", default=0.9)
     # --- optimisation ----------------------------------------------------------------------
     epochs: int = doc("Training epochs (the proposal: 100+ at AFHQ scale).", default=100)
-    batch_size: int = doc("Images per GPU per step (official 64).", default=64)
+    batch_size: int = doc("Images per step over all GPUs, split evenly between them (the "
+                          "official code counts 64 per GPU: 16 GPUs = 1024). Global, so that a "
+                          "run's key means the same training on any number of GPUs.",
+                          default=64)
     lr: float = doc("Peak learning rate at batch 256; scaled linearly by total batch / 256.",
                     default=0.0005)
     min_lr: float = doc("Final learning rate of the cosine schedule.", default=1e-6)

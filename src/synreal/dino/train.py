@@ -36,7 +36,7 @@ from synreal.dino.loss import DINOLoss
 from synreal.dino.monitor import collapse_kind, collapse_stats
 from synreal.dino.params import DinoParams
 from synreal.dino.schedules import cosine_schedule, teacher_temperatures
-from synreal.errors import DataError, SynrealError
+from synreal.errors import ConfigError, DataError, SynrealError
 from synreal.ranks import process_rank
 
 #: Exit code after a pre-emption signal: the checkpoint is saved, requeue the job.
@@ -250,10 +250,16 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                           tuple(params.global_crops_scale), tuple(params.local_crops_scale),
                           view_plan)
     dataset = CropDataset(samples, multicrop, params.seed)
-    iters_per_epoch = len(samples) // (params.batch_size * world)
+    # batch_size is the global batch: the same key trains the same way on any GPU count
+    if params.batch_size % world:
+        raise ConfigError(f"pretrain batch_size {params.batch_size} (images per step over all "
+                          f"GPUs) does not split evenly over {world} processes; make it a "
+                          f"multiple of {world}.")
+    per_process = params.batch_size // world
+    iters_per_epoch = len(samples) // params.batch_size
     if iters_per_epoch == 0:
         raise DataError(f"{len(samples)} pretraining images are fewer than one batch of "
-                        f"{params.batch_size * world}; lower pretrain batch_size.")
+                        f"{params.batch_size}; lower pretrain batch_size.")
 
     # ---------------- student and teacher ----------------
     torch.manual_seed(params.seed)
@@ -279,7 +285,7 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                        params.student_temp, params.center_momentum).to(device)
     optimizer = torch.optim.AdamW(_param_groups(student), fused=device.startswith("cuda"))
     scaler = torch.amp.GradScaler("cuda", enabled=precision == "fp16")
-    total_batch = params.batch_size * world
+    total_batch = params.batch_size
     lr_schedule = cosine_schedule(params.lr * total_batch / 256, params.min_lr, params.epochs,
                                   iters_per_epoch, params.warmup_epochs)
     wd_schedule = cosine_schedule(params.weight_decay, params.weight_decay_end, params.epochs,
@@ -320,7 +326,7 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
         while step < stop_at:
             epoch, skip = divmod(step, iters_per_epoch)
             dataset.epoch = epoch
-            batches = epoch_batches(len(samples), params.batch_size, epoch, params.seed, rank,
+            batches = epoch_batches(len(samples), per_process, epoch, params.seed, rank,
                                     world)[skip:]
             # a private generator: creating the loader must not consume the global RNG
             # (drop path draws from it), or a resumed run would diverge
