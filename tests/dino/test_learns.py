@@ -1,0 +1,54 @@
+"""DINO on the toy world learns something a random backbone does not (issue acceptance).
+
+The demo recipe (tiny ViT, 32/16 px crops) for 50 steps on 180 toy-AFHQ images, then a
+weighted k-NN (k = 20) on 90 held-out images of the same 3 coarse classes, against the same
+architecture at its random initialisation. Deterministic on CPU: it passes or fails the
+same way on every run, so the margin is a property of the recipe, not luck.
+"""
+
+import json
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from synreal.data.toyworld import WorldParams
+from synreal.data.toyworld_layouts import write_afhq_like
+from synreal.dino.augment import ViewPlan
+from synreal.dino.backbones import create_backbone
+from synreal.dino.checkpoint import load_backbone
+from synreal.dino.params import DinoParams
+from synreal.dino.train import train_dino
+from synreal.eval.extract import extract_features
+from synreal.eval.knn import knn_accuracy
+
+from ..conftest import REPO
+
+pytestmark = pytest.mark.slow
+
+
+def test_dino_lowers_its_loss_and_beats_random_init_on_knn(tmp_path):
+    recipe = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["pretrain"]["params"]
+    # the demo's recipe, longer (10 epochs = 50 steps) and at a higher lr: the demo's own 20
+    # steps barely move the backbone from its initialisation
+    params = DinoParams(**{**recipe, "lr": 0.01, "epochs": 10})
+    write_afhq_like(tmp_path / "afhq", {"train": 60, "test": 30}, 64, 0, WorldParams())
+    paths = {split: sorted((tmp_path / "afhq" / split).rglob("*.png"))
+             for split in ("train", "test")}
+    labels = {split: np.array([p.parent.name for p in paths[split]]) for split in paths}
+    summary = train_dino(params, [(str(p),) for p in paths["train"]],
+                         ViewPlan.single(params.local_crops_number), tmp_path / "run",
+                         progress=False)
+    log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").open()]
+    assert summary["complete"] and min(r["loss"] for r in log[5:]) < log[0]["loss"] - 0.2
+
+    trained, preprocess = load_backbone(tmp_path / "run")
+    torch.manual_seed(params.seed)
+    random_init = create_backbone(params.arch, params.global_crop_size).eval()
+    scores = {}
+    for name, model in (("dino", trained), ("random", random_init)):
+        train, _ = extract_features(model, [str(p) for p in paths["train"]], preprocess)
+        test, _ = extract_features(model, [str(p) for p in paths["test"]], preprocess)
+        scores[name] = knn_accuracy(train, labels["train"], test, labels["test"], k=20)
+    assert scores["dino"] > scores["random"] + 0.03, scores
