@@ -29,7 +29,7 @@ def test_micro_study_builds_the_main_and_synbench_tables(finished):
     main = pd.read_csv(finished / "results" / "tables" / "main.csv")
     assert list(main["pretraining data"][:2]) == ["real", "synthetic"]
     assert main["linear top-1"][:2].str.match(r"^\d+\.\d \[\d+\.\d, \d+\.\d\]$").all()
-    diff, verdict = main.iloc[2], main.iloc[3]
+    diff, verdict = main.iloc[2].drop("key"), main.iloc[3].drop("key")
     assert diff["pretraining data"] == "synthetic - real (paired)"
     assert pd.Series(diff[1:]).str.match(r"^-?\d+\.\d \[-?\d+\.\d, -?\d+\.\d\]$").all()
     assert set(verdict[1:]) <= {"yes", "no (CI contains 0)"}

@@ -1,5 +1,7 @@
 # Keys, spec look-ups and input functions only: no science here (see src/synreal/plan.py).
 
+from synreal.launch import launcher
+
 SYNREAL = 'PYTHONPATH="{}${{PYTHONPATH:+:$PYTHONPATH}}" python -m synreal'.format(
     Path(workflow.basedir) / "src"
 )
@@ -36,3 +38,8 @@ def table_job(name):
             f"(this study builds: {sorted(PLAN.tables)})."
         )
     return PLAN.tables[name]
+
+
+def multi_gpu_launcher(wildcards, resources):
+    """``SYNREAL`` with ``python`` replaced by torchrun when the job has several GPUs."""
+    return SYNREAL.replace("python -m synreal", launcher(int(resources.gpu)))

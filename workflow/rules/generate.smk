@@ -1,4 +1,5 @@
 # Synthetic dataset generation (SD / SDXL / SD image variations / toy), sharded and resumable.
+# Several GPUs: torchrun starts one process per GPU and they split the shards (synreal.launch).
 
 
 rule generate:
@@ -7,7 +8,7 @@ rule generate:
     output:
         "results/generate/{key}/spec.json",
     params:
-        cli=SYNREAL,
+        launch=multi_gpu_launcher,
         spec=spec_of("generate"),
     log:
         "results/logs/generate/{key}.log",
@@ -21,5 +22,5 @@ rule generate:
         runtime=config["resources"]["generate"]["runtime"],
         mem_mb=config["resources"]["generate"]["mem_mb"],
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} generate --spec-json {params.spec:q} --out results/generate/{wildcards.key} "
+        "OMP_NUM_THREADS={threads} {params.launch} generate --spec-json {params.spec:q} --out results/generate/{wildcards.key} "
         "> {log} 2>&1"

@@ -2,12 +2,6 @@
 # One GPU or none: `python -m synreal pretrain`; several GPUs of one node: the same module
 # under torchrun, one process per GPU (synreal.launch). Pre-empted or timed-out jobs save a
 # checkpoint and exit 75; the requeued or retried job resumes from it (docs/cluster.md).
-from synreal.launch import launcher
-
-
-def pretrain_launcher(wildcards, resources):
-    """``SYNREAL`` with ``python`` replaced by torchrun when the job has several GPUs."""
-    return SYNREAL.replace("python -m synreal", launcher(int(resources.gpu)))
 
 
 rule pretrain:
@@ -16,7 +10,7 @@ rule pretrain:
     output:
         "results/pretrain/{key}/spec.json",
     params:
-        launch=pretrain_launcher,
+        launch=multi_gpu_launcher,
         spec=spec_of("pretrain"),
     log:
         "results/logs/pretrain/{key}.log",

@@ -14,6 +14,8 @@ from pathlib import Path
 import numpy as np
 from PIL import UnidentifiedImageError
 
+from synreal.data.manifest import UndecodableImage
+
 
 def blank_flags(images: np.ndarray, constant_std: float = 1.0, black_max: int = 8,
                 white_min: int = 247) -> dict[str, np.ndarray]:
@@ -45,5 +47,7 @@ def decode_or_reason(load: Callable[[str], np.ndarray],
         return None, "missing file"
     try:
         return load(path), None
+    except UndecodableImage as error:  # load_rgb names the file; the audit keeps the cause
+        return None, error.reason
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as error:
         return None, f"cannot decode: {error}"

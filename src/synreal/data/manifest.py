@@ -50,6 +50,15 @@ _DECODE_ERRORS = (UnidentifiedImageError, OSError, SyntaxError, ValueError,
                   Image.DecompressionBombError)
 
 
+class UndecodableImage(DataError):
+    """An image file that no longer decodes; ``reason`` is the short, reproducible cause."""
+
+    def __init__(self, path: str | Path, reason: str) -> None:
+        super().__init__(f"{path}: {reason}; it changed since ingest: restore the file or "
+                         "rerun ingest (snakemake reruns it when the folder changes).")
+        self.reason = reason
+
+
 def _reason(error: Exception) -> str:
     """A short, reproducible reason (no object addresses) for a decode failure."""
     if isinstance(error, UnidentifiedImageError):
@@ -185,8 +194,7 @@ def load_rgb(path: str | Path, size: int | None = None) -> np.ndarray:
         with Image.open(path) as image:
             rgb = _to_rgb(image)
     except _DECODE_ERRORS as error:
-        raise DataError(f"{path}: {_reason(error)}; it changed since ingest: restore the file "
-                        "or rerun ingest (snakemake reruns it when the folder changes).") from None
+        raise UndecodableImage(path, _reason(error)) from None
     if size is not None and rgb.size != (size, size):
         rgb = rgb.resize((size, size), Image.BICUBIC)
     return np.asarray(rgb)
