@@ -204,13 +204,9 @@ def cfg_table(params: dict, out_dir: Path) -> None:
     rows, diversity, top1 = [], {}, {}
     for scale, run in _runs(params).items():
         summary = json.loads((Path(run["audit"]) / "summary.json").read_text())
-        consistency = summary.get("consistency", {})
         div = (summary.get("diversity") or {}).get("mean_pairwise_cosine_distance")
         fid = (summary.get("fid") or {}).get("fid")
-        row = {"CFG scale": float(scale),
-               "class consistency %": _rate(consistency.get("rate")),
-               "object scale median [q25, q75]": _q(summary.get("scale", {})),
-               "brightness L* median [q25, q75]": _q(summary.get("brightness", {}), 1),
+        row = {"CFG scale": float(scale), **_audit_cells(Path(run["audit"]), summary),
                "diversity": "n/a" if div is None else f"{div:.3f}",
                "FID": "n/a" if fid is None else f"{fid:.2f}"}
         diversity[float(scale)] = div
@@ -223,20 +219,51 @@ def cfg_table(params: dict, out_dir: Path) -> None:
     caption = (f"Guidance-scale sweep of generator '{params['generator']}' in study "
                f"'{params['study']}' (MixDiff Fig. 6, SynBench F1): SynBench measures of each "
                "scale's images against the real dataset and, where pretrained, DINO on them "
-               "evaluated frozen (% with 95 % bootstrap CI). Key: the generated dataset.")
+               "evaluated frozen (% with 95 % bootstrap CI). Key: the generated dataset. "
+               + _AUDIT_CAPTION)
     write_table(pd.DataFrame(rows), out_dir, "cfg",
                 _with_story(caption, story.cfg(diversity, top1)))
 
 
-def _q(block: dict, digits: int = 2) -> str:
-    if not block or not block.get("n"):
-        return "n/a"
-    return (f"{block['q50']:.{digits}f} [{block['q25']:.{digits}f}, {block['q75']:.{digits}f}]"
-            f" (IQR {block['iqr']:.{digits}f})")
-
-
 def _rate(value) -> str:
     return "not measured" if value is None else f"{100 * value:.1f}"
+
+
+def _audit_cells(artifact: Path, summary: dict, resamples: int = 1000, seed: int = 0) -> dict:
+    """SynBench measures of one audit with 95 % bootstrap CIs over its images."""
+    from synreal.report.metrics import median_cell, rate_cell
+
+    frame = pd.read_parquet(Path(artifact) / "audit.parquet")
+
+    def rate(column: str, measured: bool) -> str:
+        cell = rate_cell(frame[column], resamples, seed) if measured else None
+        return "not measured" if cell is None else str(cell)
+
+    def median(column: str, block: dict, digits: int) -> str:
+        cell = median_cell(frame[column], resamples, seed)
+        if cell is None:
+            return "n/a"
+        spread = (f" (IQR {block['q25']:.{digits}f}-{block['q75']:.{digits}f})"
+                  if block.get("n") else "")
+        return (f"{cell.estimate:.{digits}f} [{cell.lo:.{digits}f}, {cell.hi:.{digits}f}]"
+                f"{spread}")
+
+    consistency = summary.get("consistency", {})
+    return {
+        "class consistency % [CI]": rate("consistent", consistency.get("rate") is not None),
+        "object scale median [CI] (IQR)": median("scale_area_ratio", summary.get("scale", {}),
+                                                 2),
+        "brightness L* median [CI] (IQR)": median("brightness_lstar",
+                                                  summary.get("brightness", {}), 1),
+        "person blocking % [CI]": rate(
+            "person_blocked", summary.get("person_blocking", {}).get("rate") is not None),
+    }
+
+
+_AUDIT_CAPTION = ("Class consistency and person blocking: % of images with a 95 % bootstrap "
+                  "CI over images; object scale (box area / image) and CIELAB L* brightness: "
+                  "median with its 95 % bootstrap CI and the interquartile range. Diversity "
+                  "and FID are set-level point estimates (no CI).")
 
 
 def synbench_table(params: dict, out_dir: Path) -> None:
@@ -250,14 +277,15 @@ def synbench_table(params: dict, out_dir: Path) -> None:
         reference = consistency.get("reference_rate")
         fid = summary.get("fid", {}) or {}
         dups = summary.get("near_duplicates", {})
+        cells = _audit_cells(Path(artifact), summary)
         rows.append({
             "dataset": name,
             "images": summary["n_images"],
-            "class consistency %": _rate(consistency.get("rate")),
+            "class consistency % [CI]": cells["class consistency % [CI]"],
             "real reference %": _rate(reference),
-            "object scale median [q25, q75]": _q(summary.get("scale", {})),
-            "brightness L* median [q25, q75]": _q(summary.get("brightness", {}), 1),
-            "person blocking %": _rate(summary.get("person_blocking", {}).get("rate")),
+            "object scale median [CI] (IQR)": cells["object scale median [CI] (IQR)"],
+            "brightness L* median [CI] (IQR)": cells["brightness L* median [CI] (IQR)"],
+            "person blocking % [CI]": cells["person blocking % [CI]"],
             "diversity": f"{summary['diversity']['mean_pairwise_cosine_distance']:.3f}"
             if summary.get("diversity") else "n/a",
             "FID": f"{fid['fid']:.2f}" if fid.get("fid") is not None else "n/a",
@@ -268,10 +296,10 @@ def synbench_table(params: dict, out_dir: Path) -> None:
     caption = (f"SynBench audit of study '{params['study']}' (SynBench Sec. 3, Fig. 4-5): class "
                "consistency of each dataset's images with a reference classifier trained on the "
                "real images (beside it, the real data's own held-out consistency); object scale "
-               "(box area / image) and CIELAB L* brightness as median [q25, q75]; share of "
-               "person-blocked objects; mean pairwise cosine distance (MixDiff 5.3); FID to the "
-               "real counterpart; near-duplicate pairs inside the set and matches with the "
-               "downstream test set (a leakage warning when > 0).")
+               "and brightness; share of person-blocked objects; mean pairwise cosine distance "
+               "(MixDiff 5.3); FID to the real counterpart; near-duplicate pairs inside the set "
+               "and matches with the downstream test set (a leakage warning when > 0). "
+               + _AUDIT_CAPTION)
     write_table(pd.DataFrame(rows), out_dir, "synbench", caption)
 
 

@@ -76,3 +76,29 @@ def differs(cell: Cell) -> str:
     if not np.isfinite(cell.estimate):
         return "n/a"
     return "yes" if cell.lo > 0 or cell.hi < 0 else "no (CI contains 0)"
+
+
+def rate_cell(values, resamples: int, seed: int) -> Cell | None:
+    """The share of true values (NaN = not measured) with its bootstrap 95 % CI."""
+    from synreal.eval.bootstrap import bootstrap_ci
+
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size == 0:
+        return None
+    interval = bootstrap_ci(x, n_resamples=resamples, seed=seed)
+    return Cell(interval.estimate, interval.lo, interval.hi)
+
+
+def median_cell(values, resamples: int, seed: int) -> Cell | None:
+    """The median with a percentile-bootstrap 95 % CI (scipy.stats.bootstrap)."""
+    from scipy.stats import bootstrap
+
+    x = np.asarray(values, dtype=np.float64)
+    x = x[np.isfinite(x)]
+    if x.size < 2:
+        return None
+    result = bootstrap((x,), np.median, n_resamples=resamples, method="percentile",
+                       rng=np.random.default_rng(seed))
+    return Cell(float(np.median(x)), float(result.confidence_interval.low),
+                float(result.confidence_interval.high))
