@@ -60,3 +60,18 @@ def test_realtune_finding(lift, verdict):
             "synthetic/vanilla": _cell(0.3), "synthetic/SynTune": _cell(0.2),
             "synthetic/RealTune": _cell(0.3 + lift)}
     assert story.realtune(top1).endswith(f"{verdict} with the paper.")
+
+
+def test_audit_cells_drop_unmeasured_images_and_bracket_the_estimate():
+    import numpy as np
+
+    from synreal.report.metrics import median_cell, rate_cell
+
+    values = np.r_[np.ones(30), np.zeros(70), np.full(5, np.nan)]
+    rate = rate_cell(values, 500, 0)
+    assert rate.estimate == pytest.approx(0.3) and rate.lo < 0.3 < rate.hi
+    assert rate_cell(np.full(3, np.nan), 500, 0) is None
+    x = np.random.default_rng(0).normal(5.0, 1.0, 200)
+    median = median_cell(x, 500, 0)
+    assert median.estimate == pytest.approx(np.median(x)) and median.lo < median.estimate
+    assert median.hi > median.estimate and median.hi - median.lo < 0.5
