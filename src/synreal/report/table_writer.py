@@ -13,10 +13,14 @@ from synreal import faults
 
 def _write_text_atomic(path: Path, text: str) -> None:
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as handle:
-        handle.write(text)
-    faults.point("table.write")
-    os.replace(tmp, path)
+    try:
+        with os.fdopen(fd, "w") as handle:
+            handle.write(text)
+        faults.point("table.write")
+        os.replace(tmp, path)
+    except Exception:  # a full disk: no hidden half-file left beside the table
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _latex_escape(text: str) -> str:
