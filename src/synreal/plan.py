@@ -296,10 +296,10 @@ def _realtune(plan: Plan) -> None:
     evaluation = config["evaluation"]
     eval_job = plan.datasets[evaluation["dataset"]]
     eval_manifest = f"{eval_job.out_dir}/manifest.parquet"
-    runs = list(settings["runs"])
-    if settings.get("supervised"):
-        runs.append(mix_run(plan))
-    for run in dict.fromkeys(runs):
+    # ssl tunes the listed runs; supervised also the mixed-data run (SynBench Table 3)
+    runs = {"ssl": list(settings["runs"]), "supervised": list(dict.fromkeys(
+        [*settings["runs"], mix_run(plan)])) if settings.get("supervised") else []}
+    for run in dict.fromkeys(runs["ssl"] + runs["supervised"]):
         if run not in plan.pretrain:
             raise ConfigError(f"realtune.runs: no pretrain run called {run!r}; known: "
                               f"{sorted(plan.pretrain)}.")
@@ -312,9 +312,7 @@ def _realtune(plan: Plan) -> None:
                                           "mode": mode}, f"realtune.{mode}.params")
         data = {"real": section.get("real", evaluation["dataset"]),
                 "synthetic": section["synthetic"]}
-        tuned_runs = settings["runs"] if mode == "ssl" else dict.fromkeys(
-            [*settings["runs"], mix_run(plan)])
-        for run in tuned_runs:
+        for run in runs[mode]:
             pretrain = plan.pretrain[run]
             for role, name in data.items():
                 source = _dataset_ref(plan, name, f"realtune.{mode}.{role}")

@@ -71,8 +71,8 @@ def attention_figure(checkpoint: Path, image_paths: list[str], path: Path, title
     from synreal.report.attention import last_block_cls_attention
 
     model, preprocess = load_backbone(checkpoint)
-    images = torch.stack([ImageFiles(image_paths, preprocess)[i]
-                          for i in range(len(image_paths))])
+    files = ImageFiles(image_paths, preprocess)
+    images = torch.stack([files[i] for i in range(len(files))])
     maps = last_block_cls_attention(model, images).numpy()
     heads = maps.shape[1]
     fig = Figure(figsize=((heads + 1) * 1.1, len(image_paths) * 1.1 + 0.4))
