@@ -28,9 +28,12 @@ def snakemake_env() -> dict:
 
 
 def run_snakemake(workdir: Path, *args: str, config: Path = MICRO_CONFIG,
-                  timeout: int = 900) -> subprocess.CompletedProcess:
-    """Run the repository's Snakefile in ``workdir`` with ``config``; never raises on failure."""
+                  timeout: int = 900, env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run the repository's Snakefile in ``workdir`` with ``config``; never raises on failure.
+
+    ``env`` adds variables to the environment (e.g. ``SNAKEMAKE_OUTPUT_CACHE``).
+    """
     command = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
                "--directory", str(workdir), "--configfile", str(config), *args]
-    return subprocess.run(command, capture_output=True, text=True, env=snakemake_env(),
-                          timeout=timeout, cwd=workdir)
+    return subprocess.run(command, capture_output=True, text=True,
+                          env={**snakemake_env(), **(env or {})}, timeout=timeout, cwd=workdir)

@@ -25,9 +25,17 @@ Points (``grep -rn "faults.point" src`` lists the call sites):
 ``features.write``     features: ``features.parquet`` written, artifact not yet renamed
 ``artifact.commit``    every keyed stage: ``spec.json`` written, before the final rename
 ``table.write``        tables: a csv, tex or md file written, before its rename
+``train.step``         pretraining: after each optimizer step, before the checkpoint
 =====================  ===========================================================
 
-Never set ``SYNREAL_FAULT`` outside tests.
+A second variable stretches work instead of breaking it::
+
+    SYNREAL_SLOW=<point>:<seconds>
+
+sleeps ``<seconds>`` at every arrival at ``<point>``, so that a test can make a short run
+outlast a Slurm time limit by a known margin, whatever the machine's speed.
+
+Never set ``SYNREAL_FAULT`` or ``SYNREAL_SLOW`` outside tests.
 """
 
 from __future__ import annotations
@@ -35,8 +43,10 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import time
 
 ENV_VAR = "SYNREAL_FAULT"
+SLOW_ENV_VAR = "SYNREAL_SLOW"
 ACTIONS = ("kill", "killgroup", "enospc")
 
 _hits: dict[str, int] = {}
@@ -56,7 +66,10 @@ def parse(value: str) -> tuple[str, int, str]:
 
 
 def point(name: str) -> None:
-    """Mark fault point ``name``; inert unless ``SYNREAL_FAULT`` selects it (see module doc)."""
+    """Mark fault point ``name``; inert unless ``SYNREAL_FAULT`` or ``SYNREAL_SLOW`` selects it."""
+    slow = os.environ.get(SLOW_ENV_VAR)
+    if slow is not None:
+        _stretch(name, slow)
     value = os.environ.get(ENV_VAR)
     if value is None:
         return
@@ -71,3 +84,13 @@ def point(name: str) -> None:
     if action == "killgroup":
         os.killpg(os.getpgid(0), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
+
+
+def _stretch(name: str, value: str) -> None:
+    target, _, seconds = value.partition(":")
+    try:
+        delay = float(seconds)
+    except ValueError:
+        raise ValueError(f"{SLOW_ENV_VAR}={value!r} is not <point>:<seconds>.") from None
+    if target == name:
+        time.sleep(delay)

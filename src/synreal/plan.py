@@ -57,9 +57,13 @@ class Job:
         return f"{RESULTS}/{self.stage}/{self.key}"
 
     @property
-    def done_file(self) -> str:
-        """Written last into the artifact: the Snakemake output that marks it finished."""
-        return f"{self.out_dir}/spec.json"
+    def target(self) -> str:
+        """The Snakemake output of this job: the artifact directory, renamed into place whole.
+
+        A directory (not its ``spec.json``) so that Snakemake's between-workflow output cache
+        can store and restore the whole artifact (docs/cluster.md).
+        """
+        return self.out_dir
 
     def spec(self) -> dict:
         """The resolved spec passed to the stage and stored beside its outputs."""
@@ -78,7 +82,7 @@ class TableJob:
     Attributes:
         name: table name; outputs are ``results/tables/<name>.{md,csv,tex}``.
         params: what the table builder needs (artifact directories by role, captions).
-        needs: the done-files of every artifact the table reads (Snakemake inputs).
+        needs: the directories of every artifact the table reads (Snakemake inputs).
     """
 
     name: str
@@ -272,7 +276,7 @@ def build_plan(config: dict) -> Plan:
         "study": config["study"]["name"],
         "datasets": {name: job.out_dir for name, job in plan.datasets.items()},
         "synthetic": {name: job.out_dir for name, job in plan.generators.items()},
-    }, [job.done_file for job in [*plan.datasets.values(), *plan.generators.values()]])
+    }, [job.target for job in [*plan.datasets.values(), *plan.generators.values()]])
     if config.get("audit"):
         for name in config["audit"]["datasets"] or [*plan.datasets, *plan.generators]:
             plan.audits[name] = _audit_job(plan, name)

@@ -27,7 +27,7 @@ def _row(plan: Plan, evaluation: dict[str, Job], model: Job, labels: dict,
 def _needs(rows: dict) -> list[str]:
     dirs = {d for row in rows.values() for k, d in row.items()
             if k not in ("labels", "paper")}
-    return sorted(f"{d}/spec.json" for d in dirs)
+    return sorted(dirs)
 
 
 def _table(plan: Plan, name: str, rows: dict, run_names: list[str], **extra) -> TableJob:
@@ -161,7 +161,7 @@ def synbench_table(plan: Plan) -> TableJob:
         "study": plan.config["study"]["name"],
         "audits": {name: job.out_dir for name, job in audits.items()},
         "order": list(audits),
-    }, sorted({job.done_file for job in audits.values()}))
+    }, sorted({job.target for job in audits.values()}))
 
 
 def cfg_table(plan: Plan) -> TableJob:
@@ -176,7 +176,7 @@ def cfg_table(plan: Plan) -> TableJob:
             row.update({"pretrain": pretrain.out_dir,
                         **{stage: job.out_dir for stage, job in evaluation.items()}})
         rows[str(scale)] = row
-        needs += [f"{d}/spec.json" for d in row.values()]
+        needs += list(row.values())
     return TableJob("cfg", {"study": plan.config["study"]["name"], "runs": rows,
                             "order": list(rows),
                             "generator": plan.config["cfg_sweep"]["generator"]},
@@ -233,9 +233,9 @@ def figures_job(plan: Plan) -> FiguresJob:
             "real": f"{real.out_dir}/manifest.parquet", "synthetic": {}})
         entry["synthetic"][name] = f"{plan.generators[name].out_dir}/manifest.parquet"
     params = {"copied": copied, "samples": samples, "seed": plan.config["study"]["seed"]}
-    needs = [job.done_file for job in [*models.values(), *audits.values(),
+    needs = [job.target for job in [*models.values(), *audits.values(),
                                        *plan.datasets.values(), *plan.generators.values()]]
-    needs += [jobs[stage].done_file for jobs in evaluations.values()
+    needs += [jobs[stage].target for jobs in evaluations.values()
               for stage in ("probe", "retrieval")]
     if "evaluation" in plan.config and models:
         dataset = plan.datasets[plan.config["evaluation"]["dataset"]]

@@ -65,12 +65,16 @@ def slurm_cluster():
 
 
 def start_on_slurm(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
-                   timeout: int = RUN_TIMEOUT_S) -> subprocess.Popen:
-    """Start ``snakefile`` in ``workdir`` through the slurm-test profile."""
+                   timeout: int = RUN_TIMEOUT_S, profile: Path = PROFILE,
+                   env: dict | None = None) -> subprocess.Popen:
+    """Start ``snakefile`` in ``workdir`` through ``profile`` (the slurm-test one by default).
+
+    ``env`` adds variables to the submitting environment, which every job inherits.
+    """
     snakemake = Path(sys.executable).parent / "snakemake"
     command = ["timeout", "-k", "10", str(timeout), str(snakemake), "-s", str(snakefile),
-               "--directory", str(workdir), "--profile", str(PROFILE), *args]
-    env = snakemake_env()
+               "--directory", str(workdir), "--profile", str(profile), *args]
+    env = {**snakemake_env(), **(env or {})}
     env.pop("CUDA_VISIBLE_DEVICES", None)  # jobs inherit this environment; Slurm must set it
     return subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=env, cwd=workdir)
@@ -87,9 +91,11 @@ def finish(proc: subprocess.Popen, timeout: int = RUN_TIMEOUT_S) -> subprocess.C
 
 
 def run_on_slurm(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
-                 timeout: int = RUN_TIMEOUT_S) -> subprocess.CompletedProcess:
-    """Run ``snakefile`` in ``workdir`` through the slurm-test profile, killed after ``timeout``."""
-    return finish(start_on_slurm(workdir, *args, snakefile=snakefile, timeout=timeout), timeout)
+                 timeout: int = RUN_TIMEOUT_S, profile: Path = PROFILE,
+                 env: dict | None = None) -> subprocess.CompletedProcess:
+    """Run ``snakefile`` in ``workdir`` through ``profile``, killed after ``timeout``."""
+    return finish(start_on_slurm(workdir, *args, snakefile=snakefile, timeout=timeout,
+                                 profile=profile, env=env), timeout)
 
 
 def scontrol_job(job_id: str) -> str:

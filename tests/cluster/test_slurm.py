@@ -192,6 +192,24 @@ def wait_for(condition, what: str, timeout: float, proc: subprocess.Popen):
     pytest.fail(f"no {what} within {timeout:.0f} s")
 
 
+def assert_resumed_and_finished(workdir: Path, artifact: Path) -> None:
+    """The last run of ``artifact``'s pretraining resumed mid-way and finished it.
+
+    Its log names the checkpoint it resumed from, the artifact is complete, and every step
+    appears exactly once in the training log across the runs.
+    """
+    rule_log = (workdir / "results" / "logs" / "pretrain" / f"{artifact.name}.log").read_text()
+    resumed = re.search(r"resuming from \S+ \(step (\d+) of (\d+)\)", rule_log)
+    assert resumed, rule_log[-3000:]
+    start, total = map(int, resumed.groups())
+    assert 0 < start < total
+    summary = json.loads((artifact / "summary.json").read_text())
+    assert summary["complete"] and summary["steps_done"] == total
+    steps = [json.loads(line)["step"] for line in
+             (artifact / "train_log.jsonl").read_text().splitlines()]
+    assert steps == list(range(total)), "each step logged exactly once across the runs"
+
+
 def test_preempted_pretraining_is_requeued_and_resumes(micro_runs):
     """A pretraining job pre-empted by Slurm checkpoints, is requeued, and resumes.
 
@@ -205,7 +223,7 @@ def test_preempted_pretraining_is_requeued_and_resumes(micro_runs):
     target = pretrain_dir(configs)
     artifact = workdir / target
     checkpoints = artifact.with_name(f".{artifact.name}.partial") / "checkpoints"
-    proc = start_on_slurm(workdir, str(target / "spec.json"), "--configfile",
+    proc = start_on_slurm(workdir, str(target), "--configfile",
                           *map(str, configs))
     wait_for(lambda: list(checkpoints.glob("state-*.json")), "first checkpoint", 180, proc)
     (job_id,) = slurm_jobs_by_rule(workdir)[("pretrain", artifact.name)]
@@ -228,13 +246,80 @@ def test_preempted_pretraining_is_requeued_and_resumes(micro_runs):
               .splitlines() if f"JobId={job_id} " in line]
     assert states == ["PREEMPTED", "COMPLETED"], states
     # one Slurm job, two runs: the first was cut short, the second resumed and finished
-    rule_log = (workdir / "results" / "logs" / "pretrain" / f"{artifact.name}.log").read_text()
-    resumed = re.search(r"resuming from \S+ \(step (\d+) of (\d+)\)", rule_log)
-    assert resumed, rule_log[-3000:]
-    start, total = map(int, resumed.groups())
-    assert 0 < start < total
-    summary = json.loads((artifact / "summary.json").read_text())
-    assert summary["complete"] and summary["steps_done"] == total
-    steps = [json.loads(line)["step"] for line in
-             (artifact / "train_log.jsonl").read_text().splitlines()]
-    assert steps == list(range(total)), "each step logged exactly once across both runs"
+    assert_resumed_and_finished(workdir, artifact)
+
+
+TIMELIMIT_CONFIG = Path(__file__).with_name("timelimit.yaml")
+
+
+def test_timed_out_pretraining_is_resubmitted_and_resumes(micro_runs):
+    """A pretraining job that reaches its Slurm time limit checkpoints; its retry resumes.
+
+    At the limit Slurm sends SIGTERM (then SIGKILL after KillWait): the training loop saves
+    a checkpoint and exits 75, the job ends TIMEOUT, and Snakemake's ``retries`` submits a new
+    job, which resumes from the checkpoint instead of starting over. Slurm enforces limits
+    every 30 s or so, so a one-minute limit (its smallest) ends a job 60 to 90 s in. The run
+    is stretched to about 100 s (4 s per step) so that the limit always cuts it, and the limit
+    is lowered to one minute once the job has started (``scontrol update``), so that the
+    resubmitted job keeps the rule's own runtime and finishes.
+    """
+    _, workdir, _ = micro_runs  # reuse its toyworld and ingest outputs
+    configs = [MICRO_CONFIG, TIMELIMIT_CONFIG]
+    target = pretrain_dir(configs)
+    artifact = workdir / target
+    checkpoints = artifact.with_name(f".{artifact.name}.partial") / "checkpoints"
+    proc = start_on_slurm(workdir, str(target), "--configfile", *map(str, configs),
+                          "--retries", "1", env={"SYNREAL_SLOW": "train.step:4"},
+                          timeout=420)
+    wait_for(lambda: list(checkpoints.glob("state-*.json")), "first checkpoint", 180, proc)
+    (first,) = slurm_jobs_by_rule(workdir)[("pretrain", artifact.name)]
+    subprocess.run(["scontrol", "update", f"JobId={first}", "TimeLimit=1"], check=True)
+    result = finish(proc, timeout=420)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+
+    job_ids = sorted(slurm_jobs_by_rule(workdir)[("pretrain", artifact.name)], key=int)
+    records = completed_jobs(set(job_ids))
+    states = [records[job_id]["JobState"] for job_id in job_ids]
+    assert states == ["TIMEOUT", "COMPLETED"], states
+    assert "TimeLimit=00:01:00" in scontrol_job(first)
+    assert_resumed_and_finished(workdir, artifact)
+
+
+# ------------------------------------------------ the production profile, as documented
+
+def documented_profile(folder: Path) -> Path:
+    """workflow/profiles/slurm with only the edits docs/cluster.md tells a user to make.
+
+    The local cluster's partitions are called ``cpu`` and ``gpu`` like the profile's
+    defaults, any account name is accepted without slurmdbd, and without slurmdbd the
+    documented edit is to uncomment ``slurm-status-command: squeue``.
+    """
+    text = (REPO / "workflow" / "profiles" / "slurm" / "config.yaml").read_text()
+    edited = text.replace("# slurm-status-command: squeue", "slurm-status-command: squeue")
+    assert edited != text, "the profile no longer has the commented squeue line the docs name"
+    guide = (REPO / "docs" / "cluster.md").read_text()
+    assert "`slurm-status-command: squeue` (uncomment)" in guide
+    profile = folder / "slurm"
+    profile.mkdir()
+    (profile / "config.yaml").write_text(edited)
+    return profile
+
+
+def test_the_documented_command_runs_with_the_production_profile(slurm_cluster, tmp_path):
+    readme = (REPO / "README.md").read_text()
+    assert "snakemake --profile workflow/profiles/slurm " in readme
+    profile = documented_profile(tmp_path)
+    workdir = tmp_path / "study"
+    workdir.mkdir()
+    result = run_on_slurm(workdir, TARGET, "--configfile", str(MICRO_CONFIG), profile=profile,
+                          timeout=600)
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    assert (workdir / "results" / "tables" / "datasets.md").stat().st_size > 0
+    output = result.stdout + result.stderr
+    job_ids = {slurm_id for _, slurm_id, _ in SUBMITTED.findall(output)}
+    assert len(job_ids) == 7, output[-3000:]  # toyworld, ingest and generate x 2, the table
+    records = completed_jobs(job_ids)
+    assert {r["JobState"] for r in records.values()} == {"COMPLETED"}, records
+    assert {r["Account"] for r in records.values()} == {"my_account"}
+    # generate is routed to the GPU partition by the profile's set-resources
+    assert {r["Partition"] for r in records.values()} == {"cpu", "gpu"}

@@ -26,7 +26,7 @@ def test_nan_loss_in_the_pipeline_names_step_and_checkpoint(micro_config, tmp_pa
     config = tmp_path / "diverging.yaml"
     config.write_text(yaml.safe_dump(micro_config))
     job = plan_of(config).pretrain["real"]
-    proc = snakemake(tmp_path, "--cores", "2", job.done_file, config=config)
+    proc = snakemake(tmp_path, "--cores", "2", job.target, config=config)
     assert proc.returncode != 0
     log = (tmp_path / "results" / "logs" / "pretrain" / f"{job.key}.log").read_text()
     errors = re.findall(r"synreal pretrain: error: .*", log)  # may follow the progress bar
@@ -37,4 +37,4 @@ def test_nan_loss_in_the_pipeline_names_step_and_checkpoint(micro_config, tmp_pa
     step, checkpoint = int(found[2]), Path(tmp_path / found[3])
     assert checkpoint.is_file() and checkpoint.name == f"state-{step}.json"
     assert latest_checkpoint(checkpoint.parent.parent) == checkpoint
-    assert not (tmp_path / job.done_file).exists()
+    assert not (tmp_path / job.target).exists()

@@ -5,7 +5,7 @@ rule audit:
     input:
         upstream_done("audit"),
     output:
-        "results/audit/{key}/spec.json",
+        directory("results/audit/{key}"),
     params:
         cli=SYNREAL,
         spec=spec_of("audit"),

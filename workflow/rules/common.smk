@@ -2,9 +2,13 @@
 
 from synreal.launch import launcher
 
-SYNREAL = 'PYTHONPATH="{}${{PYTHONPATH:+:$PYTHONPATH}}" python -m synreal'.format(
+#: Puts this checkout's src/ on the path inside the job's shell (after any conda activation,
+#: which blocks an inherited PYTHONPATH). A global, not a param: params enter the output
+#: cache's hash, and a checkout path there would stop two checkouts sharing the cache.
+SRC_ON_PATH = 'PYTHONPATH="{}${{PYTHONPATH:+:$PYTHONPATH}}"'.format(
     Path(workflow.basedir) / "src"
 )
+SYNREAL = f"{SRC_ON_PATH} python -m synreal"
 
 
 wildcard_constraints:
@@ -18,14 +22,14 @@ def spec_of(stage):
 
 
 def upstream_done(stage):
-    """Input function: done-files of every artifact the ``stage`` job with this key reads.
+    """Input function: the artifact directories the ``stage`` job with this key reads.
 
     ``stage`` may be a wildcard pattern such as ``"{stage}"`` for rules serving several stages.
     """
 
     def inputs(wildcards):
         job = PLAN.job(stage.format(**wildcards), wildcards.key)
-        return [f"results/{ref}/spec.json" for ref in job.upstream.values() if "/" in ref]
+        return [f"results/{ref}" for ref in job.upstream.values() if "/" in ref]
 
     return inputs
 
@@ -41,5 +45,5 @@ def table_job(name):
 
 
 def multi_gpu_launcher(wildcards, resources):
-    """``SYNREAL`` with ``python`` replaced by torchrun when the job has several GPUs."""
-    return SYNREAL.replace("python -m synreal", launcher(int(resources.gpu)))
+    """``python -m synreal``, or torchrun when the job has several GPUs (after SRC_ON_PATH)."""
+    return launcher(int(resources.gpu))

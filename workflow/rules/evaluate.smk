@@ -5,7 +5,7 @@ rule features:
     input:
         upstream_done("features"),
     output:
-        "results/features/{key}/spec.json",
+        directory("results/features/{key}"),
     params:
         cli=SYNREAL,
         spec=spec_of("features"),
@@ -29,7 +29,7 @@ rule evaluate:
     input:
         upstream_done("{stage}"),
     output:
-        "results/{stage}/{key}/spec.json",
+        directory("results/{stage}/{key}"),
     params:
         cli=SYNREAL,
         spec=lambda wildcards: PLAN.job(wildcards.stage, wildcards.key).spec_json(),

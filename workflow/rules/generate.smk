@@ -6,14 +6,13 @@ rule generate:
     input:
         upstream_done("generate"),
     output:
-        "results/generate/{key}/spec.json",
+        directory("results/generate/{key}"),
     params:
         launch=multi_gpu_launcher,
         spec=spec_of("generate"),
     log:
         "results/logs/generate/{key}.log",
-    benchmark:
-        "results/benchmarks/generate/{key}.tsv"
+    cache: "omit-software"
     conda:
         "../../envs/generate.yaml"
     threads: config["resources"]["generate"]["threads"]
@@ -22,5 +21,5 @@ rule generate:
         runtime=config["resources"]["generate"]["runtime"],
         mem_mb=config["resources"]["generate"]["mem_mb"],
     shell:
-        "OMP_NUM_THREADS={threads} {params.launch} generate --spec-json {params.spec:q} --out results/generate/{wildcards.key} "
+        "OMP_NUM_THREADS={threads} {SRC_ON_PATH} {params.launch} generate --spec-json {params.spec:q} --out results/generate/{wildcards.key} "
         "> {log} 2>&1"

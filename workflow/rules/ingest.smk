@@ -5,7 +5,7 @@ rule ingest:
     input:
         upstream_done("ingest"),
     output:
-        "results/ingest/{key}/spec.json",
+        directory("results/ingest/{key}"),
     params:
         cli=SYNREAL,
         spec=spec_of("ingest"),

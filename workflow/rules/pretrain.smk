@@ -8,14 +8,13 @@ rule pretrain:
     input:
         upstream_done("pretrain"),
     output:
-        "results/pretrain/{key}/spec.json",
+        directory("results/pretrain/{key}"),
     params:
         launch=multi_gpu_launcher,
         spec=spec_of("pretrain"),
     log:
         "results/logs/pretrain/{key}.log",
-    benchmark:
-        "results/benchmarks/pretrain/{key}.tsv"
+    cache: "omit-software"
     conda:
         "../../envs/train.yaml"
     threads: config["resources"]["pretrain"]["threads"]
@@ -26,5 +25,5 @@ rule pretrain:
         runtime=config["resources"]["pretrain"]["runtime"],
         mem_mb=config["resources"]["pretrain"]["mem_mb"],
     shell:
-        "OMP_NUM_THREADS={threads} {params.launch} pretrain --spec-json {params.spec:q} "
+        "OMP_NUM_THREADS={threads} {SRC_ON_PATH} {params.launch} pretrain --spec-json {params.spec:q} "
         "--out results/pretrain/{wildcards.key} > {log} 2>&1"

@@ -5,7 +5,7 @@ rule realtune:
     input:
         upstream_done("realtune"),
     output:
-        "results/realtune/{key}/spec.json",
+        directory("results/realtune/{key}"),
     params:
         cli=SYNREAL,
         spec=spec_of("realtune"),

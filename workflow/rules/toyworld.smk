@@ -3,7 +3,7 @@
 
 rule toyworld:
     output:
-        "results/toyworld/{key}/spec.json",
+        directory("results/toyworld/{key}"),
     params:
         cli=SYNREAL,
         spec=spec_of("toyworld"),

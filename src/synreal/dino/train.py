@@ -22,6 +22,7 @@ import torch.distributed as dist
 from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
+from synreal import faults
 from synreal.dino.augment import IMAGENET_MEAN, IMAGENET_STD, MultiCrop, ViewPlan
 from synreal.dino.backbones import create_backbone
 from synreal.dino.checkpoint import (
@@ -378,6 +379,7 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                     log.write(json.dumps(last) + "\n")
                     log.flush()
                 step += 1
+                faults.point("train.step")
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.3f}")
                 preempted = _any_process(preempt["set"], device, world)
