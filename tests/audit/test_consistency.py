@@ -115,3 +115,51 @@ def test_probe_on_real_with_one_image_of_a_class_is_one_sentence():
     inputs = consistency.ConsistencyInputs(real, ["cat", "dog"], np.eye(3, dtype=np.float32))
     with pytest.raises(DataError, match=r"2 labeled non-test images per class.*\['dog'\]"):
         consistency.class_consistency(AuditParams(), inputs)
+
+
+def _cats(cat_sets, audited):
+    real = cat_sets["real"]
+    embed = crop_histograms([real, cat_sets[audited]])
+    names = list(real.drop_duplicates("label_name").sort_values("label")["label_name"])
+    return real, embed, names
+
+
+def test_probe_on_real_keeps_which_real_images_it_held_out(cat_sets):
+    real, embed, names = _cats(cat_sets, "synthetic")
+    synthetic = cat_sets["synthetic"]
+    x_real = embed(list(real["path"]))
+    params = AuditParams()
+    result = consistency.class_consistency(params, consistency.ConsistencyInputs(
+        synthetic, names, embed(list(synthetic["path"])), real, x_real))
+    rows = result.reference_rows
+    assert len(rows) == pytest.approx(params.probe_holdout * len(real), abs=1)
+    truth = consistency.class_codes(real["label_name"].iloc[rows], names, "held-out rows")
+    np.testing.assert_array_equal(result.reference_consistent,
+                                  (truth == result.reference_predicted).astype(float))
+    assert result.reference_consistent.mean() == pytest.approx(result.reference_rate)
+    # the rows are the held-out ones: a probe fitted on all the others predicts them alike
+    fit = np.setdiff1d(np.arange(len(real)), rows)
+    codes = consistency.class_codes(real["label_name"], names, "real")
+    model = consistency._probe(params).fit(x_real[fit], codes[fit])
+    np.testing.assert_array_equal(model.predict(x_real[rows]), result.reference_predicted)
+    assert result.summary()["reference_n"] == len(rows)
+
+
+def test_auditing_the_real_set_holds_out_every_non_test_image(cat_sets):
+    real, embed, names = _cats(cat_sets, "real")
+    real = real.assign(split=np.where(np.arange(len(real)) % 5 == 0, "test", "train"))
+    result = consistency.class_consistency(AuditParams(), consistency.ConsistencyInputs(
+        real, names, embed(list(real["path"]))))
+    np.testing.assert_array_equal(result.reference_rows, np.flatnonzero(real["split"] != "test"))
+    np.testing.assert_array_equal(result.reference_consistent,
+                                  result.consistent[result.reference_rows])
+
+
+def test_classifiers_without_a_real_reference_keep_no_reference_rows(monkeypatch):
+    frame = pd.DataFrame({"label_name": ["a", "b"], "path": ["x", "y"]})
+    monkeypatch.setitem(consistency._BACKENDS, "timm", lambda inputs, params:
+                        consistency.Predictions(np.zeros(len(inputs.manifest), np.int64)))
+    result = consistency.class_consistency(AuditParams(consistency_backend="timm"),
+                                           consistency.ConsistencyInputs(frame, ["a", "b"]))
+    assert result.rate == 0.5 and result.reference_rate is None
+    assert result.reference_rows is None and result.summary()["reference_n"] is None

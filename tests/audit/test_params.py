@@ -18,6 +18,8 @@ def test_every_field_has_a_default_and_a_description(field):
     ("consistency_backend", "convnext", "probe-on-real"),
     ("blocking_overlap", 1.5, "blocking_overlap"),
     ("batch_size", 0, "batch_size"),
+    ("diversity_resamples", 0, "diversity_resamples"),
+    ("fid_resamples", -1, "fid_resamples"),
 ])
 def test_bad_values_name_the_key_and_the_options(key, value, match):
     with pytest.raises(ConfigError, match=match):

@@ -4,10 +4,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synreal.audit import AUDIT_FILE, SUMMARY_FILE, AuditParams, audit_dataset
+from synreal.audit import (
+    AUDIT_FILE,
+    REFERENCE_CONSISTENCY_FILE,
+    SUMMARY_FILE,
+    AuditParams,
+    audit_dataset,
+)
 from tests.audit.conftest import pixel_features
 
-FAST = dict(kid_subsets=5, kid_subset_size=50)
+FAST = dict(kid_subsets=5, kid_subset_size=50, fid_resamples=40)
 
 
 @pytest.fixture(scope="module")
@@ -85,3 +91,45 @@ def test_corrupt_and_blank_images_are_flagged_not_fatal(toy_sets, tmp_path):
     assert table["corrupt"].tolist() == [True, False, False, False]
     assert table["blank_black"].iloc[1] == 1.0 and summary["blank"]["black"] == 1
     assert np.isnan(table["brightness_lstar"].iloc[0])
+
+
+def test_diversity_and_fid_are_stored_with_their_bootstrap_cis(audited):
+    out, summary = audited
+    stored = json.loads((out / SUMMARY_FILE).read_text())
+    for block, key, resamples in (("diversity", "mean_pairwise_cosine_distance",
+                                   AuditParams().diversity_resamples),
+                                  ("fid", "fid", FAST["fid_resamples"])):
+        values = stored[block]
+        assert values["ci_low"] < values[key] < values["ci_high"], block
+        assert values["resamples"] == resamples
+    assert stored["fid"]["bootstrap_bias"] > 0  # repeated images inflate a resample's FID
+
+
+def test_held_out_real_images_are_written_with_their_consistency(audited, toy_sets):
+    out, summary = audited
+    held = pd.read_parquet(out / REFERENCE_CONSISTENCY_FILE)
+    block = summary["consistency"]
+    assert len(held) == block["reference_n"] > 0
+    assert held["consistent"].mean() == pytest.approx(block["reference_rate"])
+    np.testing.assert_array_equal(held["consistent"],
+                                  (held["predicted"] == held["label_name"]).astype(float))
+    real_ids = toy_sets["real"]["id"]
+    assert set(held["id"]) <= set(real_ids)
+    assert set(held["id"]).isdisjoint(real_ids.iloc[::8])  # the fixture's test rows
+
+
+def test_auditing_the_real_set_writes_every_non_test_images_consistency(toy_sets, tmp_path):
+    real = toy_sets["real"].groupby("label").head(6).reset_index(drop=True)
+    real.loc[real.index[::6], "split"] = "test"
+    summary = audit_dataset(AuditParams(**FAST), real, tmp_path, embed=pixel_features)
+    held = pd.read_parquet(tmp_path / REFERENCE_CONSISTENCY_FILE)
+    assert list(held["id"]) == list(real.loc[real["split"] != "test", "id"])
+    assert held["consistent"].mean() == pytest.approx(summary["consistency"]["reference_rate"])
+    assert summary["fid"] is None  # no real counterpart to compare with
+
+
+def test_no_reference_classifier_writes_no_reference_file(toy_sets, tmp_path):
+    rows = toy_sets["synthetic"].head(12)
+    audit_dataset(AuditParams(consistency_backend="none", **FAST), rows, tmp_path,
+                  embed=pixel_features)
+    assert not (tmp_path / REFERENCE_CONSISTENCY_FILE).exists()

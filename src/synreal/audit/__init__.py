@@ -9,8 +9,9 @@ One measure per module:
 * :mod:`~synreal.audit.person_blocking` - person boxes over the object box; detector registry.
 * :mod:`~synreal.audit.consistency` - class consistency with a reference classifier
   (``probe-on-real``, ``clip-zeroshot``, ``timm``), per class and confusion matrix.
-* :mod:`~synreal.audit.diversity` - mean pairwise cosine distance (MixDiff 5.3).
-* :mod:`~synreal.audit.fid` - FID and KID between embedding sets.
+* :mod:`~synreal.audit.diversity` - mean pairwise cosine distance (MixDiff 5.3), with a
+  vectorised bootstrap CI.
+* :mod:`~synreal.audit.fid` - FID (with a bootstrap CI) and KID between embedding sets.
 * :mod:`~synreal.audit.near_duplicates` - faiss search inside a set and against the test set.
 * :mod:`~synreal.audit.blank` - blank / constant / corrupt images.
 * :mod:`~synreal.audit.run` - :func:`audit_dataset`, the stage's entry point.
@@ -26,6 +27,7 @@ model-backed backend is created.
 """
 
 from synreal.audit.params import AuditParams
-from synreal.audit.run import AUDIT_FILE, SUMMARY_FILE, audit_dataset
+from synreal.audit.run import AUDIT_FILE, REFERENCE_CONSISTENCY_FILE, SUMMARY_FILE, audit_dataset
 
-__all__ = ["AUDIT_FILE", "SUMMARY_FILE", "AuditParams", "audit_dataset"]
+__all__ = ["AUDIT_FILE", "REFERENCE_CONSISTENCY_FILE", "SUMMARY_FILE", "AuditParams",
+           "audit_dataset"]

@@ -9,7 +9,10 @@ classifiers live in a registry, each mapping images to indices into ``class_name
   configured backbone, fitted on the real dataset's labeled non-test images. Part of them
   (``probe_holdout``) is held out: their consistency is the real data's reference rate.
   Auditing the real set itself, every non-test image gets an out-of-fold prediction.
-* ``clip-zeroshot``: open_clip zero-shot over ``clip_template`` prompts (local weights).
+  Which real images were held out, and whether each was classified correctly, is kept so
+  that the reference rate gets a bootstrap CI over those images like every other rate.
+* ``clip-zeroshot``: open_clip zero-shot over ``clip_template`` prompts; local weights, as
+  the hub serves them (a folder with ``open_clip_config.json`` and the weights file).
 * ``timm``: an ImageNet classifier (local weights) whose 1000 outputs are pooled per class
   by ``class_mapping`` ({label_name: [ImageNet indices]}), the label space restricted to the
   dataset's classes as in SynBench's fine-grained protocol.
@@ -20,13 +23,14 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from synreal.audit.params import AuditParams
-from synreal.audit.weights import require_module, require_weights
+from synreal.audit.weights import require_weights
 from synreal.errors import ConfigError, DataError
 
 
@@ -51,11 +55,17 @@ class ConsistencyInputs:
 
 @dataclass
 class Predictions:
-    """Predicted class indices ``(N,)`` and, when known, the real held-out ones."""
+    """Predicted class indices ``(N,)`` and, when known, the real held-out ones.
+
+    ``reference_rows`` are the held-out images' positions in ``inputs.reference`` (in
+    ``inputs.manifest`` when the audited set is the real one), aligned with
+    ``reference_truth`` and ``reference_predicted``.
+    """
 
     predicted: np.ndarray
     reference_truth: np.ndarray | None = None
     reference_predicted: np.ndarray | None = None
+    reference_rows: np.ndarray | None = None
 
 
 @dataclass
@@ -71,11 +81,15 @@ class ConsistencyResult:
     reference_rate: float | None = None
     reference_per_class: dict[str, float] = field(default_factory=dict)
     measured: bool = True
+    reference_rows: np.ndarray | None = None  # (M,) held-out real images (Predictions)
+    reference_predicted: np.ndarray | None = None  # (M,) class index
+    reference_consistent: np.ndarray | None = None  # (M,) 1.0 / 0.0
 
     def summary(self) -> dict[str, Any]:
-        """JSON-ready rates and confusion matrix."""
+        """JSON-ready rates and confusion matrix (per-image values stay out: see run.py)."""
+        n_reference = None if self.reference_rows is None else int(len(self.reference_rows))
         return {"measured": self.measured, "rate": self.rate, "per_class": self.per_class,
-                "reference_rate": self.reference_rate,
+                "reference_rate": self.reference_rate, "reference_n": n_reference,
                 "reference_per_class": self.reference_per_class,
                 "class_names": self.class_names, "confusion": self.confusion.tolist()}
 
@@ -139,6 +153,10 @@ def class_consistency(params: AuditParams, inputs: ConsistencyInputs) -> Consist
     if out.reference_truth is not None:
         ref_rate, ref_per_class, _ = rates(out.reference_truth, out.reference_predicted, names)
         result.reference_rate, result.reference_per_class = ref_rate, ref_per_class
+        result.reference_rows = out.reference_rows
+        result.reference_predicted = out.reference_predicted
+        result.reference_consistent = (out.reference_truth == out.reference_predicted
+                                       ).astype(float)
     return result
 
 
@@ -191,18 +209,19 @@ def probe_on_real(inputs: ConsistencyInputs, params: AuditParams) -> Predictions
         if (~rows).any():
             model = _probe(params).fit(x[rows], y[rows])
             predicted[~rows] = model.predict(x[~rows])
-        return Predictions(predicted, y[rows], predicted[rows])
+        return Predictions(predicted, y[rows], predicted[rows], np.flatnonzero(rows))
     if inputs.reference_embeddings is None:
         raise ConfigError("probe-on-real needs the real dataset's embeddings.")
     rows = _non_test(inputs.reference)
     x_ref = inputs.reference_embeddings[rows]
     y_ref = class_codes(inputs.reference["label_name"][rows], names, "the real manifest")
     _require_probe_data(y_ref, names, "the real dataset")
-    fit_x, held_x, fit_y, held_y = train_test_split(
-        x_ref, y_ref, test_size=params.probe_holdout, stratify=y_ref, random_state=params.seed)
+    fit_x, held_x, fit_y, held_y, _, held_rows = train_test_split(
+        x_ref, y_ref, np.flatnonzero(rows), test_size=params.probe_holdout, stratify=y_ref,
+        random_state=params.seed)  # the row positions ride along: the same split
     model = _probe(params).fit(fit_x, fit_y)
     return Predictions(model.predict(inputs.embeddings).astype(np.int64), held_y,
-                       model.predict(held_x).astype(np.int64))
+                       model.predict(held_x).astype(np.int64), held_rows)
 
 
 # --- image classifiers with local weights ----------------------------------------------------
@@ -276,26 +295,116 @@ def timm_classifier(inputs: ConsistencyInputs, params: AuditParams) -> Predictio
     return Predictions(scores.argmax(axis=1).astype(np.int64))
 
 
-@register("clip-zeroshot")
-def clip_zeroshot(inputs: ConsistencyInputs, params: AuditParams) -> Predictions:
-    """open_clip zero-shot: cosine similarity to one prompt per class."""
-    weights = require_weights(params.consistency_weights, "consistency_weights",
-                              f"open_clip {params.consistency_model} weights "
-                              "(open_clip_pytorch_model.bin)", expect="file")
+#: The hub repository the missing-weights error suggests: OpenCLIP ViT-B/32 on LAION-2B.
+CLIP_EXAMPLE_REPO = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K"
+#: An open_clip model folder as the hub serves it: this config (architecture + preprocessing)
+#: beside one weights file.
+CLIP_CONFIG = "open_clip_config.json"
+CLIP_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
+
+
+def _require_clip_folder(folder: Path) -> None:
+    """A ConfigError unless ``folder`` holds ``open_clip_config.json`` and a weights file."""
+    fix = (f"it must be an open_clip model folder as downloaded from the hub (e.g. `hf download "
+           f"{CLIP_EXAMPLE_REPO} --local-dir <folder>`): {CLIP_CONFIG} beside "
+           "open_clip_pytorch_model.bin or open_clip_model.safetensors. Alternatively set "
+           "consistency_weights to the weights file itself and consistency_model to its "
+           "built-in open_clip architecture")
+    if not (folder / CLIP_CONFIG).is_file():
+        raise ConfigError(f"audit consistency_weights {folder} has no {CLIP_CONFIG}; {fix}.")
+    if not any(p.suffix in CLIP_WEIGHT_SUFFIXES for p in folder.iterdir()):
+        raise ConfigError(f"audit consistency_weights {folder} has no weights file "
+                          f"({', '.join('*' + s for s in CLIP_WEIGHT_SUFFIXES)}); {fix}.")
+
+
+def load_open_clip(weights: str | None, arch: str, device: str = "cpu") -> tuple[Any, Any, Any]:
+    """``(model, eval transform, tokenizer)`` of an open_clip model, from local files only.
+
+    Args:
+        weights: either a model folder as downloaded from the hub (``open_clip_config.json``,
+            which holds the architecture and the preprocessing, beside
+            ``open_clip_pytorch_model.bin`` or ``open_clip_model.safetensors``), loaded through
+            open_clip's ``local-dir:`` schema; or one weights file of the built-in open_clip
+            architecture ``arch``.
+        arch: an ``open_clip.list_models()`` name (e.g. ``ViT-B-32``); a folder ignores it.
+        device: where the model lives (``cpu``, ``cuda``); it stays in float32.
+
+    Nothing is downloaded. CLIP-style models load with no network (the CLIP tokenizer's BPE
+    vocabulary ships inside open_clip); a config naming a Hugging Face text tower or tokenizer
+    (``hf_model_name``, ``hf_tokenizer_name``: SigLIP, XLM-R) needs those files locally too,
+    the tokenizer in the folder and the tower in the Hugging Face cache.
+    """
+    path = require_weights(weights, "consistency_weights", CLIP_EXAMPLE_REPO,
+                           expect=f"folder ({CLIP_CONFIG} beside open_clip_pytorch_model.bin), "
+                           "or set it to a weights file of the built-in open_clip architecture "
+                           "named by consistency_model")
+    import open_clip
+
+    if path.is_dir():
+        _require_clip_folder(path)
+        name, pretrained = f"local-dir:{path.resolve()}", None
+        target = f"the architecture in its {CLIP_CONFIG}"
+    else:
+        known = open_clip.list_models()
+        if arch not in known:
+            raise ConfigError(
+                f"audit consistency_model {arch!r} is not a built-in open_clip architecture, "
+                f"which a weights file ({path}) needs; set it to one of {known}, or set "
+                f"consistency_weights to the model's folder (with its {CLIP_CONFIG}).")
+        name, pretrained = arch, str(path)
+        target = (f"open_clip architecture {arch!r} (set consistency_model to the weights' "
+                  "architecture)")
+    try:
+        model, _, transform = open_clip.create_model_and_transforms(
+            name, pretrained=pretrained, device=device, require_pretrained=True)
+    except (RuntimeError, AssertionError) as error:
+        # open_clip's strict load_state_dict raises RuntimeError; its position-embedding
+        # resizing asserts when a tower has another width.
+        if isinstance(error, RuntimeError) and "state_dict" not in str(error):
+            raise
+        raise ConfigError(f"audit consistency_weights {path} does not fit {target}: "
+                          f"{str(error).splitlines()[0]}") from None
+    except ValueError as error:  # open_clip could not read the folder's config
+        if not path.is_dir():
+            raise
+        raise ConfigError(f"audit consistency_weights {path / CLIP_CONFIG} is not an open_clip "
+                          f"config ({{\"model_cfg\": ..., \"preprocess_cfg\": ...}}): "
+                          f"{str(error).splitlines()[0]}") from None
+    return model.eval(), transform, open_clip.get_tokenizer(name)
+
+
+def clip_prompts(template: str, class_names: Sequence[str]) -> list[str]:
+    """One prompt per class: ``template`` with ``{name}`` = the class, underscores as spaces."""
+    return [template.format(name=name.replace("_", " ")) for name in class_names]
+
+
+def clip_scores(model: Any, transform: Callable, tokenizer: Callable, paths: Sequence[str],
+                prompts: Sequence[str], batch_size: int = 64,
+                device: str = "cpu") -> np.ndarray:
+    """``(N, C)`` cosine similarities of the images at ``paths`` to ``prompts`` (float32)."""
     import torch
 
-    open_clip = require_module("open_clip", "open_clip_torch", "clip-zeroshot")
-    model, _, transform = open_clip.create_model_and_transforms(
-        params.consistency_model, pretrained=str(weights), device=params.device)
-    tokenizer = open_clip.get_tokenizer(params.consistency_model)
-    prompts = [params.clip_template.format(name=n.replace("_", " ")) for n in inputs.class_names]
     with torch.no_grad():
-        text = model.encode_text(tokenizer(prompts).to(params.device)).float()
+        text = model.encode_text(tokenizer(list(prompts)).to(device)).float()
         text = torch.nn.functional.normalize(text, dim=-1)
 
     def forward(batch: torch.Tensor) -> torch.Tensor:
         return torch.nn.functional.normalize(model.encode_image(batch).float(), dim=-1) @ text.T
 
-    scores = _batched_logits(list(inputs.manifest["path"]), transform, forward,
-                             params.batch_size, params.device)
+    return _batched_logits(list(paths), transform, forward, batch_size, device)
+
+
+@register("clip-zeroshot")
+def clip_zeroshot(inputs: ConsistencyInputs, params: AuditParams) -> Predictions:
+    """open_clip zero-shot: each image's class is the prompt of highest cosine similarity.
+
+    The model and its preprocessing come from :func:`load_open_clip`, the prompts from
+    :func:`clip_prompts` (one per class, no prompt ensembling), the scores from
+    :func:`clip_scores`.
+    """
+    model, transform, tokenizer = load_open_clip(params.consistency_weights,
+                                                 params.consistency_model, params.device)
+    scores = clip_scores(model, transform, tokenizer, inputs.manifest["path"],
+                         clip_prompts(params.clip_template, inputs.class_names),
+                         params.batch_size, params.device)
     return Predictions(scores.argmax(axis=1).astype(np.int64))

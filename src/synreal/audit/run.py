@@ -8,7 +8,12 @@ near-duplicates), and writes into ``out_dir``:
 * ``audit.parquet``: one row per image with every measure (NaN = not measured);
 * ``summary.json``: quantiles, rates, FID/KID, diversity, near-duplicate counts, the real
   reference's figures beside the audited set's, and a leakage warning when synthetic images
-  match downstream test images;
+  match downstream test images. Diversity and FID carry a seeded bootstrap 95 % CI over
+  images (``ci_low``, ``ci_high``, ``resamples``; see :mod:`~synreal.audit.diversity` and
+  :mod:`~synreal.audit.fid` for how each is resampled);
+* ``reference_consistency.parquet``: the real images held out from the consistency probe
+  (``id``, ``label_name``, ``predicted``, ``consistent``), from which the reference rate's
+  CI is computed; written when the reference classifier measures one;
 * ``scale.png``, ``brightness.png``, ``person_blocking.png`` (SynBench Fig. 5a-c, audited
   set vs reference) and ``consistency_confusion.png`` (Fig. 4).
 """
@@ -38,6 +43,7 @@ Embed = Callable[[Sequence[str]], np.ndarray]
 
 AUDIT_FILE = "audit.parquet"
 SUMMARY_FILE = "summary.json"
+REFERENCE_CONSISTENCY_FILE = "reference_consistency.parquet"
 PIXEL_COLUMNS = ("brightness_lstar", "scale_area_ratio", "box_x0", "box_y0", "box_x1",
                  "box_y1", "person_covered", "person_blocked", "blank", "blank_constant",
                  "blank_black", "blank_white", "corrupt", "corrupt_reason")
@@ -221,6 +227,14 @@ def _consistency(params, table, summary, manifest, usable, emb, reference, ref_e
     table["consistency_predicted"] = predicted
     table["consistent"] = consistent
     summary["consistency"] = {"backend": params.consistency_backend, **result.summary()}
+    if result.reference_rows is not None:
+        held = (reference if reference is not None else inputs.manifest).iloc[
+            result.reference_rows]
+        pd.DataFrame({"id": held["id"].astype(str).to_numpy(),
+                      "label_name": held["label_name"].astype(str).to_numpy(),
+                      "predicted": [inputs.class_names[i] for i in result.reference_predicted],
+                      "consistent": result.reference_consistent}
+                     ).to_parquet(out_dir / REFERENCE_CONSISTENCY_FILE, index=False)
 
 
 def _embedding_measures(params, table, summary, manifest, usable, emb, reference, ref_emb,
@@ -230,8 +244,11 @@ def _embedding_measures(params, table, summary, manifest, usable, emb, reference
     test_sim, test_id = np.full(len(table), np.nan), np.full(len(table), None, dtype=object)
     dups: dict[str, Any] = {"threshold": params.duplicate_threshold}
     if emb is not None:
+        spread = diversity.diversity_bootstrap(emb, params.diversity_resamples,
+                                               seed=params.seed)
         summary["diversity"] = {
-            "mean_pairwise_cosine_distance": diversity.mean_pairwise_cosine_distance(emb),
+            "mean_pairwise_cosine_distance": spread.estimate, "ci_low": spread.lo,
+            "ci_high": spread.hi, "resamples": params.diversity_resamples,
             "per_class": diversity.per_class_diversity(emb, manifest["label_name"][usable])}
         if ref_emb is not None:
             summary["reference"]["diversity"] = diversity.mean_pairwise_cosine_distance(ref_emb)
@@ -274,8 +291,10 @@ def _fid(params, manifest, usable, emb, reference, ref_emb, fid_embed) -> dict |
         return None
     kid_mean, kid_std = fid.kid(emb, ref_emb, params.kid_subsets, params.kid_subset_size,
                                 seed=params.seed)
-    return {"fid": fid.fid(emb, ref_emb), "kid_mean": kid_mean, "kid_std": kid_std,
-            "n": int(len(emb)), "n_reference": int(len(ref_emb))}
+    interval, bias = fid.fid_bootstrap(emb, ref_emb, params.fid_resamples, seed=params.seed)
+    return {"fid": interval.estimate, "ci_low": interval.lo, "ci_high": interval.hi,
+            "resamples": params.fid_resamples, "bootstrap_bias": bias, "kid_mean": kid_mean,
+            "kid_std": kid_std, "n": int(len(emb)), "n_reference": int(len(ref_emb))}
 
 
 def _figures(table, summary, ref_table, name, reference_name, out_dir) -> None:

@@ -17,6 +17,7 @@ pair is dropped when either value is NaN. Resample indices are drawn from
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -55,7 +56,7 @@ def bootstrap_ci(
     """
     x = _clean(to_numpy(values).astype(np.float64))
     means = bootstrap_means(x, n_resamples, seed)
-    return _interval(float(x.mean()), means, confidence)
+    return percentile_interval(float(x.mean()), means, confidence)
 
 
 def paired_bootstrap_diff(
@@ -77,7 +78,8 @@ def paired_bootstrap_diff(
     if a.shape != b.shape or a.ndim != 1:
         raise ValueError(f"paired values need equal 1-D shapes, got {a.shape} and {b.shape}")
     diff = _clean(a - b)  # NaN when either is NaN
-    return _interval(float(diff.mean()), bootstrap_means(diff, n_resamples, seed), confidence)
+    means = bootstrap_means(diff, n_resamples, seed)
+    return percentile_interval(float(diff.mean()), means, confidence)
 
 
 def bootstrap_cis(
@@ -92,16 +94,25 @@ def bootstrap_cis(
 
 def bootstrap_means(values: np.ndarray, n_resamples: int, seed: int) -> np.ndarray:
     """Means of ``n_resamples`` resamples with replacement of ``values`` ``(n,)``: ``(B,)``."""
+    return np.concatenate([values[indices].mean(axis=1)
+                           for indices in resample_indices(values.shape[0], n_resamples, seed)])
+
+
+def resample_indices(n: int, n_resamples: int,
+                     seed: int | np.random.SeedSequence) -> Iterator[np.ndarray]:
+    """Item indices of ``n_resamples`` resamples with replacement of ``n`` items, in chunks.
+
+    Yields ``(b, n)`` int64 arrays, one resample per row, with ``b * n`` at most about
+    ``_CHUNK_ELEMENTS`` so no chunk of resampled values outgrows memory. Together the chunks
+    equal ``default_rng(seed).integers(0, n, size=(n_resamples, n))`` whatever the chunk
+    size, so every bootstrap here with the same seed and ``n`` draws the same resamples.
+    """
     if n_resamples < 1:
         raise ValueError(f"n_resamples must be >= 1, got {n_resamples}")
     rng = np.random.default_rng(seed)
-    n = values.shape[0]
-    chunk = max(1, _CHUNK_ELEMENTS // n)
-    means = np.empty(n_resamples)
+    chunk = max(1, _CHUNK_ELEMENTS // max(n, 1))
     for r0 in range(0, n_resamples, chunk):
-        r1 = min(n_resamples, r0 + chunk)
-        means[r0:r1] = values[rng.integers(0, n, size=(r1 - r0, n))].mean(axis=1)
-    return means
+        yield rng.integers(0, n, size=(min(chunk, n_resamples - r0), n))
 
 
 def _clean(x: np.ndarray) -> np.ndarray:
@@ -113,9 +124,15 @@ def _clean(x: np.ndarray) -> np.ndarray:
     return x
 
 
-def _interval(estimate: float, means: np.ndarray, confidence: float) -> Interval:
+def percentile_interval(estimate: float, replicates: np.ndarray,
+                        confidence: float = 0.95) -> Interval:
+    """The percentile interval: ``estimate`` with the quantiles of its replicates.
+
+    ``replicates`` are the ``(B,)`` statistics of the resamples; the bounds are their
+    ``alpha/2`` and ``1 - alpha/2`` quantiles, ``alpha = 1 - confidence``.
+    """
     if not 0 < confidence < 1:
         raise ValueError(f"confidence must be in (0, 1), got {confidence}")
     alpha = 1 - confidence
-    lo, hi = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    lo, hi = np.quantile(replicates, [alpha / 2, 1 - alpha / 2])
     return Interval(estimate, float(lo), float(hi))

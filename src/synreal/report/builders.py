@@ -201,15 +201,13 @@ def cfg_table(params: dict, out_dir: Path) -> None:
     from synreal.report import story
     from synreal.report.metrics import MAIN_METRICS, read_metric
 
-    rows, diversity, top1 = [], {}, {}
+    rows, diversity, top1, summaries = [], {}, {}, []
     for scale, run in _runs(params).items():
         summary = json.loads((Path(run["audit"]) / "summary.json").read_text())
-        div = (summary.get("diversity") or {}).get("mean_pairwise_cosine_distance")
-        fid = (summary.get("fid") or {}).get("fid")
-        row = {"CFG scale": float(scale), **_audit_cells(Path(run["audit"]), summary),
-               "diversity": "n/a" if div is None else f"{div:.3f}",
-               "FID": "n/a" if fid is None else f"{fid:.2f}"}
-        diversity[float(scale)] = div
+        summaries.append(summary)
+        row = {"CFG scale": float(scale), **_audit_cells(Path(run["audit"]), summary)}
+        diversity[float(scale)] = (summary.get("diversity") or {}).get(
+            "mean_pairwise_cosine_distance")
         if "probe" in run:
             for title, stage, key in MAIN_METRICS:
                 row[title] = str(read_metric(run[stage], key))
@@ -220,20 +218,26 @@ def cfg_table(params: dict, out_dir: Path) -> None:
                f"'{params['study']}' (MixDiff Fig. 6, SynBench F1): SynBench measures of each "
                "scale's images against the real dataset and, where pretrained, DINO on them "
                "evaluated frozen (% with 95 % bootstrap CI). Key: the generated dataset. "
-               + _AUDIT_CAPTION)
+               + _audit_caption(summaries, reference=False))
     write_table(pd.DataFrame(rows), out_dir, "cfg",
                 _with_story(caption, story.cfg(diversity, top1)))
 
 
-def _rate(value) -> str:
-    return "not measured" if value is None else f"{100 * value:.1f}"
+#: Bootstrap resamples of the CIs computed here from per-image values (rates, medians).
+AUDIT_CELL_RESAMPLES = 1000
 
 
-def _audit_cells(artifact: Path, summary: dict, resamples: int = 1000, seed: int = 0) -> dict:
-    """SynBench measures of one audit with 95 % bootstrap CIs over its images."""
-    from synreal.report.metrics import median_cell, rate_cell
+def _audit_cells(artifact: Path, summary: dict, resamples: int = AUDIT_CELL_RESAMPLES,
+                 seed: int = 0) -> dict:
+    """SynBench measures of one audit, each with its 95 % bootstrap CI over images.
+
+    Rates and medians are bootstrapped here from ``audit.parquet``; diversity and FID need
+    the embeddings, so the audit stored their CIs in ``summary.json``.
+    """
+    from synreal.report.metrics import median_cell, rate_cell, stored_cell
 
     frame = pd.read_parquet(Path(artifact) / "audit.parquet")
+    where = Path(artifact) / "summary.json"
 
     def rate(column: str, measured: bool) -> str:
         cell = rate_cell(frame[column], resamples, seed) if measured else None
@@ -245,8 +249,11 @@ def _audit_cells(artifact: Path, summary: dict, resamples: int = 1000, seed: int
             return "n/a"
         spread = (f" (IQR {block['q25']:.{digits}f}-{block['q75']:.{digits}f})"
                   if block.get("n") else "")
-        return (f"{cell.estimate:.{digits}f} [{cell.lo:.{digits}f}, {cell.hi:.{digits}f}]"
-                f"{spread}")
+        return cell.plain(digits) + spread
+
+    def stored(block: dict | None, key: str, digits: int) -> str:
+        cell = stored_cell(block, key, str(where))
+        return "n/a" if cell is None else cell.plain(digits)
 
     consistency = summary.get("consistency", {})
     return {
@@ -257,41 +264,75 @@ def _audit_cells(artifact: Path, summary: dict, resamples: int = 1000, seed: int
                                                   summary.get("brightness", {}), 1),
         "person blocking % [CI]": rate(
             "person_blocked", summary.get("person_blocking", {}).get("rate") is not None),
+        "diversity [CI]": stored(summary.get("diversity"), "mean_pairwise_cosine_distance", 3),
+        "FID [CI]": stored(summary.get("fid"), "fid", 2),
     }
 
 
-_AUDIT_CAPTION = ("Class consistency and person blocking: % of images with a 95 % bootstrap "
-                  "CI over images; object scale (box area / image) and CIELAB L* brightness: "
-                  "median with its 95 % bootstrap CI and the interquartile range. Diversity "
-                  "and FID are set-level point estimates (no CI).")
+def _reference_cell(artifact: Path, summary: dict, resamples: int = AUDIT_CELL_RESAMPLES,
+                    seed: int = 0) -> str:
+    """The real data's own consistency: % of its held-out images, with a bootstrap 95 % CI."""
+    from synreal.errors import DataError
+    from synreal.report.metrics import rate_cell
+
+    if (summary.get("consistency") or {}).get("reference_rate") is None:
+        return "not measured"
+    # synreal.audit.run.REFERENCE_CONSISTENCY_FILE, named here so that the table rule does
+    # not import the audit package (and its model dependencies)
+    path = Path(artifact) / "reference_consistency.parquet"
+    if not path.is_file():
+        raise DataError(f"{path} is missing although {Path(artifact) / 'summary.json'} has a "
+                        "reference rate: an older audit wrote it; delete that audit and rerun "
+                        "snakemake to rebuild it.")
+    cell = rate_cell(pd.read_parquet(path, columns=["consistent"])["consistent"], resamples,
+                     seed)
+    return "not measured" if cell is None else str(cell)
+
+
+def _audit_caption(summaries: list[dict], reference: bool) -> str:
+    """How the audit cells' CIs were made, with the resample counts the audits used.
+
+    ``reference``: the table has the real reference's consistency column.
+    """
+    def resamples(block: str) -> str | None:
+        used = sorted({(s.get(block) or {}).get("resamples") for s in summaries} - {None})
+        return "/".join(str(n) for n in used) or None
+
+    rates = ("Class consistency, the real reference and person blocking: % of images (the "
+             "real reference: of the real images held out from the consistency probe)"
+             if reference else "Class consistency and person blocking: % of images")
+    text = ("Each audit measure is value [95 % bootstrap CI over images]. "
+            f"{rates}; object scale (box area / image) and CIELAB L* brightness: median, then "
+            f"the interquartile range; {AUDIT_CELL_RESAMPLES} resamples each.")
+    if resamples("diversity"):
+        text += (" Diversity (mean pairwise cosine distance; two draws of one image count as "
+                 f"a pair at distance 0): {resamples('diversity')} resamples.")
+    if resamples("fid"):
+        text += (f" FID: {resamples('fid')} resamples of both sets; repeated images inflate "
+                 "a resample's FID, so its interval is shifted by the bootstrap bias estimate "
+                 "and gives the FID's spread between image samples of these sizes.")
+    return text
 
 
 def synbench_table(params: dict, out_dir: Path) -> None:
     """SynBench measures per dataset: consistency, scale, brightness, person blocking, more."""
-    rows = []
+    rows, summaries = [], []
     audits = params["audits"]
     for name in params.get("order", audits):
-        artifact = audits[name]
-        summary = json.loads((Path(artifact) / "summary.json").read_text())
-        consistency = summary.get("consistency", {})
-        reference = consistency.get("reference_rate")
-        fid = summary.get("fid", {}) or {}
+        artifact = Path(audits[name])
+        summary = json.loads((artifact / "summary.json").read_text())
+        summaries.append(summary)
         dups = summary.get("near_duplicates", {})
-        cells = _audit_cells(Path(artifact), summary)
+        cells = _audit_cells(artifact, summary)
         rows.append({
             "dataset": name,
             "images": summary["n_images"],
-            "class consistency % [CI]": cells["class consistency % [CI]"],
-            "real reference %": _rate(reference),
-            "object scale median [CI] (IQR)": cells["object scale median [CI] (IQR)"],
-            "brightness L* median [CI] (IQR)": cells["brightness L* median [CI] (IQR)"],
-            "person blocking % [CI]": cells["person blocking % [CI]"],
-            "diversity": f"{summary['diversity']['mean_pairwise_cosine_distance']:.3f}"
-            if summary.get("diversity") else "n/a",
-            "FID": f"{fid['fid']:.2f}" if fid.get("fid") is not None else "n/a",
+            "class consistency % [CI]": cells.pop("class consistency % [CI]"),
+            "real reference % [CI]": _reference_cell(artifact, summary),
+            **cells,
             "near-dup pairs": dups.get("pairs_within", "n/a"),
             "test leaks": dups.get("test_matches", 0) + dups.get("exact_test", 0),
-            "key": Path(artifact).name,
+            "key": artifact.name,
         })
     caption = (f"SynBench audit of study '{params['study']}' (SynBench Sec. 3, Fig. 4-5): class "
                "consistency of each dataset's images with a reference classifier trained on the "
@@ -299,7 +340,7 @@ def synbench_table(params: dict, out_dir: Path) -> None:
                "and brightness; share of person-blocked objects; mean pairwise cosine distance "
                "(MixDiff 5.3); FID to the real counterpart; near-duplicate pairs inside the set "
                "and matches with the downstream test set (a leakage warning when > 0). "
-               + _AUDIT_CAPTION)
+               + _audit_caption(summaries, reference=True))
     write_table(pd.DataFrame(rows), out_dir, "synbench", caption)
 
 

@@ -34,9 +34,19 @@ class Cell:
     hi: float
 
     def __str__(self) -> str:
+        return self.plain(1, scale=100.0)
+
+    def plain(self, digits: int, scale: float = 1.0) -> str:
+        """``"estimate [lo, hi]"`` times ``scale`` with ``digits`` decimals ("n/a" if NaN).
+
+        ``str(cell)`` is ``cell.plain(1, scale=100)``, the percent form; measures in their
+        own units (a median, a distance, FID) use ``plain(digits)``, so every cell of every
+        table writes its CI the same way.
+        """
         if not np.isfinite(self.estimate):
             return "n/a"
-        return f"{100 * self.estimate:.1f} [{100 * self.lo:.1f}, {100 * self.hi:.1f}]"
+        return (f"{scale * self.estimate:.{digits}f} "
+                f"[{scale * self.lo:.{digits}f}, {scale * self.hi:.{digits}f}]")
 
 
 def read_metric(artifact: str | Path, metric: str) -> Cell:
@@ -76,6 +86,21 @@ def differs(cell: Cell) -> str:
     if not np.isfinite(cell.estimate):
         return "n/a"
     return "yes" if cell.lo > 0 or cell.hi < 0 else "no (CI contains 0)"
+
+
+def stored_cell(block: dict | None, key: str, where: str) -> Cell | None:
+    """A set-level measure stored beside its CI, or None when it was not measured.
+
+    ``block`` is an audit summary's ``diversity`` or ``fid`` entry:
+    ``{key: estimate, "ci_low": ..., "ci_high": ...}``.
+    """
+    if not block or block.get(key) is None:
+        return None
+    if block.get("ci_low") is None or block.get("ci_high") is None:
+        raise DataError(f"{where} has {key!r} without its bootstrap CI (ci_low, ci_high): an "
+                        "older audit wrote it; delete that audit and rerun snakemake to "
+                        "rebuild it.")
+    return Cell(float(block[key]), float(block["ci_low"]), float(block["ci_high"]))
 
 
 def rate_cell(values, resamples: int, seed: int) -> Cell | None:

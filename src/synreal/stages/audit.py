@@ -42,5 +42,7 @@ def run(spec: dict, out_dir: Path) -> None:
                   name=spec["params"]["name"], reference_name=spec["params"]["reference_name"])
 
 
-STAGE = register(Stage("audit", 1, "SynBench audit of a dataset against its real counterpart.",
+# version 2: diversity and FID carry bootstrap CIs in summary.json, and the held-out real
+# images' consistency is written to reference_consistency.parquet (the reference rate's CI).
+STAGE = register(Stage("audit", 2, "SynBench audit of a dataset against its real counterpart.",
                        AuditParams, run))
