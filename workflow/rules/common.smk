@@ -1,13 +1,17 @@
 # Keys, spec look-ups and input functions only: no science here (see src/synreal/plan.py).
 
+import os
+
 from synreal.launch import launcher
 
-#: Puts this checkout's src/ on the path inside the job's shell (after any conda activation,
-#: which blocks an inherited PYTHONPATH). A global, not a param: params enter the output
-#: cache's hash, and a checkout path there would stop two checkouts sharing the cache.
-SRC_ON_PATH = 'PYTHONPATH="{}${{PYTHONPATH:+:$PYTHONPATH}}"'.format(
-    Path(workflow.basedir) / "src"
-)
+#: This checkout's src/, handed to every job's shell in the environment. Set here, never
+#: asked of the user (so no `envvars:`); a Slurm job re-reads this file and sets it again.
+#: The commands below name the variable, not the path: params enter the output cache's
+#: hash, and a checkout path there would stop two checkouts sharing the cache.
+os.environ.update(SYNREAL_SRC=str(Path(workflow.basedir) / "src"))
+#: Puts src/ on the path inside the job's shell, after any conda activation (which blocks an
+#: inherited PYTHONPATH).
+SRC_ON_PATH = 'PYTHONPATH="$SYNREAL_SRC${PYTHONPATH:+:$PYTHONPATH}"'
 SYNREAL = f"{SRC_ON_PATH} python -m synreal"
 
 
@@ -45,5 +49,5 @@ def table_job(name):
 
 
 def multi_gpu_launcher(wildcards, resources):
-    """``python -m synreal``, or torchrun when the job has several GPUs (after SRC_ON_PATH)."""
-    return launcher(int(resources.gpu))
+    """``SYNREAL``, with torchrun in place of ``python`` when the job has several GPUs."""
+    return f"{SRC_ON_PATH} {launcher(int(resources.gpu))}"

@@ -21,5 +21,5 @@ rule generate:
         runtime=config["resources"]["generate"]["runtime"],
         mem_mb=config["resources"]["generate"]["mem_mb"],
     shell:
-        "OMP_NUM_THREADS={threads} {SRC_ON_PATH} {params.launch} generate --spec-json {params.spec:q} --out results/generate/{wildcards.key} "
+        "OMP_NUM_THREADS={threads} {params.launch} generate --spec-json {params.spec:q} --out results/generate/{wildcards.key} "
         "> {log} 2>&1"

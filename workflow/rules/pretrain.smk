@@ -25,5 +25,5 @@ rule pretrain:
         runtime=config["resources"]["pretrain"]["runtime"],
         mem_mb=config["resources"]["pretrain"]["mem_mb"],
     shell:
-        "OMP_NUM_THREADS={threads} {SRC_ON_PATH} {params.launch} pretrain --spec-json {params.spec:q} "
+        "OMP_NUM_THREADS={threads} {params.launch} pretrain --spec-json {params.spec:q} "
         "--out results/pretrain/{wildcards.key} > {log} 2>&1"
