@@ -4,6 +4,7 @@ import json
 import os
 import signal
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from synreal.dino.augment import ViewPlan
 from synreal.dino.checkpoint import load_backbone
 from synreal.dino.params import DinoParams
 from synreal.dino.train import REQUEUE_EXIT_CODE, Preempted, TrainingDiverged, train_dino
+from synreal.errors import ConfigError
 
 TINY = DinoParams(arch="vit_tiny_demo", out_dim=64, epochs=3, batch_size=4, warmup_epochs=1,
                   global_crop_size=16, local_crop_size=8, local_crops_number=2, num_workers=0,
@@ -37,13 +39,15 @@ def _weights(directory):
     return load_file(directory / "student.safetensors")
 
 
-def test_resumed_training_equals_uninterrupted(samples, tmp_path):
+@pytest.mark.parametrize("augment", ["cpu", "batched"])
+def test_resumed_training_equals_uninterrupted(samples, tmp_path, augment):
+    params = replace(TINY, augment=augment)
     plan = ViewPlan.single(TINY.local_crops_number)
-    full = train_dino(TINY, samples, plan, tmp_path / "full", progress=False)
+    full = train_dino(params, samples, plan, tmp_path / "full", progress=False)
     assert full["complete"] and full["steps_done"] == 9
-    part = train_dino(TINY, samples, plan, tmp_path / "split", max_steps=5, progress=False)
+    part = train_dino(params, samples, plan, tmp_path / "split", max_steps=5, progress=False)
     assert not part["complete"] and not (tmp_path / "split" / "student.safetensors").exists()
-    resumed = train_dino(TINY, samples, plan, tmp_path / "split", progress=False)
+    resumed = train_dino(params, samples, plan, tmp_path / "split", progress=False)
     assert resumed["complete"]
     a, b = _weights(tmp_path / "full"), _weights(tmp_path / "split")
     assert a.keys() == b.keys()
@@ -51,6 +55,22 @@ def test_resumed_training_equals_uninterrupted(samples, tmp_path):
         torch.testing.assert_close(a[name], b[name], rtol=0, atol=0, msg=name)
     log = [json.loads(line) for line in (tmp_path / "split" / "train_log.jsonl").open()]
     assert [r["step"] for r in log] == list(range(9))
+
+
+def test_batched_augmentation_trains_on_its_own_crops(samples, tmp_path, monkeypatch):
+    """augment: batched feeds the loop from the decoded set, never from the DataLoader path."""
+    from synreal.dino import train as train_module
+
+    def no_loader(*args, **kwargs):
+        raise AssertionError("the per-sample DataLoader path was used")
+
+    monkeypatch.setattr(train_module, "DataLoader", no_loader)
+    params = replace(TINY, augment="batched", decoded_size=24)
+    summary = train_dino(params, samples, ViewPlan.single(2), tmp_path, max_steps=3,
+                         progress=False)
+    assert summary["steps_done"] == 3 and np.isfinite(summary["final_loss"])
+    with pytest.raises(ConfigError, match="batched"):
+        replace(TINY, augment="gpu")
 
 
 def test_export_loads_back_as_an_evaluation_backbone(samples, tmp_path):

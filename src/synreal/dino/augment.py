@@ -62,6 +62,13 @@ class ViewPlan:
         return cls((0,) * real_global + (1,) * synthetic_global,
                    (0,) * real_local + (1,) * synthetic_local)
 
+    def checked(self) -> ViewPlan:
+        """The plan itself once valid; a ValueError unless it has exactly 2 global crops."""
+        if len(self.global_sources) != 2:
+            raise ValueError("DINO's teacher sees exactly 2 global crops; the view split "
+                             f"gives {len(self.global_sources)}.")
+        return self
+
     @property
     def n_crops(self) -> int:
         """Total crops per sample (student views)."""
@@ -73,10 +80,7 @@ class MultiCrop:
 
     def __init__(self, global_size: int, local_size: int, global_scale: tuple[float, float],
                  local_scale: tuple[float, float], plan: ViewPlan) -> None:
-        if len(plan.global_sources) != 2:
-            raise ValueError("DINO's teacher sees exactly 2 global crops; the view split "
-                             f"gives {len(plan.global_sources)}.")
-        self.plan = plan
+        self.plan = plan.checked()
         self.globals = (view_transform(global_size, global_scale, 1.0, 0.0),
                         view_transform(global_size, global_scale, 0.1, 0.2))
         self.local = view_transform(local_size, local_scale, 0.5, 0.0)

@@ -25,6 +25,7 @@ from tqdm import tqdm
 from synreal import faults
 from synreal.dino.augment import IMAGENET_MEAN, IMAGENET_STD, MultiCrop, ViewPlan
 from synreal.dino.backbones import create_backbone
+from synreal.dino.batch_augment import BatchMultiCrop
 from synreal.dino.checkpoint import (
     Preprocessing,
     export_backbone,
@@ -32,6 +33,7 @@ from synreal.dino.checkpoint import (
     load_training_state,
     save_training_state,
 )
+from synreal.dino.decoded import decode_samples, default_side
 from synreal.dino.head import DINOHead, MultiCropNetwork
 from synreal.dino.loss import DINOLoss
 from synreal.dino.monitor import collapse_kind, collapse_stats
@@ -96,8 +98,33 @@ def epoch_batches(n: int, batch: int, epoch: int, seed: int, rank: int,
             for s in range(steps)]
 
 
-def _collate(items: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+def collate_crops(items: list[list[torch.Tensor]]) -> list[torch.Tensor]:
+    """Per-sample crop lists -> one ``(B, 3, s, s)`` tensor per crop position."""
     return [torch.stack(crops) for crops in zip(*items, strict=True)]
+
+
+class DecodedBatches:
+    """The ``augment: batched`` data path: decoded images in memory, batches augmented on device.
+
+    ``images`` is uint8 ``(N, sources, 3, S, S)`` (:func:`~synreal.dino.decoded.decode_samples`),
+    kept on ``device``. The augmentation of step ``i`` of an epoch draws from a generator
+    seeded by (seed, epoch, i, rank), so a resumed run cuts the same crops as an
+    uninterrupted one, and it never touches the global RNG (drop path draws from that).
+    """
+
+    def __init__(self, images: torch.Tensor, multicrop: BatchMultiCrop, seed: int, rank: int,
+                 device: str) -> None:
+        self.images = images.to(device)
+        self.multicrop, self.seed, self.rank = multicrop, seed, rank
+
+    def epoch(self, epoch: int, batches: list[list[int]], first: int):
+        """Crops of each batch in ``batches``, which start at step ``first`` of the epoch."""
+        for i, batch in enumerate(batches, start=first):
+            index = torch.tensor(batch, device=self.images.device)
+            sources = [self.images[index, k] for k in range(self.images.shape[1])]
+            state = np.random.SeedSequence([self.seed, 2, epoch, i, self.rank])
+            generator = torch.Generator().manual_seed(int(state.generate_state(1)[0]))
+            yield self.multicrop(sources, generator)
 
 
 # ============ helpers =================================================================
@@ -261,6 +288,14 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
     if iters_per_epoch == 0:
         raise DataError(f"{len(samples)} pretraining images are fewer than one batch of "
                         f"{params.batch_size}; lower pretrain batch_size.")
+    decoded = None  # augment batched: the set decoded once, augmented on the device in batches
+    if params.augment == "batched":
+        side = params.decoded_size or default_side(params.global_crop_size)
+        decoded = DecodedBatches(
+            decode_samples(samples, side, params.num_workers),
+            BatchMultiCrop(params.global_crop_size, params.local_crop_size,
+                           tuple(params.global_crops_scale), tuple(params.local_crops_scale),
+                           view_plan), params.seed, rank, device)
 
     # ---------------- student and teacher ----------------
     torch.manual_seed(params.seed)
@@ -329,11 +364,15 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
             dataset.epoch = epoch
             batches = epoch_batches(len(samples), per_process, epoch, params.seed, rank,
                                     world)[skip:]
-            # a private generator: creating the loader must not consume the global RNG
-            # (drop path draws from it), or a resumed run would diverge
-            loader = DataLoader(dataset, batch_sampler=batches, collate_fn=_collate,
-                                num_workers=params.num_workers, generator=torch.Generator(),
-                                pin_memory=device.startswith("cuda"))
+            if decoded is not None:
+                loader = decoded.epoch(epoch, batches, skip)
+            else:
+                # a private generator: creating the loader must not consume the global RNG
+                # (drop path draws from it), or a resumed run would diverge
+                loader = DataLoader(dataset, batch_sampler=batches, collate_fn=collate_crops,
+                                    num_workers=params.num_workers,
+                                    generator=torch.Generator(),
+                                    pin_memory=device.startswith("cuda"))
             tick = time.perf_counter()
             for crops in loader:
                 crops = [c.to(device, non_blocking=True) for c in crops]
