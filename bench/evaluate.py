@@ -4,7 +4,13 @@
    random clustered embeddings (37 classes, d = 384 like ViT-S) against a per-query loop with
    sklearn's ``average_precision_score`` and an explicit stable ranking. The loop runs on a
    random subsample of queries; its time is extrapolated linearly to all queries (each query
-   costs the same), and its values must equal ours on that subsample.
+   costs the same), and its values must equal ours on that subsample. Both sides are timed
+   ``--repeat`` times and the fastest pass counts (as ``timeit`` does): the CPUs here are
+   shared, and a pass that another job slowed says nothing about either implementation.
+   The loop gets one BLAS thread: its 30 MB sgemv per query is memory-bound, and with two
+   BLAS threads on the shared 2-core CPU the loop measured 1.7x slower (more under load),
+   which would flatter our ratio. The retrieval stage's bootstrap CIs (every per-query
+   metric, 1000 resamples) are timed too, to compare with the metrics' own time.
 2. Linear probe: :func:`synreal.eval.probe.linear_probe` (12-point lr/wd grid + refit) against
    sklearn ``LogisticRegression`` (lbfgs, default C, one fit) on the same standardised features.
 
@@ -13,24 +19,29 @@
    CPU default: the demo's tiny ViT at 32 px; ``--full``: ViT-S/16 at 224 px (GPU goal:
    >= 10,000 images/s in bf16).
 
-Usage: ``python bench/evaluate.py [--quick] [--full]`` (quick: 4k retrieval only, smaller
-probe, fewer images).
+Usage: ``python bench/evaluate.py [--quick] [--full] [--only retrieval] [--repeat 3]``
+(quick: 4k retrieval only, smaller probe, fewer images).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import numpy as np
 from sklearn.linear_model import LogisticRegression
 from sklearn.metrics import average_precision_score
 from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
 
+from synreal.eval.bootstrap import bootstrap_ci
 from synreal.eval.probe import linear_probe
 from synreal.eval.retrieval import retrieval_per_query
 
 DIM, CLASSES = 384, 37
+T = TypeVar("T")
 
 
 def clustered(n: int, seed: int, spread: float = 3.0) -> tuple[np.ndarray, np.ndarray]:
@@ -58,25 +69,53 @@ def reference_query(normed: np.ndarray, labels: np.ndarray, i: int) -> dict[str,
     }
 
 
-def bench_retrieval(n: int, sample: int) -> None:
+RETRIEVAL_GOAL = 50  # speed-up over the per-query loop asked for in the issue
+
+
+def best_of(repeat: int, run: Callable[[], T]) -> tuple[T, float]:
+    """The result of ``run()`` and its fastest wall time over ``repeat`` runs."""
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        result = run()
+        best = min(best, time.perf_counter() - start)
+    return result, best
+
+
+def bench_retrieval(n: int, sample: int, repeat: int) -> None:
     x, y = clustered(n, seed=n)
-    t0 = time.perf_counter()
-    ours = retrieval_per_query(x, y)
-    t_ours = time.perf_counter() - t0
+    ours, t_ours = best_of(repeat, lambda: retrieval_per_query(x, y))
 
     normed = x / np.linalg.norm(x, axis=1, keepdims=True)
     picked = np.random.default_rng(0).choice(n, sample, replace=False)
-    t0 = time.perf_counter()
-    ref = [reference_query(normed, y, int(i)) for i in picked]
-    t_ref = (time.perf_counter() - t0) * n / sample
+    with threadpool_limits(1, user_api="blas"):  # see the module docstring
+        ref, t_sample = best_of(repeat, lambda: [reference_query(normed, y, int(i))
+                                                 for i in picked])
+    t_ref = t_sample * n / sample
+    diffs = {}
     for key in ref[0]:
+        expected = np.array([r[key] for r in ref])
         # float32 sgemm (ours) vs sgemv (loop) round differently: near-equal items may swap.
-        np.testing.assert_allclose(ours[key][picked], [r[key] for r in ref], rtol=1e-4,
-                                   atol=1e-4, err_msg=key)
-    print(f"retrieval {n} x {n}: ours {t_ours:.2f} s | per-query sklearn loop {t_ref:.1f} s "
-          f"(timed on {sample} queries, extrapolated) | speed-up {t_ref / t_ours:.0f}x | "
-          f"mAP {np.nanmean(ours['map']):.4f}, mAP@R {np.nanmean(ours['map_at_r']):.4f}, "
-          f"P@1 {np.nanmean(ours['p_at_1']):.4f}; values equal on the sample")
+        np.testing.assert_allclose(ours[key][picked], expected, rtol=1e-4, atol=1e-4,
+                                   err_msg=key)
+        diffs[key] = float(np.abs(ours[key][picked] - expected).max())
+
+    per_item = {k: v for k, v in ours.items() if k != "n_relevant"}
+    start = time.perf_counter()
+    for values in per_item.values():
+        bootstrap_ci(values, n_resamples=1000)
+    t_ci = time.perf_counter() - start
+    speedup = t_ref / t_ours
+    verdict = "met" if speedup >= RETRIEVAL_GOAL else "NOT met"
+    print(f"retrieval {n} x {n} (leave-one-out): ours {t_ours:.2f} s = {n / t_ours:,.0f} "
+          f"queries/s | per-query sklearn loop {t_ref:.1f} s = {n / t_ref:,.0f} queries/s "
+          f"(timed on {sample} queries, extrapolated) | speed-up {speedup:.0f}x "
+          f"(goal >= {RETRIEVAL_GOAL}x: {verdict})")
+    print(f"  values equal to the loop on the {sample} sampled queries (max |diff|: "
+          + ", ".join(f"{k} {d:.1e}" for k, d in diffs.items())
+          + f") | mAP {np.nanmean(ours['map']):.4f}, mAP@R {np.nanmean(ours['map_at_r']):.4f}, "
+          f"P@1 {np.nanmean(ours['p_at_1']):.4f} | bootstrap CIs of the {len(per_item)} "
+          f"per-query metrics (1000 resamples, as the retrieval stage): {t_ci:.2f} s")
 
 
 def bench_probe(n_train: int, n_test: int) -> None:
@@ -139,12 +178,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4k retrieval and a small probe")
     parser.add_argument("--full", action="store_true", help="features of ViT-S/16 at 224 px")
+    parser.add_argument("--only", choices=["retrieval", "probe", "features"], action="append",
+                        help="run only these benchmarks (repeatable); default: all")
+    parser.add_argument("--repeat", type=int, default=3,
+                        help="timed passes per retrieval measurement, fastest counts (3: "
+                             "steady on a shared CPU; 1: quickest)")
     args = parser.parse_args()
-    bench_retrieval(4000, sample=200)
-    if not args.quick:
-        bench_retrieval(20000, sample=100)
-    bench_probe(*((1000, 1000) if args.quick else (3680, 3669)))
-    bench_features(256 if args.quick else 2048, args.full)
+    only = set(args.only or ["retrieval", "probe", "features"])
+    if "retrieval" in only:
+        bench_retrieval(4000, sample=200, repeat=args.repeat)
+        if not args.quick:
+            bench_retrieval(20000, sample=100, repeat=args.repeat)
+    if "probe" in only:
+        bench_probe(*((1000, 1000) if args.quick else (3680, 3669)))
+    if "features" in only:
+        bench_features(256 if args.quick else 2048, args.full)
 
 
 if __name__ == "__main__":

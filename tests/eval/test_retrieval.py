@@ -24,7 +24,8 @@ def _reference(query, q_labels, gallery=None, g_labels=None, ks=(1, 5, 10)):
         gn = gallery / np.linalg.norm(gallery, axis=1, keepdims=True)
     rows = {name: [] for name in ["map", "map_at_r", "p_at_1"] + [f"recall_at_{k}" for k in ks]}
     for i in range(len(qn)):
-        sims = (gn @ qn[i]).astype(np.float64)
+        # Row by row in float64: bit-identical embeddings get bit-identical similarities.
+        sims = (gn.astype(np.float64) * qn[i].astype(np.float64)).sum(axis=1)
         index = np.arange(len(gn))
         relevant = g_labels == q_labels[i]
         if loo:  # drop the query itself by index
@@ -115,14 +116,46 @@ def test_torch_input_and_label_dtypes():
     assert a == b
 
 
-def test_blocks_cover_all_queries(monkeypatch):
+@pytest.mark.parametrize("symmetric", [True, False])
+@pytest.mark.parametrize("threads", [1, 3])
+def test_pieces_tasks_and_threads_cover_all_queries(monkeypatch, symmetric, threads):
     import synreal.eval.retrieval as retrieval
 
     rng = np.random.default_rng(6)
     emb, labels = _tied_embeddings(rng, 70), rng.integers(0, 5, 70)
-    whole = retrieval_per_query(emb, labels)
-    monkeypatch.setattr(retrieval, "_BLOCK_ELEMENTS", 70 * 8)  # 8 queries per block
-    _assert_matches(retrieval_per_query(emb, labels), whole)
+    ref = _reference(emb, labels)
+    monkeypatch.setattr(retrieval, "_PIECE", 16)  # 5 row blocks, the last of 6 rows
+    monkeypatch.setattr(retrieval, "_TASK_ELEMENTS", 70 * 3)  # 3 queries per task
+    monkeypatch.setattr(retrieval, "_SYMMETRIC_MAX_BYTES", 1 << 30 if symmetric else 0)
+    monkeypatch.setattr(retrieval, "_threads", lambda: threads)
+    _assert_matches(retrieval_per_query(emb, labels), ref)
+
+
+def test_gallery_pieces_with_continuous_data(monkeypatch):
+    import synreal.eval.retrieval as retrieval
+
+    rng = np.random.default_rng(8)
+    centers = rng.standard_normal((4, 24))
+    q_labels, g_labels = rng.integers(0, 4, 90), rng.integers(0, 4, 230)
+    query = centers[q_labels] + 2 * rng.standard_normal((90, 24))
+    gallery = centers[g_labels] + 2 * rng.standard_normal((230, 24))
+    ref = _reference(query, q_labels, gallery, g_labels)
+    monkeypatch.setattr(retrieval, "_PIECE", 64)  # 4 column pieces, the last of 38 columns
+    monkeypatch.setattr(retrieval, "_TASK_ELEMENTS", 230 * 7)
+    _assert_matches(retrieval_per_query(query, q_labels, gallery, g_labels), ref)
+
+
+def test_ties_at_the_top_are_broken_by_gallery_index():
+    # Query 0's neighbours: items 1-4 tie at 0.8 (1 and 3 relevant), item 5 (relevant) at 0.6.
+    emb = np.array([[1.0, 0.0], [0.8, 0.6], [0.8, 0.6], [0.8, -0.6], [0.8, -0.6], [0.6, 0.8]])
+    labels = np.array([0, 0, 1, 0, 1, 0])
+    got = retrieval_per_query(emb[:1], labels[:1], emb[1:], labels[1:])
+    # Ranking by (similarity, index): 1 (rel), 2, 3 (rel), 4, 5 (rel); R = 3.
+    assert got["p_at_1"][0] == 1.0
+    assert got["map_at_r"][0] == pytest.approx((1 / 1 + 2 / 3) / 3)
+    # sklearn AP: the tie group {1..4} enters at once with precision 2/4, then 3/5.
+    assert got["map"][0] == pytest.approx((2 * 2 / 4 + 3 / 5) / 3)
+    _assert_matches(got, _reference(emb[:1], labels[:1], emb[1:], labels[1:]))
 
 
 def test_top_k_matches_faiss_on_tie_free_data():
@@ -147,3 +180,19 @@ def test_top_k_breaks_ties_by_index():
 def test_summary_of_no_valid_query_is_nan():
     summary = summarize(retrieval_per_query(np.eye(3), [0, 1, 2]))
     assert np.isnan(summary["map"]) and summary["n_queries_no_relevant"] == 3
+
+
+@pytest.mark.parametrize("symmetric", [True, False])
+def test_duplicate_images_tie_with_continuous_data(monkeypatch, symmetric):
+    import synreal.eval.retrieval as retrieval
+
+    # sgemm may round a dot product differently at different positions of a piece; a
+    # duplicated embedding must still tie with its original, as in the per-query reference.
+    rng = np.random.default_rng(9)
+    centers = rng.standard_normal((5, 48))
+    labels = rng.integers(0, 5, 150)
+    emb = (centers[labels] + 1.5 * rng.standard_normal((150, 48))).astype(np.float32)
+    emb[100:], labels[100:120] = emb[:50], labels[:20]  # 50 duplicates, 30 of another class
+    monkeypatch.setattr(retrieval, "_PIECE", 32)
+    monkeypatch.setattr(retrieval, "_SYMMETRIC_MAX_BYTES", 1 << 30 if symmetric else 0)
+    _assert_matches(retrieval_per_query(emb, labels), _reference(emb, labels))
