@@ -65,3 +65,68 @@ def test_nan_items_are_dropped():
     assert set(bootstrap_cis({"a": x, "b": x})) == {"a", "b"}
     with pytest.raises(ValueError, match="no per-item values"):
         bootstrap_ci([np.nan])
+
+
+def _per_metric_loop(values, n_resamples, seed):
+    """The straightforward bootstrap of one metric: its own draw, all resamples at once."""
+    x = values[~np.isnan(values)]
+    draw = np.random.default_rng(seed).integers(0, x.size, size=(n_resamples, x.size))
+    lo, hi = np.quantile(x[draw].mean(axis=1), [0.025, 0.975])
+    return {"estimate": float(x.mean()), "lo": float(lo), "hi": float(hi)}
+
+
+def _retrieval_like(n, rng):
+    """Six per-query metrics, NaN where a query has no relevant item, plus one NaN elsewhere."""
+    no_relevant = rng.random(n) < 0.05
+    per_item = {"map": rng.random(n), "map_at_r": rng.random(n) ** 2}
+    per_item.update({f"recall_at_{k}": (rng.random(n) < 0.5 + k / 20).astype(float)
+                     for k in (1, 5, 10)})
+    per_item["p_at_1"] = per_item["recall_at_1"].copy()
+    for values in per_item.values():
+        values[no_relevant] = np.nan
+    per_item["odd_nans"] = np.where(rng.random(n) < 0.2, np.nan, rng.random(n))
+    return per_item
+
+
+@pytest.mark.parametrize("chunk_elements", [None, 1000])
+@pytest.mark.parametrize(("n", "seed"), [(301, 0), (2000, 5)])
+def test_shared_draw_equals_a_per_metric_loop(monkeypatch, chunk_elements, n, seed):
+    import synreal.eval.bootstrap as bootstrap
+    from synreal.stages._evaluation import with_ci
+
+    if chunk_elements:
+        monkeypatch.setattr(bootstrap, "_CHUNK_ELEMENTS", chunk_elements)
+    per_item = _retrieval_like(n, np.random.default_rng(n))
+    ours = with_ci(per_item, 200, seed)
+    assert list(ours) == list(per_item)
+    assert ours == {k: _per_metric_loop(v, 200, seed) for k, v in per_item.items()}
+
+
+def test_one_draw_per_distinct_item_count(monkeypatch):
+    import synreal.eval.bootstrap as bootstrap
+
+    draws = []
+    original = bootstrap.resample_indices
+
+    def counting(n, n_resamples, seed):
+        draws.append(n)
+        return original(n, n_resamples, seed)
+
+    monkeypatch.setattr(bootstrap, "resample_indices", counting)
+    per_item = _retrieval_like(500, np.random.default_rng(0))
+    bootstrap_cis(per_item, n_resamples=50)
+    assert len(draws) == 2  # six metrics with the same NaN queries share one, odd_nans its own
+
+
+def test_many_metrics_chunk_like_one(monkeypatch):
+    import synreal.eval.bootstrap as bootstrap
+
+    x = np.random.default_rng(4).random((3, 100))
+    expected = np.stack([bootstrap_means(row, 64, 7) for row in x])
+    monkeypatch.setattr(bootstrap, "_CHUNK_ELEMENTS", 1000)
+    np.testing.assert_array_equal(bootstrap_means(x, 64, 7), expected)
+
+
+def test_an_all_nan_metric_is_named():
+    with pytest.raises(ValueError, match="'map'.*no per-item values"):
+        bootstrap_cis({"top1": [1.0, 0.0], "map": [np.nan, np.nan]})

@@ -9,13 +9,30 @@ Protocols:
 
 Images are preprocessed with the checkpoint's own recipe (resize, centre crop, mean/std)
 so evaluation never restates what the backbone was trained with.
+
+Decoding (``decode``):
+
+* ``cpu`` (default): DataLoader workers decode with PIL and preprocess each image.
+* ``device``: workers only read files; each batch of JPEGs is decoded by
+  ``torchvision.io.decode_jpeg`` on the model's device (nvjpeg on CUDA) and resized,
+  cropped and normalised there as one batch. At ViT-S/16 bf16 speeds on a GPU (thousands of
+  images/s) PIL decoding in the workers is the bottleneck; this moves it to the GPU.
+  Baseline JPEGs go to the hardware decoder of A100/H100-class GPUs as one batch;
+  progressive ones are decoded one by one, partly on the CPU, so they gain less. Files that
+  are not plain JPEGs (:func:`device_decodable`: PNG, CMYK, 12-bit, ...) are still decoded
+  with PIL in the workers, then preprocessed with the batch. Pixels equal PIL's up to the
+  decoder's rounding: none with libjpeg on CPU; nvjpeg's IDCT and chroma upsampling on
+  CUDA may differ by a few grey levels (``bench/evaluate.py --full`` on a GPU reports the
+  largest feature difference between the two paths).
 """
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -24,6 +41,7 @@ from torchvision.transforms import InterpolationMode, v2
 from tqdm import tqdm
 
 PROTOCOLS = ("cls", "dino_linear")
+DECODES = ("cpu", "device")
 
 
 @dataclass(frozen=True)
@@ -47,6 +65,27 @@ class Preprocess:
             v2.Normalize(self.mean, self.std),
         ])
 
+    def batch(self, images: Sequence[torch.Tensor]) -> torch.Tensor:
+        """:meth:`transform` of decoded uint8 ``(3, H, W)`` images as one ``(B, 3, crop, crop)``.
+
+        Runs where the images are (the GPU after device decoding). Images of one size are
+        resized together; the cropped batch is scaled and normalised at once.
+        """
+        fn = v2.functional
+        by_size: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, image in enumerate(images):
+            by_size[tuple(image.shape)].append(i)
+        cropped: list[torch.Tensor] = [images[0]] * len(images)
+        for at in by_size.values():
+            resized = fn.resize(torch.stack([images[i] for i in at]), [self.resize],
+                                interpolation=InterpolationMode(self.interpolation),
+                                antialias=True)
+            for i, image in zip(at, fn.center_crop(resized, [self.crop, self.crop]),
+                                strict=True):
+                cropped[i] = image
+        scaled = fn.to_dtype(torch.stack(cropped), torch.float32, scale=True)
+        return fn.normalize(scaled, list(self.mean), list(self.std))
+
 
 class ImageFiles(Dataset):
     """Decode image files as RGB (any mode, 16-bit and CMYK included) and preprocess them."""
@@ -62,6 +101,91 @@ class ImageFiles(Dataset):
         from synreal.data.manifest import load_rgb
 
         return self.transform(np.array(load_rgb(self.paths[index])))  # writable copy
+
+
+_HUFFMAN_FRAMES = (0xC0, 0xC1, 0xC2)  # baseline, extended sequential, progressive
+_OTHER_FRAMES = tuple(m for m in range(0xC3, 0xD0) if m not in (0xC4, 0xC8, 0xCC))
+
+
+def device_decodable(data: bytes) -> bool:
+    """Whether ``decode_jpeg`` gives the same RGB pixels as PIL for the file ``data``.
+
+    True for a complete (EOI-terminated) 8-bit Huffman-coded JPEG with one grey or three
+    YCbCr components: what cameras and PIL write, and what nvjpeg decodes. Everything else
+    (other formats, CMYK/YCCK, 12-bit, lossless, arithmetic-coded or RGB-coded JPEGs, files
+    cut short) is left to PIL, which converts or rejects it exactly as ingest did.
+    """
+    if not (data.startswith(b"\xff\xd8") and data.endswith(b"\xff\xd9")):
+        return False
+    pos, rgb_coded = 2, False
+    while pos + 4 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        length = int.from_bytes(data[pos + 2:pos + 4], "big")
+        segment = data[pos + 4:pos + 2 + length]
+        if marker == 0xEE and segment.startswith(b"Adobe") and len(segment) >= 12:
+            rgb_coded = segment[11] == 0  # Adobe colour transform 0: components are RGB/CMYK
+        elif marker in _HUFFMAN_FRAMES:
+            if len(segment) < 6:
+                return False
+            precision, components = segment[0], segment[5]
+            ids = segment[6:6 + 3 * components:3]
+            ycbcr = components == 3 and not rgb_coded and ids != b"RGB"
+            return precision == 8 and (components == 1 or ycbcr)
+        elif marker in _OTHER_FRAMES or marker == 0xDA:  # other coding, or scan before frame
+            return False
+        pos += 2 + length
+    return False
+
+
+def _pil_chw(path: str) -> torch.Tensor:
+    from synreal.data.manifest import load_rgb
+
+    return torch.from_numpy(np.ascontiguousarray(load_rgb(path).transpose(2, 0, 1)))
+
+
+class EncodedImages(Dataset):
+    """Image files read for device decoding: ``(index, data, is_jpeg)`` per file.
+
+    A plain JPEG (:func:`device_decodable`) stays encoded, ``data`` being its bytes as a 1-D
+    uint8 tensor, so workers only read files. Any other file is decoded here with PIL as
+    :class:`ImageFiles` does, ``data`` being uint8 ``(3, H, W)`` pixels.
+    """
+
+    def __init__(self, paths: Sequence[str]) -> None:
+        self.paths = list(paths)
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, index: int) -> tuple[int, torch.Tensor, bool]:
+        try:
+            data = Path(self.paths[index]).read_bytes()
+        except OSError:
+            data = b""  # PIL below raises the error that names the file
+        if device_decodable(data):
+            return index, torch.frombuffer(bytearray(data), dtype=torch.uint8), True
+        return index, _pil_chw(self.paths[index]), False
+
+
+def decode_on_device(items: Sequence[tuple[int, torch.Tensor, bool]], paths: Sequence[str],
+                     preprocess: Preprocess, device: str) -> torch.Tensor:
+    """Decode a list of :class:`EncodedImages` items on ``device``; their preprocessed batch."""
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    images = [data for _, data, _ in items]
+    jpegs = [k for k, (_, _, is_jpeg) in enumerate(items) if is_jpeg]
+    if jpegs:
+        try:
+            decoded = decode_jpeg([images[k] for k in jpegs], mode=ImageReadMode.RGB,
+                                  device=device)
+        except RuntimeError:  # damaged past its header: PIL decodes it or names the file
+            decoded = [_pil_chw(paths[items[k][0]]) for k in jpegs]
+        for k, image in zip(jpegs, decoded, strict=True):
+            images[k] = image
+    return preprocess.batch([image.to(device) for image in images])
 
 
 def embed_batch(model: torch.nn.Module, images: torch.Tensor, protocol: str,
@@ -83,27 +207,45 @@ def embed_batch(model: torch.nn.Module, images: torch.Tensor, protocol: str,
     return torch.cat(parts, dim=-1)
 
 
+def _loader(paths: Sequence[str], preprocess: Preprocess, decode: str, batch_size: int,
+            num_workers: int, device: str) -> DataLoader:
+    if decode not in DECODES:
+        raise ValueError(f"unknown decode {decode!r}; known: {DECODES}")
+    if decode == "cpu":
+        return DataLoader(ImageFiles(paths, preprocess), batch_size=batch_size, shuffle=False,
+                          num_workers=num_workers, pin_memory=device.startswith("cuda"))
+    return DataLoader(EncodedImages(paths), batch_size=batch_size, shuffle=False,
+                      num_workers=num_workers, collate_fn=list)
+
+
 @torch.no_grad()
 def extract_features(model: torch.nn.Module, paths: Sequence[str], preprocess: Preprocess,
                      protocol: str = "cls", n_last_blocks: int = 4, avgpool: bool = False,
-                     batch_size: int = 256, num_workers: int = 0,
-                     device: str = "cpu") -> tuple[np.ndarray, float]:
+                     batch_size: int = 256, num_workers: int = 0, device: str = "cpu",
+                     decode: str = "cpu") -> tuple[np.ndarray, float]:
     """Embed every image in ``paths`` (order kept); return ``(float32 (N, D'), images/s)``.
 
-    Runs under ``no_grad`` in eval mode, with bf16 autocast on CUDA.
+    Runs under ``no_grad`` in eval mode, with bf16 autocast on CUDA. ``decode`` is ``cpu``
+    (PIL in the workers) or ``device`` (JPEGs decoded on ``device``; see the module doc).
     """
+    loader = _loader(paths, preprocess, decode, batch_size, num_workers, device)
     model = model.eval().to(device)
-    loader = DataLoader(ImageFiles(paths, preprocess), batch_size=batch_size, shuffle=False,
-                        num_workers=num_workers, pin_memory=device.startswith("cuda"))
     chunks = []
     autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda"))
     start = time.perf_counter()
     with tqdm(total=len(paths), unit="img", desc=f"features {protocol}", mininterval=2) as bar:
-        for images in loader:
+        for batch in loader:
+            if decode == "cpu":
+                images = batch.to(device, non_blocking=True)
+            else:
+                images = decode_on_device(batch, loader.dataset.paths, preprocess, device)
             with autocast:
-                out = embed_batch(model, images.to(device, non_blocking=True), protocol,
-                                  n_last_blocks, avgpool)
-            chunks.append(out.float().cpu().numpy())
+                out = embed_batch(model, images, protocol, n_last_blocks, avgpool)
+            # Asynchronous copy (pinned) on CUDA: reading the next batch and decoding it
+            # overlap this forward pass instead of waiting for it.
+            chunks.append(out.float().to("cpu", non_blocking=True))
             bar.update(len(images))
+        if device.startswith("cuda"):
+            torch.cuda.synchronize(device)
     rate = len(paths) / max(time.perf_counter() - start, 1e-9)
-    return np.concatenate(chunks).astype(np.float32, copy=False), rate
+    return torch.cat(chunks).numpy(), rate

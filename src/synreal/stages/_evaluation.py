@@ -58,8 +58,12 @@ def save_metrics(out_dir: Path, metrics: dict, per_item: dict[str, np.ndarray],
 
 
 def with_ci(per_item: dict[str, np.ndarray], resamples: int, seed: int) -> dict[str, dict]:
-    """``{metric: {estimate, lo, hi}}`` from per-item values (95 % percentile bootstrap)."""
-    from synreal.eval.bootstrap import bootstrap_ci
+    """``{metric: {estimate, lo, hi}}`` from per-item values (95 % percentile bootstrap).
 
-    return {name: bootstrap_ci(values, n_resamples=resamples, seed=seed).as_dict()
-            for name, values in per_item.items()}
+    The metrics share one seeded draw of resample indices (:func:`bootstrap_cis`), so each
+    interval is the one :func:`~synreal.eval.bootstrap.bootstrap_ci` gives with ``seed``.
+    """
+    from synreal.eval.bootstrap import bootstrap_cis
+
+    return {name: interval.as_dict()
+            for name, interval in bootstrap_cis(per_item, resamples, seed=seed).items()}
