@@ -116,3 +116,21 @@ def test_sigterm_saves_a_checkpoint_and_asks_for_requeue(samples, tmp_path, monk
     assert stop.value.code == REQUEUE_EXIT_CODE
     saved = sorted(p.name for p in (tmp_path / "checkpoints").glob("*.json"))
     assert saved == [f"state-{stop.value.step}.json"] and stop.value.step == 3
+
+
+@pytest.mark.slow
+def test_compiled_networks_train_like_eager_mode(samples, tmp_path):
+    # drop path off: random ops inside a compiled graph draw different numbers
+    params = replace(TINY, epochs=1, drop_path_rate=0.0)
+    plan = ViewPlan.single(TINY.local_crops_number)
+    eager = train_dino(params, samples, plan, tmp_path / "eager", progress=False)
+    compiled = train_dino(replace(params, torch_compile=True), samples, plan,
+                          tmp_path / "compiled", progress=False)
+    assert compiled["complete"] and compiled["steps_done"] == eager["steps_done"] == 3
+    a, b = _weights(tmp_path / "eager"), _weights(tmp_path / "compiled")
+    assert a.keys() == b.keys()  # plain module names, no compile wrapper prefix
+    for name in a:
+        torch.testing.assert_close(b[name], a[name], rtol=1e-4, atol=1e-5, msg=name)
+    logs = [[json.loads(line)["loss"] for line in (tmp_path / run / "train_log.jsonl").open()]
+            for run in ("eager", "compiled")]
+    np.testing.assert_allclose(logs[1], logs[0], rtol=1e-5)

@@ -65,6 +65,11 @@ class DinoParams:
                                  default=1)
     precision: str = doc("auto (bf16 autocast on GPU, fp32 on CPU), fp32, bf16 or fp16 (with "
                          "loss scaling; fp16 NaNs are a known DINO failure).", default="auto")
+    torch_compile: bool = doc("Compile the student and teacher networks with torch.compile. "
+                              "On a GPU the steps get faster after a one-off compile of a "
+                              "minute or two; on a CPU it needs a C++ compiler and rarely "
+                              "pays off for short runs. Results equal eager mode up to "
+                              "float rounding.", default=False)
     # --- multi-crop ------------------------------------------------------------------------
     global_crop_size: int = doc("Side of the 2 global crops (224 at full scale).", default=224)
     global_crops_scale: tuple[float, float] = doc("RandomResizedCrop area range of global "

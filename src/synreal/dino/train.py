@@ -309,10 +309,14 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
     teacher.load_state_dict(student.state_dict())
     for p in teacher.parameters():
         p.requires_grad = False
-    trained = student
+    trained, teacher_forward = student, teacher
     if world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(
             student, device_ids=[local_rank] if device.startswith("cuda") else None)
+    if params.torch_compile:
+        # compiled callables share the modules' parameters: the EMA update, state dicts and
+        # checkpoints keep using the plain modules
+        trained, teacher_forward = torch.compile(trained), torch.compile(teacher)
 
     # ---------------- loss, optimizer, schedules ----------------
     temps = teacher_temperatures(params.warmup_teacher_temp, params.teacher_temp,
@@ -381,7 +385,7 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                     if group_index == 0:
                         group["weight_decay"] = wd_schedule[step]
                 with autocast:
-                    teacher_out = teacher(crops[:2])
+                    teacher_out = teacher_forward(crops[:2])
                     student_out = trained(crops)
                     stats = collapse_stats(loss_fn.teacher_probs(teacher_out.float(), epoch))
                     loss = loss_fn(student_out.float(), teacher_out.float(), epoch)
