@@ -17,6 +17,10 @@ from synreal.params import doc
 SCALE_BACKENDS = ("foreground", "owlvit", "yolo-world", "boxes-from-column", "none")
 PERSON_BACKENDS = ("none", "boxes-from-column", "owlvit")
 CONSISTENCY_BACKENDS = ("probe-on-real", "clip-zeroshot", "timm", "none")
+VLM_JUDGES = ("none", "blip-vqa")
+#: SynBench's question to GPT-4o (Section 3.2), the class name as ``{name}``.
+SYNBENCH_QUESTION = ("Is part of {name} occluded by the human body in the image? Please only "
+                     "answer yes or no.")
 
 
 @dataclass(frozen=True)
@@ -65,6 +69,20 @@ class AuditParams:
                                   default=0.3)
     blocking_overlap: float = doc("An image is person-blocked when a person box covers more "
                                   "than this share of the central object's box.", default=0.1)
+    person_vlm: str = doc(
+        "Vision-language judge asked SynBench's yes/no question about the images where the "
+        "person detector found a person (SynBench asks GPT-4o): none, or blip-vqa (BLIP "
+        "visual question answering, local weights). Its verdict is recorded beside the "
+        "overlap rule's; an answer other than yes or no counts as unknown, never as no.",
+        default="none")
+    person_vlm_weights: str | None = doc(
+        "blip-vqa: local save_pretrained folder of the model and its processor, e.g. "
+        "`hf download Salesforce/blip-vqa-base --local-dir <folder>`.", default=None)
+    person_vlm_model_id: str = doc("Hub id of the judge (for the error message).",
+                                   default="Salesforce/blip-vqa-base")
+    person_vlm_question: str = doc(
+        "The judge's question; {name} is the image's label_name (underscores become "
+        "spaces). The default is SynBench's question to GPT-4o.", default=SYNBENCH_QUESTION)
     # --- class consistency (SynBench Fig. 4) --------------------------------------------------
     consistency_backend: str = doc(
         "Reference classifier: probe-on-real (logistic regression on frozen features of the "
@@ -127,6 +145,8 @@ class AuditParams:
         _one_of("scale_backend", self.scale_backend, SCALE_BACKENDS)
         _one_of("person_backend", self.person_backend, PERSON_BACKENDS)
         _one_of("consistency_backend", self.consistency_backend, CONSISTENCY_BACKENDS)
+        _one_of("person_vlm", self.person_vlm, VLM_JUDGES)
+        self._check_person_vlm()
         for key in ("blocking_overlap", "probe_holdout", "detection_threshold",
                     "person_threshold"):
             if not 0.0 <= float(getattr(self, key)) <= 1.0:
@@ -137,6 +157,19 @@ class AuditParams:
                     "kid_subset_size", "diversity_resamples", "fid_resamples"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"audit {key} must be a positive integer.")
+
+    def _check_person_vlm(self) -> None:
+        """The judge needs a person detector and a question that names at most ``{name}``."""
+        if self.person_vlm != "none" and self.person_backend == "none":
+            raise ConfigError(
+                f"audit person_vlm {self.person_vlm!r} is asked only about images where the "
+                "person detector found a person, but person_backend is 'none'; choose one of "
+                f"{[b for b in PERSON_BACKENDS if b != 'none']} or set person_vlm to 'none'.")
+        try:
+            self.person_vlm_question.format(name="cat")
+        except (KeyError, IndexError, ValueError) as error:
+            raise ConfigError(f"audit person_vlm_question {self.person_vlm_question!r} may "
+                              f"hold only the placeholder {{name}} ({error!r}).") from None
 
 
 def _one_of(key: str, value: str, options: tuple[str, ...]) -> None:

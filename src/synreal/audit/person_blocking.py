@@ -1,9 +1,12 @@
 """Person blocking: is the central object covered by a person? (SynBench Fig. 5c).
 
 SynBench selects images with people by YOLOv5 and asks GPT-4o "Is part of {class_name}
-occluded by the human body in the image?" (Section 3.2). Here a person detector with local
-weights gives person boxes and an overlap rule decides: the image is blocked when some person
-box covers more than ``blocking_overlap`` of the central object's box (the object-scale box).
+occluded by the human body in the image? Please only answer yes or no." (Section 3.2). Here a
+person detector with local weights gives person boxes and an overlap rule decides: the image
+is blocked when some person box covers more than ``blocking_overlap`` of the central object's
+box (the object-scale box). Optionally a local vision-language judge (:mod:`~synreal.audit.vlm`)
+is asked SynBench's question about the images with a person (:func:`judge_blocking`), and its
+verdict is kept beside the overlap rule's.
 
 Person detectors live in a registry: ``none`` (not measured: NaN, never 0), ``boxes-from-column``
 (person boxes in the manifest, e.g. the toy world's truth) and ``owlvit`` ("a photo of a
@@ -17,13 +20,14 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Protocol
 
 import numpy as np
 import pandas as pd
 
-from synreal.audit.object_scale import boxes_from_column
+from synreal.audit import vlm
+from synreal.audit.object_scale import boxes_from_column, query_text
 from synreal.audit.params import AuditParams
 from synreal.errors import ConfigError
 
@@ -66,6 +70,35 @@ def is_blocked(fraction: np.ndarray, overlap: float) -> np.ndarray:
     """Blocked flags as a float array: 1.0 / 0.0, NaN where the fraction is NaN (not measured)."""
     fraction = np.asarray(fraction, dtype=np.float64)
     return np.where(np.isnan(fraction), np.nan, (fraction > overlap).astype(np.float64))
+
+
+def judge_blocking(judge: vlm.YesNoJudge, question: str, images: Sequence[vlm.Image],
+                   label_names: Sequence[str], person_count: np.ndarray,
+                   progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
+    """SynBench's second step: ask the judge about the images where a person was found.
+
+    Args:
+        judge: the vision-language judge.
+        question: the question template; ``{name}`` is the label name, underscores spaced.
+        images: every image (arrays or paths); only those with a person are read.
+        label_names: each image's class.
+        person_count: ``(N,)`` persons found per image; NaN = not measured (e.g. corrupt).
+
+    Returns:
+        ``answers`` ``(N,)`` object: the raw answer, None where the judge was not asked;
+        ``blocked`` ``(N,)`` float: 1.0 (yes), 0.0 (no, or no person found), NaN where the
+        answer is unknown or the image was not measured.
+    """
+    count = np.asarray(person_count, dtype=np.float64)
+    asked = np.flatnonzero(count > 0)
+    answers = np.full(len(count), None, dtype=object)
+    blocked = np.where(count == 0, 0.0, np.nan)
+    if len(asked):
+        raw = judge.answer([images[i] for i in asked],
+                           [query_text(question, label_names[i]) for i in asked], progress)
+        answers[asked] = raw
+        blocked[asked] = vlm.verdicts(raw)
+    return answers, blocked
 
 
 class PersonDetector(Protocol):

@@ -1,11 +1,14 @@
 """The audit of one dataset: every measure per image, a summary, SynBench's figures.
 
 :func:`audit_dataset` reads a manifest (real or synthetic), decodes each image once and
-measures it (brightness, blank, object box, person boxes), embeds it once with the
-configured feature extractor (class consistency by probe, diversity, FID/KID,
-near-duplicates), and writes into ``out_dir``:
+measures it (brightness, blank, object box, person boxes), asks the optional
+vision-language judge about the images with a person, embeds it once with the configured
+feature extractor (class consistency by probe, diversity, FID/KID, near-duplicates), and
+writes into ``out_dir``:
 
-* ``audit.parquet``: one row per image with every measure (NaN = not measured);
+* ``audit.parquet``: one row per image with every measure (NaN = not measured); person
+  blocking as ``person_count``, the overlap rule's ``person_covered`` / ``person_blocked``
+  and the judge's raw ``person_vlm_answer`` and ``person_vlm_blocked`` verdict;
 * ``summary.json``: quantiles, rates, FID/KID, diversity, near-duplicate counts, the real
   reference's figures beside the audited set's, and a leakage warning when synthetic images
   match downstream test images. Diversity and FID carry a seeded bootstrap 95 % CI over
@@ -30,7 +33,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from synreal.audit import consistency, diversity, fid, near_duplicates, object_scale
+from synreal.audit import consistency, diversity, fid, near_duplicates, object_scale, vlm
 from synreal.audit import person_blocking as blocking
 from synreal.audit.blank import blank_flags, decode_or_reason
 from synreal.audit.brightness import lightness
@@ -45,14 +48,19 @@ AUDIT_FILE = "audit.parquet"
 SUMMARY_FILE = "summary.json"
 REFERENCE_CONSISTENCY_FILE = "reference_consistency.parquet"
 PIXEL_COLUMNS = ("brightness_lstar", "scale_area_ratio", "box_x0", "box_y0", "box_x1",
-                 "box_y1", "person_covered", "person_blocked", "blank", "blank_constant",
+                 "box_y1", "person_count", "person_covered", "person_blocked",
+                 "person_vlm_answer", "person_vlm_blocked", "blank", "blank_constant",
                  "blank_black", "blank_white", "corrupt", "corrupt_reason")
 
 
 def measure_pixels(params: AuditParams, manifest: pd.DataFrame,
-                   finder: object_scale.BoxFinder,
-                   persons: blocking.PersonDetector) -> pd.DataFrame:
+                   finder: object_scale.BoxFinder, persons: blocking.PersonDetector,
+                   judge: vlm.YesNoJudge | None = None) -> pd.DataFrame:
     """Decode each image once; brightness, blank flags, object box and person blocking.
+
+    The ``judge`` (None: not asked) runs after the loop on the images with a person only,
+    decoding them again: few images have a person, and one pass over all of them fills its
+    batches, which per-loop-batch calls would leave mostly empty.
 
     Returns a frame aligned with ``manifest`` with :data:`PIXEL_COLUMNS`.
     """
@@ -64,7 +72,12 @@ def measure_pixels(params: AuditParams, manifest: pd.DataFrame,
             parts.append(_measure_batch(params, rows, decoded, finder, persons, pool))
     if not parts:
         return pd.DataFrame(columns=list(PIXEL_COLUMNS))
-    return pd.concat(parts, ignore_index=True)
+    pixels = pd.concat(parts, ignore_index=True)
+    if judge is not None:
+        pixels["person_vlm_answer"], pixels["person_vlm_blocked"] = blocking.judge_blocking(
+            judge, params.person_vlm_question, list(manifest["path"]),
+            [str(n) for n in manifest["label_name"]], pixels["person_count"].to_numpy())
+    return pixels
 
 
 def _measure_batch(params: AuditParams, rows: pd.DataFrame, decoded: list, finder, persons,
@@ -76,6 +89,7 @@ def _measure_batch(params: AuditParams, rows: pd.DataFrame, decoded: list, finde
     out: dict[str, Any] = {c: np.full(n, np.nan) for c in PIXEL_COLUMNS}
     out["corrupt"] = ~ok
     out["corrupt_reason"] = [reason for _, reason in decoded]
+    out["person_vlm_answer"] = np.full(n, None, dtype=object)
     if images:
         out["brightness_lstar"][ok] = list(pool.map(lambda im: float(lightness(im).mean()),
                                                     images))
@@ -91,6 +105,7 @@ def _measure_batch(params: AuditParams, rows: pd.DataFrame, decoded: list, finde
         out["scale_area_ratio"] = object_scale.area_ratio(boxes)
         if persons.measured:
             found = persons.persons(images, good)
+            out["person_count"][ok] = [len(p) for p in found]
             covered = np.full(n, np.nan)
             covered[ok] = blocking.covered_fraction(boxes[ok], found)
             out["person_covered"] = covered
@@ -131,8 +146,25 @@ def pixel_summary(table: pd.DataFrame, params: AuditParams, person_measured: boo
                                       [~table["corrupt"].astype(bool)])},
         "person_blocking": {"measured": person_measured,
                             "rate": _rate(table["person_blocked"]) if person_measured else None,
-                            "overlap_threshold": params.blocking_overlap},
+                            "overlap_threshold": params.blocking_overlap,
+                            **_vlm_summary(table, params, person_measured)},
     }
+
+
+def _vlm_summary(table: pd.DataFrame, params: AuditParams, person_measured: bool) -> dict:
+    """``{"vlm": ...}``: the judge's blocking rate and answer counts; empty without a judge.
+
+    The rate is over the measured images with a yes or no verdict (an image without a
+    person counts as not blocked); unknown answers are counted apart, never as no.
+    """
+    if params.person_vlm == "none":
+        return {}
+    parsed = [vlm.parse_answer(a) for a in table["person_vlm_answer"].dropna()]
+    return {"vlm": {
+        "judge": params.person_vlm, "model_id": params.person_vlm_model_id,
+        "question": params.person_vlm_question,
+        "rate": _rate(table["person_vlm_blocked"]) if person_measured else None,
+        "asked": len(parsed), **{k: parsed.count(k) for k in (vlm.YES, vlm.NO, vlm.UNKNOWN)}}}
 
 
 def audit_dataset(params: AuditParams, manifest: pd.DataFrame, out_dir: Path, *,
@@ -164,15 +196,16 @@ def audit_dataset(params: AuditParams, manifest: pd.DataFrame, out_dir: Path, *,
     clock = time.perf_counter()
     finder = object_scale.create(params.scale_backend, params)
     persons = blocking.create(params.person_backend, params)
+    judge = vlm.create(params.person_vlm, params)
     table = pd.concat([manifest[[c for c in ("id", "label", "label_name", "split", "path")
                                  if c in manifest]],
-                       measure_pixels(params, manifest, finder, persons)], axis=1)
+                       measure_pixels(params, manifest, finder, persons, judge)], axis=1)
     summary: dict[str, Any] = {"dataset": name, **pixel_summary(table, params, persons.measured)}
     reference = None
     if reference_manifest is not None:
         reference = reference_manifest.reset_index(drop=True)
         reference = reference[consistency._non_test(reference)].reset_index(drop=True)
-        ref_table = measure_pixels(params, reference, finder, persons)
+        ref_table = measure_pixels(params, reference, finder, persons, judge)
         summary["reference"] = {"dataset": reference_name,
                                 **pixel_summary(ref_table, params, persons.measured)}
     timings["pixels"] = time.perf_counter() - clock
@@ -305,9 +338,14 @@ def _figures(table, summary, ref_table, name, reference_name, out_dir) -> None:
     plot_distributions({k: t["brightness_lstar"] for k, t in sets.items()},
                        out_dir / "brightness.png", "mean CIELAB L*",
                        "Brightness (SynBench Fig. 5b)")
-    rates = {name: summary["person_blocking"]["rate"]}
+    blocks = {name: summary["person_blocking"]}
     if ref_table is not None:
-        rates = {reference_name: summary["reference"]["person_blocking"]["rate"], **rates}
+        blocks = {reference_name: summary["reference"]["person_blocking"], **blocks}
+    rates: dict[str, float | None] = {}
+    for label, block in blocks.items():
+        rates[label if "vlm" not in block else f"{label}: overlap"] = block["rate"]
+        if "vlm" in block:
+            rates[f"{label}: VLM yes"] = block["vlm"]["rate"]
     plot_rates(rates, out_dir / "person_blocking.png", "% images person-blocked",
                "Person blocking (SynBench Fig. 5c)")
 
