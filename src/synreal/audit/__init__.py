@@ -6,7 +6,12 @@ One measure per module:
 * :mod:`~synreal.audit.object_scale` - central-object box area ratio; box-finder registry
   (``foreground``, ``owlvit``, ``yolo-world``, ``boxes-from-column``, ``none``).
 * :mod:`~synreal.audit.foreground` - the weights-free foreground box estimator.
-* :mod:`~synreal.audit.person_blocking` - person boxes over the object box; detector registry.
+* :mod:`~synreal.audit.owlvit` - the OWL-ViT / OWLv2 open-vocabulary detector behind the
+  ``owlvit`` scale and person backends (local weights; the class from ``model_type``).
+* :mod:`~synreal.audit.person_blocking` - person boxes over the object box; detector registry;
+  the judge's second step over the images with a person.
+* :mod:`~synreal.audit.vlm` - the person-blocking judge: SynBench's yes/no question to a local
+  vision-language model (``blip-vqa``), answers parsed strictly (unknown is never no).
 * :mod:`~synreal.audit.consistency` - class consistency with a reference classifier
   (``probe-on-real``, ``clip-zeroshot``, ``timm``), per class and confusion matrix.
 * :mod:`~synreal.audit.diversity` - mean pairwise cosine distance (MixDiff 5.3), with a
@@ -15,6 +20,8 @@ One measure per module:
 * :mod:`~synreal.audit.near_duplicates` - faiss search inside a set and against the test set.
 * :mod:`~synreal.audit.blank` - blank / constant / corrupt images.
 * :mod:`~synreal.audit.run` - :func:`audit_dataset`, the stage's entry point.
+* :mod:`~synreal.audit.tiny` - random OWL-ViT / OWLv2, BLIP VQA and timm models saved the way
+  the audit loads them, for the benchmark and offline smoke runs (tiny or full-size).
 
 Public API::
 

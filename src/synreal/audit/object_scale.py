@@ -5,7 +5,7 @@ SynBench finds the central object with YOLO-World and reports the box's share of
 registry (``register`` / ``create``) and return normalised ``[x0, y0, x1, y1]`` boxes:
 
 * ``foreground``: weights-free border-colour model (:mod:`synreal.audit.foreground`).
-* ``owlvit``: OWL-ViT queried with ``object_query`` (local weights, transformers).
+* ``owlvit``: OWL-ViT or OWLv2 queried with ``object_query`` (local weights, transformers).
 * ``yolo-world``: YOLO-World via ultralytics (local ``.pt`` weights; ultralytics optional).
 * ``boxes-from-column``: boxes already in the manifest (pixels), e.g. the toy world's truth.
 * ``none``: not measured (NaN).
@@ -136,7 +136,7 @@ class ColumnBoxes(NoBoxes):
 
 @register("owlvit")
 class OwlVitBoxes(NoBoxes):
-    """OWL-ViT queried with the image's class: the highest-scoring box is the central object."""
+    """OWL-ViT / OWLv2 queried with the image's class: the best-scoring box is the object."""
 
     measured = True
 

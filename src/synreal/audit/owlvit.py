@@ -1,22 +1,36 @@
-"""OWL-ViT open-vocabulary detection from local weights (transformers), batched.
+"""OWL-ViT and OWLv2 open-vocabulary detection from local weights (transformers), batched.
 
 The open-vocabulary detector behind the ``owlvit`` object-scale and person backends
 (SynBench uses YOLO-World for the central object and YOLOv5 for people, Section 3.2).
 Weights are a ``save_pretrained`` folder (model + processor), e.g.
-``hf download google/owlvit-base-patch32 --local-dir models/owlvit-base-patch32``.
+``hf download google/owlv2-base-patch16-ensemble --local-dir weights/owlv2-base-patch16-ensemble``
+(OWLv2, Minderer et al. 2023) or ``google/owlvit-base-patch32`` (OWL-ViT, Minderer et al.
+2022); the folder's ``config.json`` ``model_type`` picks the model class (:data:`MODEL_TYPES`).
 
-Boxes are read straight from the model output: ``pred_boxes`` are ``(cx, cy, w, h)`` in
-[0, 1] of the processor's square input, which OWL-ViT v1 makes by resizing without padding,
-so the same fractions hold in the original image.
+Boxes go through the processor's own post-processing with each image's ``(height, width)``,
+which knows each version's geometry: OWL-ViT resizes the image to the square input without
+padding, so box fractions hold along each axis; OWLv2 pads the image at the bottom and right to
+a square of side ``max(height, width)`` before resizing, so fractions are of that side. The
+pixel boxes are then clipped to the image (an OWLv2 box may reach into the padding) and
+normalised by its width and height.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 
 from synreal.audit.weights import require_weights
+from synreal.errors import ConfigError
+
+#: ``config.json`` model_type -> (transformers model class, processor class).
+MODEL_TYPES = {
+    "owlvit": ("OwlViTForObjectDetection", "OwlViTProcessor"),
+    "owlv2": ("Owlv2ForObjectDetection", "Owlv2Processor"),
+}
 
 
 @dataclass
@@ -28,8 +42,21 @@ class Detections:
     queries: np.ndarray
 
 
+def model_type(folder: Path) -> str:
+    """The ``model_type`` of the weights in ``folder``; a ConfigError unless it is supported."""
+    config = Path(folder) / "config.json"
+    if not config.is_file():
+        raise ConfigError(f"detector weights folder {folder} has no config.json; it should be "
+                          f"a save_pretrained folder of one of {sorted(MODEL_TYPES)}.")
+    found = json.loads(config.read_text()).get("model_type")
+    if found not in MODEL_TYPES:
+        raise ConfigError(f"detector weights folder {folder} holds model_type {found!r}; the "
+                          f"owlvit backend supports {sorted(MODEL_TYPES)}.")
+    return found
+
+
 class OwlVitDetector:
-    """OWL-ViT (``OwlViTForObjectDetection``) loaded from a local folder.
+    """OWL-ViT or OWLv2 (chosen by the folder's ``model_type``) loaded from a local folder.
 
     Args:
         weights: local folder written by ``save_pretrained`` (model and processor files).
@@ -40,36 +67,47 @@ class OwlVitDetector:
 
     def __init__(self, weights: str | None, model_id: str, key: str, device: str = "cpu"):
         folder = require_weights(weights, key, model_id, expect="folder")
-        from transformers import OwlViTForObjectDetection, OwlViTProcessor
+        self.model_type = model_type(folder)
+        import transformers
 
-        self.processor = OwlViTProcessor.from_pretrained(folder, local_files_only=True)
-        self.model = OwlViTForObjectDetection.from_pretrained(folder, local_files_only=True)
+        model_class, processor_class = (getattr(transformers, name)
+                                        for name in MODEL_TYPES[self.model_type])
+        self.processor = processor_class.from_pretrained(folder, local_files_only=True)
+        self.model = model_class.from_pretrained(folder, local_files_only=True)
         self.model = self.model.eval().to(device)
         self.device = device
+        #: Every query is padded to this many tokens (OWL-ViT's and OWLv2's text limit, 16),
+        #: so images whose queries tokenise to different lengths share one batch.
+        self.max_length = self.model.config.text_config.max_position_embeddings
 
     def detect(self, images: list[np.ndarray], queries: list[list[str]],
                threshold: float) -> list[Detections]:
-        """Detections above ``threshold`` per image; ``queries[i]`` are image i's text queries.
+        """Detections scoring at least ``threshold`` per image; ``queries[i]`` are image i's.
 
         Every image must have the same number of queries (OWL-ViT batches them as a grid).
+        Queries longer than the text limit are truncated.
         """
         import torch
 
         if not images:
             return []
         inputs = self.processor(text=queries, images=list(images), return_tensors="pt",
-                                padding=True, truncation=True)
+                                padding="max_length", max_length=self.max_length,
+                                truncation=True)
         inputs = {k: v.to(self.device) for k, v in inputs.items()}
         with torch.no_grad():
             outputs = self.model(**inputs)
-        logits = outputs.logits.float().cpu()  # (B, patches, queries)
-        scores, query = logits.sigmoid().max(dim=-1)
-        cxcywh = outputs.pred_boxes.float().cpu().numpy()
-        xyxy = np.concatenate([cxcywh[..., :2] - cxcywh[..., 2:] / 2,
-                               cxcywh[..., :2] + cxcywh[..., 2:] / 2], axis=-1).clip(0, 1)
+        outputs.logits, outputs.pred_boxes = (outputs.logits.float().cpu(),
+                                              outputs.pred_boxes.float().cpu())
+        sizes = [tuple(image.shape[:2]) for image in images]
+        # Keep every box here (scores are > -inf) and apply our own ">= threshold" below.
+        found = self.processor.image_processor.post_process_object_detection(
+            outputs, threshold=float("-inf"), target_sizes=sizes)
         out = []
-        for b in range(len(images)):
-            keep = (scores[b] >= threshold).numpy()
-            out.append(Detections(xyxy[b][keep], scores[b].numpy()[keep],
-                                  query[b].numpy()[keep]))
+        for result, (height, width) in zip(found, sizes, strict=True):
+            scale = np.array([width, height, width, height], dtype=np.float64)
+            boxes = np.clip(result["boxes"].numpy().astype(np.float64), 0, scale) / scale
+            scores = result["scores"].numpy()
+            keep = scores >= threshold
+            out.append(Detections(boxes[keep], scores[keep], result["labels"].numpy()[keep]))
         return out

@@ -1,11 +1,11 @@
 """Randomly initialised audit models, saved the way the audit loads them.
 
-For the benchmark and offline smoke runs: an OWL-ViT detector and a BLIP VQA judge as
-``save_pretrained`` folders and a timm embedder as a weights file, so that timing goes
+For the benchmark and offline smoke runs: an OWL-ViT or OWLv2 detector and a BLIP VQA judge
+as ``save_pretrained`` folders and a timm embedder as a weights file, so that timing goes
 through the production loaders and batching with nothing downloaded. By default the
 models are tiny (toy width, 32 px inputs): they time the pipeline's overhead. With
-``full_size=True`` they keep the real architectures (OWL-ViT B/32 at 768 px, BLIP base at
-384 px) with random weights: the real model's speed, not its answers.
+``full_size=True`` they keep the real architectures (OWL-ViT B/32 at 768 px, OWLv2 B/16 at
+960 px, BLIP base at 384 px) with random weights: the real model's speed, not its answers.
 
 Example:
     >>> folder = build_blip_vqa(tmp_path / "blip")          # doctest: +SKIP
@@ -27,33 +27,45 @@ _TINY_SIDE, _TINY_PATCH = 32, 8
 
 def build_owlvit(folder: Path, full_size: bool = False, seed: int = 0) -> Path:
     """An OWL-ViT (B/32 layout when ``full_size``) and its processor in ``folder``."""
+    return _build_owl("owlvit", folder, full_size, seed)
+
+
+def build_owlv2(folder: Path, full_size: bool = False, seed: int = 0) -> Path:
+    """An OWLv2 (B/16 at 960 px when ``full_size``) and its processor in ``folder``."""
+    return _build_owl("owlv2", folder, full_size, seed)
+
+
+def _build_owl(version: str, folder: Path, full_size: bool, seed: int) -> Path:
+    """OWL-ViT (``version`` ``owlvit``) or OWLv2 (``owlv2``) and its processor in ``folder``."""
     import torch
-    from transformers import (
-        CLIPTokenizer,
-        OwlViTConfig,
-        OwlViTForObjectDetection,
-        OwlViTImageProcessor,
-        OwlViTProcessor,
-    )
+    import transformers
+    from transformers import CLIPTokenizer
 
     from synreal.generate.tiny import tiny_clip_vocabulary
 
+    prefix = {"owlvit": "OwlViT", "owlv2": "Owlv2"}[version]
+    config_class, model_class, image_class, processor_class = (
+        getattr(transformers, prefix + name)
+        for name in ("Config", "ForObjectDetection", "ImageProcessor", "Processor"))
     vocab, merges = tiny_clip_vocabulary()
     tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=16)
     ids = {"bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
            "pad_token_id": tokenizer.pad_token_id}
-    if full_size:
-        config = OwlViTConfig(text_config={**ids, "max_position_embeddings": 16})
+    if full_size:  # OWLv2 base reads 960 px (its config's default is OWL-ViT's 768)
+        vision = {"image_size": 960, "patch_size": 16} if version == "owlv2" else {}
+        config = config_class(text_config={**ids, "max_position_embeddings": 16},
+                              vision_config=vision)
         side = config.vision_config.image_size
     else:
         text = {**_TINY, **ids, "vocab_size": len(tokenizer), "max_position_embeddings": 16}
         vision = {**_TINY, "image_size": _TINY_SIDE, "patch_size": _TINY_PATCH}
-        config = OwlViTConfig(text_config=text, vision_config=vision, projection_dim=32)
+        config = config_class(text_config=text, vision_config=vision, projection_dim=32)
         side = _TINY_SIDE
     torch.manual_seed(seed)
-    OwlViTForObjectDetection(config).save_pretrained(folder)
+    model_class(config).save_pretrained(folder)
     size = {"height": side, "width": side}
-    OwlViTProcessor(image_processor=OwlViTImageProcessor(size=size, crop_size=size),
+    crop = {"crop_size": size} if version == "owlvit" else {}  # OWLv2 pads, never crops
+    processor_class(image_processor=image_class(size=size, **crop),
                     tokenizer=tokenizer).save_pretrained(folder)
     return Path(folder)
 

@@ -289,6 +289,41 @@ def _reference_cell(artifact: Path, summary: dict, resamples: int = AUDIT_CELL_R
     return "not measured" if cell is None else str(cell)
 
 
+def _vlm_blocking_cell(artifact: Path, summary: dict, resamples: int = AUDIT_CELL_RESAMPLES,
+                       seed: int = 0) -> str:
+    """The VLM-confirmed person-blocking rate, % of images with a verdict, with its CI.
+
+    Bootstrapped like the overlap rule's cell from ``audit.parquet``'s ``person_vlm_blocked``
+    (1 yes, 0 no or no person found, NaN unknown or not measured); "not measured" when the
+    audit had no judge (no ``person_blocking.vlm`` block) or no image got a verdict.
+    """
+    from synreal.errors import DataError
+    from synreal.report.metrics import rate_cell
+
+    if ((summary.get("person_blocking") or {}).get("vlm") or {}).get("rate") is None:
+        return "not measured"
+    path = Path(artifact) / "audit.parquet"
+    frame = pd.read_parquet(path)
+    if "person_vlm_blocked" not in frame.columns:
+        raise DataError(f"{path} has no person_vlm_blocked column although "
+                        f"{Path(artifact) / 'summary.json'} has a VLM blocking rate: an older "
+                        "audit wrote it; delete that audit and rerun snakemake to rebuild it.")
+    cell = rate_cell(frame["person_vlm_blocked"], resamples, seed)
+    return "not measured" if cell is None else str(cell)
+
+
+def _vlm_caption(summaries: list[dict]) -> str:
+    """What the VLM blocking column counts, naming the judges the audits asked."""
+    judges = sorted({vlm["model_id"] for s in summaries
+                     if (vlm := (s.get("person_blocking") or {}).get("vlm"))})
+    asked = f" ({', '.join(judges)})" if judges else ""
+    return (f" VLM person blocking: % of images the vision-language judge{asked} called "
+            "person-blocked when asked SynBench's yes/no question about the images with a "
+            "detected person (images without one count as not blocked, unknown answers are "
+            "left out), with the same bootstrap CI; not measured where no judge was "
+            "configured.")
+
+
 def _audit_caption(summaries: list[dict], reference: bool) -> str:
     """How the audit cells' CIs were made, with the resample counts the audits used.
 
@@ -329,6 +364,10 @@ def synbench_table(params: dict, out_dir: Path) -> None:
             "images": summary["n_images"],
             "class consistency % [CI]": cells.pop("class consistency % [CI]"),
             "real reference % [CI]": _reference_cell(artifact, summary),
+            "object scale median [CI] (IQR)": cells.pop("object scale median [CI] (IQR)"),
+            "brightness L* median [CI] (IQR)": cells.pop("brightness L* median [CI] (IQR)"),
+            "person blocking % [CI]": cells.pop("person blocking % [CI]"),
+            "VLM person blocking % [CI]": _vlm_blocking_cell(artifact, summary),
             **cells,
             "near-dup pairs": dups.get("pairs_within", "n/a"),
             "test leaks": dups.get("test_matches", 0) + dups.get("exact_test", 0),
@@ -337,10 +376,12 @@ def synbench_table(params: dict, out_dir: Path) -> None:
     caption = (f"SynBench audit of study '{params['study']}' (SynBench Sec. 3, Fig. 4-5): class "
                "consistency of each dataset's images with a reference classifier trained on the "
                "real images (beside it, the real data's own held-out consistency); object scale "
-               "and brightness; share of person-blocked objects; mean pairwise cosine distance "
-               "(MixDiff 5.3); FID to the real counterpart; near-duplicate pairs inside the set "
-               "and matches with the downstream test set (a leakage warning when > 0). "
-               + _audit_caption(summaries, reference=True))
+               "and brightness; share of person-blocked objects (a person box over the "
+               "object's box) and the share a vision-language judge confirms; mean pairwise "
+               "cosine distance (MixDiff 5.3); FID to the real counterpart; near-duplicate "
+               "pairs inside the set and matches with the downstream test set (a leakage "
+               "warning when > 0). "
+               + _audit_caption(summaries, reference=True) + _vlm_caption(summaries))
     write_table(pd.DataFrame(rows), out_dir, "synbench", caption)
 
 
