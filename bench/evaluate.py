@@ -75,7 +75,7 @@ def reference_query(normed: np.ndarray, labels: np.ndarray, i: int) -> dict[str,
     }
 
 
-RETRIEVAL_GOAL = 50  # speed-up over the per-query loop asked for in the issue
+RETRIEVAL_GOAL = 50  # speed-up over the per-query loop: the project's goal
 
 
 def best_of(repeat: int, run: Callable[[], T]) -> tuple[T, float]:
@@ -168,7 +168,7 @@ def pet_like_jpegs(folder: str, n: int, seed: int = 0) -> list[str]:
     return paths
 
 
-FEATURES_GOAL = 10_000  # images/s of ViT-S/16 in bf16 on one H100, asked for in the issue
+FEATURES_GOAL = 10_000  # images/s of ViT-S/16 in bf16 on one H100: the project's goal
 
 
 def bench_features(n: int, full: bool, repeat: int) -> None:

@@ -150,3 +150,13 @@ def test_other_models_are_refused_naming_the_folder(tmp_path, config):
     with pytest.raises(ConfigError, match="owlv2") as error:
         OwlVitDetector(str(tmp_path), "google/owlv2-base-patch16-ensemble", "scale_weights")
     assert str(tmp_path) in str(error.value)
+
+
+def test_boxes_clipped_to_zero_area_are_no_detection():
+    from synreal.audit.owlvit import Detections
+
+    found = Detections(np.array([[0.2, 0.2, 0.6, 0.7], [1.0, 0.3, 1.0, 0.9], [0.1, 0.0, 0.4, 0.0]]),
+                       np.array([0.3, 0.9, 0.8]), np.array([0, 0, 0]))
+    kept = found.nonempty()
+    np.testing.assert_array_equal(kept.boxes, found.boxes[:1])
+    np.testing.assert_array_equal(kept.scores, [0.3])

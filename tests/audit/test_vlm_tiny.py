@@ -200,7 +200,8 @@ def test_images_may_be_paths_decoded_a_batch_at_a_time(tiny_blip, cases, tmp_pat
     for i, (image, _, _) in enumerate(cases):
         paths.append(tmp_path / f"{i}.png")
         Image.fromarray(image).save(paths[-1])
-    judge = vlm.BlipVqaJudge(tiny_blip[0], "Salesforce/blip-vqa-base", batch_size=2)
+    judge = vlm.BlipVqaJudge(tiny_blip[0], "Salesforce/blip-vqa-base", device="cpu",
+                             batch_size=2)
     answers = judge.answer([str(p) for p in paths], [synbench_question(n) for _, n, _ in cases],
                            progress=False)
     assert answers == [a for _, _, a in cases]
@@ -246,7 +247,7 @@ def test_the_audit_records_both_verdicts_and_reports_both_rates(tiny_blip, toy_s
     table = pd.read_parquet(tmp_path / AUDIT_FILE)
     with_person = rows["person_bbox"].notna().to_numpy()
     assert 0 < with_person.sum() < len(rows), "the subset must mix images with and without"
-    np.testing.assert_array_equal(table["person_count"], with_person.astype(float))
+    np.testing.assert_array_equal(table["person_boxes"], with_person.astype(float))
     assert (table["person_vlm_answer"].notna().to_numpy() == with_person).all()
 
     _, model, processor = tiny_blip

@@ -5,8 +5,10 @@ weighted k-NN (k = 20) on 90 held-out images of the same 3 coarse classes, again
 architecture at its random initialisation. The teacher must also stay clear of uniform
 collapse to the end: with the official teacher temperature (0.04) and a 0.99 teacher, this
 recipe's loss dips and then climbs back as every teacher output drifts towards uniform.
-Deterministic on CPU: it passes or fails the same way on every run, so the margin is a
-property of the recipe, not luck.
+Deterministic on CPU: it passes or fails the same way on every run. The margin is small
+(seed 0: +5.6 points for both augmentation paths; seed 1: +2.2 cpu, +3.4 batched; one test
+image is 1.1 points), so this checks that training moves the backbone the right way, not
+by how much.
 """
 
 import json

@@ -127,3 +127,32 @@ def test_a_failing_table_leaves_a_readable_error_in_its_log(finished, tmp_path):
     log = (work / "results" / "logs" / "tables" / "main.log").read_text()
     assert "synreal table: error:" in log and "metrics.json is missing" in log
     assert "Traceback" not in log
+
+
+def test_a_collapsed_pretraining_run_is_named_in_the_captions(finished, tmp_path):
+    work = tmp_path / "copy"
+    shutil.copytree(finished, work, symlinks=True)
+    main = (work / "results" / "tables" / "main.md").read_text().splitlines()[0]
+    assert "collapsed" not in main
+    key = pd.read_csv(work / "results" / "tables" / "main.csv", dtype=str)["key"].iloc[0]
+    summary = work / "results" / "pretrain" / key / "summary.json"
+    summary.write_text(summary.read_text().replace('"collapse": null', '"collapse": "uniform"'))
+    proc = run_snakemake(work, "--forcerun", "table", "--cores", "1", "table_main",
+                         config=MICRO_TABLES)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    caption = (work / "results" / "tables" / "main.md").read_text().splitlines()[0]
+    assert "WARNING: collapsed DINO teacher" in caption and "(uniform)" in caption, caption
+
+
+def test_the_default_profile_rebuilds_a_table_after_a_config_change(finished, tmp_path):
+    # The table's path is not content-keyed: only its new input keys say it is stale.
+    profile = ("--profile", str(REPO / "workflow" / "profiles" / "default"))
+    same = run_snakemake(finished, "-n", *profile, "table_main", config=MICRO_TABLES)
+    assert same.returncode == 0 and "Nothing to be done" in same.stdout + same.stderr
+    changed = tmp_path / "changed.yaml"
+    changed.write_text(MICRO_TABLES.read_text().replace("    epochs: 2\n", "    epochs: 3\n", 1))
+    proc = run_snakemake(finished, "-n", "--quiet", "rules", *profile, "table_main",
+                         config=changed)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
+    assert counts.get("pretrain") == "2" and counts.get("table") == "1", proc.stdout

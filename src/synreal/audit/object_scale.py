@@ -150,7 +150,8 @@ class OwlVitBoxes(NoBoxes):
     def boxes(self, images: list[np.ndarray], rows: pd.DataFrame) -> np.ndarray:
         """Best box per image above ``detection_threshold``, ``(B, 4)``."""
         queries = [[query_text(self.params.object_query, n)] for n in rows["label_name"]]
-        found = self.detector.detect(images, queries, self.params.detection_threshold)
+        found = [d.nonempty() for d in
+                 self.detector.detect(images, queries, self.params.detection_threshold)]
         return np.stack([d.boxes[int(np.argmax(d.scores))] if len(d.scores)
                          else np.full(4, np.nan) for d in found])
 

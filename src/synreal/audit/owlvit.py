@@ -41,6 +41,15 @@ class Detections:
     scores: np.ndarray
     queries: np.ndarray
 
+    def nonempty(self) -> Detections:
+        """The detections whose box has an area once clipped to the image.
+
+        OWLv2 predicts boxes over its square-padded input; one inside the padding clips to a
+        zero-area box on the border, which must never win as the object or count as a person.
+        """
+        keep = (self.boxes[:, 2] > self.boxes[:, 0]) & (self.boxes[:, 3] > self.boxes[:, 1])
+        return Detections(self.boxes[keep], self.scores[keep], self.queries[keep])
+
 
 def model_type(folder: Path) -> str:
     """The ``model_type`` of the weights in ``folder``; a ConfigError unless it is supported."""

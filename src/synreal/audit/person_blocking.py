@@ -73,7 +73,7 @@ def is_blocked(fraction: np.ndarray, overlap: float) -> np.ndarray:
 
 
 def judge_blocking(judge: vlm.YesNoJudge, question: str, images: Sequence[vlm.Image],
-                   label_names: Sequence[str], person_count: np.ndarray,
+                   label_names: Sequence[str], person_boxes: np.ndarray,
                    progress: bool = True) -> tuple[np.ndarray, np.ndarray]:
     """SynBench's second step: ask the judge about the images where a person was found.
 
@@ -82,14 +82,15 @@ def judge_blocking(judge: vlm.YesNoJudge, question: str, images: Sequence[vlm.Im
         question: the question template; ``{name}`` is the label name, underscores spaced.
         images: every image (arrays or paths); only those with a person are read.
         label_names: each image's class.
-        person_count: ``(N,)`` persons found per image; NaN = not measured (e.g. corrupt).
+        person_boxes: ``(N,)`` person boxes found per image (a detector's boxes are not
+            de-duplicated: one person may give several); NaN = not measured (e.g. corrupt).
 
     Returns:
         ``answers`` ``(N,)`` object: the raw answer, None where the judge was not asked;
         ``blocked`` ``(N,)`` float: 1.0 (yes), 0.0 (no, or no person found), NaN where the
         answer is unknown or the image was not measured.
     """
-    count = np.asarray(person_count, dtype=np.float64)
+    count = np.asarray(person_boxes, dtype=np.float64)
     asked = np.flatnonzero(count > 0)
     answers = np.full(len(count), None, dtype=object)
     blocked = np.where(count == 0, 0.0, np.nan)
@@ -176,4 +177,4 @@ class OwlVitPersons(NoPersons):
         """Person boxes per image."""
         found = self.detector.detect(images, [[PERSON_QUERY]] * len(images),
                                      self.params.person_threshold)
-        return [d.boxes for d in found]
+        return [d.nonempty().boxes for d in found]

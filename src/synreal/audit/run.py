@@ -7,8 +7,9 @@ feature extractor (class consistency by probe, diversity, FID/KID, near-duplicat
 writes into ``out_dir``:
 
 * ``audit.parquet``: one row per image with every measure (NaN = not measured); person
-  blocking as ``person_count``, the overlap rule's ``person_covered`` / ``person_blocked``
-  and the judge's raw ``person_vlm_answer`` and ``person_vlm_blocked`` verdict;
+  blocking as ``person_boxes`` (person boxes found, not de-duplicated), the overlap rule's
+  ``person_covered`` / ``person_blocked`` and the judge's raw ``person_vlm_answer`` and
+  ``person_vlm_blocked`` verdict;
 * ``summary.json``: quantiles, rates, FID/KID, diversity, near-duplicate counts, the real
   reference's figures beside the audited set's, and a leakage warning when synthetic images
   match downstream test images. Diversity and FID carry a seeded bootstrap 95 % CI over
@@ -48,7 +49,7 @@ AUDIT_FILE = "audit.parquet"
 SUMMARY_FILE = "summary.json"
 REFERENCE_CONSISTENCY_FILE = "reference_consistency.parquet"
 PIXEL_COLUMNS = ("brightness_lstar", "scale_area_ratio", "box_x0", "box_y0", "box_x1",
-                 "box_y1", "person_count", "person_covered", "person_blocked",
+                 "box_y1", "person_boxes", "person_covered", "person_blocked",
                  "person_vlm_answer", "person_vlm_blocked", "blank", "blank_constant",
                  "blank_black", "blank_white", "corrupt", "corrupt_reason")
 
@@ -76,7 +77,7 @@ def measure_pixels(params: AuditParams, manifest: pd.DataFrame,
     if judge is not None:
         pixels["person_vlm_answer"], pixels["person_vlm_blocked"] = blocking.judge_blocking(
             judge, params.person_vlm_question, list(manifest["path"]),
-            [str(n) for n in manifest["label_name"]], pixels["person_count"].to_numpy())
+            [str(n) for n in manifest["label_name"]], pixels["person_boxes"].to_numpy())
     return pixels
 
 
@@ -105,7 +106,7 @@ def _measure_batch(params: AuditParams, rows: pd.DataFrame, decoded: list, finde
         out["scale_area_ratio"] = object_scale.area_ratio(boxes)
         if persons.measured:
             found = persons.persons(images, good)
-            out["person_count"][ok] = [len(p) for p in found]
+            out["person_boxes"][ok] = [len(p) for p in found]
             covered = np.full(n, np.nan)
             covered[ok] = blocking.covered_fraction(boxes[ok], found)
             out["person_covered"] = covered

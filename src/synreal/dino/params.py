@@ -68,8 +68,10 @@ class DinoParams:
     torch_compile: bool = doc("Compile the student and teacher networks with torch.compile. "
                               "On a GPU the steps get faster after a one-off compile of a "
                               "minute or two; on a CPU it needs a C++ compiler and rarely "
-                              "pays off for short runs. Results equal eager mode up to "
-                              "float rounding.", default=False)
+                              "pays off for short runs. Without stochastic depth "
+                              "(drop_path_rate 0) results equal eager mode up to float "
+                              "rounding; with it the random draws differ from eager mode's.",
+                              default=False)
     # --- multi-crop ------------------------------------------------------------------------
     global_crop_size: int = doc("Side of the 2 global crops (224 at full scale).", default=224)
     global_crops_scale: tuple[float, float] = doc("RandomResizedCrop area range of global "

@@ -20,10 +20,14 @@ Decoding (``decode``):
   Baseline JPEGs go to the hardware decoder of A100/H100-class GPUs as one batch;
   progressive ones are decoded one by one, partly on the CPU, so they gain less. Files that
   are not plain JPEGs (:func:`device_decodable`: PNG, CMYK, 12-bit, ...) are still decoded
-  with PIL in the workers, then preprocessed with the batch. Pixels equal PIL's up to the
-  decoder's rounding: none with libjpeg on CPU; nvjpeg's IDCT and chroma upsampling on
-  CUDA may differ by a few grey levels (``bench/evaluate.py --full`` on a GPU reports the
-  largest feature difference between the two paths).
+  with PIL in the workers, then preprocessed with the batch. Pixels equal PIL's up to
+  rounding: none with libjpeg on CPU; on CUDA nvjpeg's IDCT and chroma upsampling, and the
+  uint8 bicubic resize (computed in float there), may differ by a few grey levels
+  (``bench/evaluate.py --full`` on a GPU reports the largest feature difference between the
+  two paths). nvjpeg is also more lenient than libjpeg with damaged scan data: on CUDA a
+  damaged JPEG may decode to noise instead of failing (ingest has already decoded every
+  file with PIL). ``decode_jpeg`` is deprecated in favour of TorchCodec from torchvision
+  0.29; a torchvision upgrade must keep it or port this path.
 """
 
 from __future__ import annotations
@@ -178,9 +182,16 @@ def decode_on_device(items: Sequence[tuple[int, torch.Tensor, bool]], paths: Seq
     images = [data for _, data, _ in items]
     jpegs = [k for k, (_, _, is_jpeg) in enumerate(items) if is_jpeg]
     if jpegs:
+        if str(device).startswith("cuda"):
+            # torchvision's CUDA decoder writes its outputs from its own stream without
+            # waiting for ours: memory the previous batch's queued kernels still read could
+            # be handed to it and overwritten. Let that work finish first.
+            torch.cuda.current_stream(device).synchronize()
         try:
             decoded = decode_jpeg([images[k] for k in jpegs], mode=ImageReadMode.RGB,
                                   device=device)
+        except torch.OutOfMemoryError:
+            raise
         except RuntimeError:  # damaged past its header: PIL decodes it or names the file
             decoded = [_pil_chw(paths[items[k][0]]) for k in jpegs]
         for k, image in zip(jpegs, decoded, strict=True):

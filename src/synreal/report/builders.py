@@ -72,7 +72,25 @@ def _caption(params: dict, what: str) -> str:
             f"{facts['eval_dataset']} ({probe['n_train']} {facts['n_train']} / "
             f"{probe['n_test']} {facts['n_test']} images), frozen {facts['protocol']} features. "
             "Cells: % with 95 % bootstrap CI over test images (queries for retrieval, "
-            f"{facts['resamples']} resamples).")
+            f"{facts['resamples']} resamples).{_collapse_warning(params)}")
+
+
+def _collapse_warning(params: dict) -> str:
+    """A sentence naming the runs whose DINO teacher had collapsed when training ended.
+
+    Their rows measure a degenerate backbone, which a reader must know before comparing
+    them; empty when no run collapsed.
+    """
+    flagged = {}
+    for name, run in _runs(params).items():
+        summary = json.loads((Path(run["pretrain"]) / "summary.json").read_text())
+        if summary.get("collapse"):
+            flagged.setdefault(Path(run["pretrain"]).name, f"{name} ({summary['collapse']})")
+    if not flagged:
+        return ""
+    return (" WARNING: collapsed DINO teacher at the end of pretraining (its rows measure a "
+            f"degenerate backbone): {', '.join(flagged.values())}; see the run's "
+            "train_log.jsonl and the README's 'When DINO does not learn'.")
 
 
 def _run_rows(params: dict, metrics=None, paper_title: str | None = None) -> list[dict]:

@@ -44,7 +44,7 @@ def run(spec: dict, out_dir: Path) -> None:
 
 # version 2: diversity and FID carry bootstrap CIs in summary.json, and the held-out real
 # images' consistency is written to reference_consistency.parquet (the reference rate's CI).
-# version 3: audit.parquet gains person_count and the person-blocking judge's columns
+# version 3: audit.parquet gains person_boxes and the person-blocking judge's columns
 # (person_vlm_answer, person_vlm_blocked; not measured without a judge).
 STAGE = register(Stage("audit", 3, "SynBench audit of a dataset against its real counterpart.",
                        AuditParams, run))
