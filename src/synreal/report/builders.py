@@ -78,8 +78,9 @@ def _caption(params: dict, what: str) -> str:
 def _collapse_warning(params: dict) -> str:
     """A sentence naming the runs whose DINO teacher had collapsed when training ended.
 
-    Their rows measure a degenerate backbone, which a reader must know before comparing
-    them; empty when no run collapsed.
+    Their last training targets carried no information about the image, so their backbones
+    may be degenerate: a reader must know before comparing their rows. Empty when no run
+    collapsed.
     """
     flagged = {}
     for name, run in _runs(params).items():
@@ -88,9 +89,10 @@ def _collapse_warning(params: dict) -> str:
             flagged.setdefault(Path(run["pretrain"]).name, f"{name} ({summary['collapse']})")
     if not flagged:
         return ""
-    return (" WARNING: collapsed DINO teacher at the end of pretraining (its rows measure a "
-            f"degenerate backbone): {', '.join(flagged.values())}; see the run's "
-            "train_log.jsonl and the README's 'When DINO does not learn'.")
+    return (" WARNING: collapsed DINO teacher at the end of pretraining (its targets no longer "
+            "told images apart; the backbone may be degenerate): "
+            f"{', '.join(flagged.values())}; see the run's train_log.jsonl and the README's "
+            "'When DINO does not learn'.")
 
 
 def _run_rows(params: dict, metrics=None, paper_title: str | None = None) -> list[dict]:
