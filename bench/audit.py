@@ -39,6 +39,7 @@ from synreal.data.toyworld import BREEDS, WorldParams, image_rng, render
 
 AUDIT_IMAGES = 15_000
 
+
 def timed(label: str, n: int, fn) -> float:
     start = time.perf_counter()
     fn()

@@ -1,7 +1,9 @@
-"""Toy-world datasets with known truth, written as manifests, shared by the audit tests."""
+"""Shared by the audit tests: toy-world datasets with known truth written as manifests, and
+fixtures for offline tiny-model runs."""
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Callable
 from pathlib import Path
 
@@ -13,6 +15,22 @@ import torch
 from synreal.data.toyworld import ALL_BREEDS, BREEDS, WorldParams, breeds_of, image_rng, render
 
 SIZE = 64
+
+
+@pytest.fixture
+def offline(monkeypatch):
+    """As on a compute node: HF_HUB_OFFLINE set, and every socket connection refused and
+    recorded (the list must stay empty)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    attempts = []
+
+    def refuse(sock, address, *args):
+        attempts.append(address)
+        raise OSError(f"the audit tried to reach {address}")
+
+    monkeypatch.setattr(socket.socket, "connect", refuse)
+    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
+    return attempts
 
 
 @pytest.fixture(scope="module")

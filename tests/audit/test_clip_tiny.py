@@ -6,7 +6,6 @@ independently (hand-built preprocessing, prompts and cosine scores). Accuracy ne
 weights."""
 
 import json
-import socket
 
 import numpy as np
 import open_clip
@@ -65,22 +64,6 @@ def images(tmp_path_factory):
     frame = toy_manifest(tmp_path_factory.mktemp("clip-images"), 2, WIDE, seed=5, breeds=breeds)
     assert sorted(frame["label_name"].unique()) == sorted(NAMES)
     return frame
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """As on a compute node: HF_HUB_OFFLINE set, and every socket connection refused and
-    recorded (the list must stay empty)."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    attempts = []
-
-    def refuse(sock, address, *args):
-        attempts.append(address)
-        raise OSError(f"the audit tried to reach {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return attempts
 
 
 def _transform(mean, std):

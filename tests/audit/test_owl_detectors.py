@@ -10,7 +10,6 @@ production way (a ``save_pretrained`` folder, ``local_files_only``, the network 
 """
 
 import json
-import socket
 
 import numpy as np
 import pandas as pd
@@ -35,18 +34,6 @@ def folders(tmp_path_factory):
     """One tiny model folder per version."""
     root = tmp_path_factory.mktemp("owl")
     return {version: str(build(root / version)) for version, (build, _) in VERSIONS.items()}
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """As on a compute node: HF_HUB_OFFLINE set and every socket connection refused."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-
-    def refuse(sock, address, *args):
-        raise OSError(f"the detector tried to reach {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
 
 
 def _images(shapes, seed=0):

@@ -6,38 +6,14 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from synreal.audit import object_scale, person_blocking
+from synreal.audit import object_scale, person_blocking, tiny
 from synreal.audit.owlvit import OwlVitDetector
 from synreal.audit.params import AuditParams
 
 
 @pytest.fixture(scope="module")
 def tiny_owlvit(tmp_path_factory):
-    from transformers import (
-        CLIPTokenizer,
-        OwlViTConfig,
-        OwlViTForObjectDetection,
-        OwlViTImageProcessor,
-        OwlViTProcessor,
-    )
-
-    from synreal.generate.tiny import tiny_clip_vocabulary
-
-    vocab, merges = tiny_clip_vocabulary()
-    tokenizer = CLIPTokenizer(vocab=vocab, merges=merges, model_max_length=16)
-    text = {"vocab_size": len(tokenizer), "hidden_size": 32, "intermediate_size": 37,
-            "num_hidden_layers": 2, "num_attention_heads": 4, "max_position_embeddings": 16,
-            "bos_token_id": tokenizer.bos_token_id, "eos_token_id": tokenizer.eos_token_id,
-            "pad_token_id": tokenizer.pad_token_id}
-    vision = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
-              "num_attention_heads": 4, "image_size": 32, "patch_size": 8}
-    config = OwlViTConfig(text_config=text, vision_config=vision, projection_dim=32)
-    folder = tmp_path_factory.mktemp("owlvit")
-    OwlViTForObjectDetection(config).save_pretrained(folder)
-    size = {"height": 32, "width": 32}
-    OwlViTProcessor(image_processor=OwlViTImageProcessor(size=size, crop_size=size),
-                    tokenizer=tokenizer).save_pretrained(folder)
-    return str(folder)
+    return str(tiny.build_owlvit(tmp_path_factory.mktemp("owlvit")))
 
 
 def _images(n=3):

@@ -5,7 +5,6 @@ decoded by hand, for questions of different token lengths batched together. Accu
 real weights."""
 
 import math
-import socket
 
 import numpy as np
 import pandas as pd
@@ -151,21 +150,6 @@ def cases(tiny_blip):
     assert verdicts.count(1.0) >= 2 and verdicts.count(0.0) >= 2, verdicts
     assert sum(math.isnan(v) for v in verdicts) >= 2, verdicts  # maybe
     return cases
-
-
-@pytest.fixture
-def offline(monkeypatch):
-    """As on a compute node: HF_HUB_OFFLINE set, every socket connection refused and recorded."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    attempts = []
-
-    def refuse(sock, address, *args):
-        attempts.append(address)
-        raise OSError(f"the audit tried to reach {address}")
-
-    monkeypatch.setattr(socket.socket, "connect", refuse)
-    monkeypatch.setattr(socket.socket, "connect_ex", refuse)
-    return attempts
 
 
 @pytest.mark.parametrize("batch_size", [1, 2, 64])
