@@ -27,12 +27,12 @@ every mean, and ``n_queries_no_relevant`` reports how many there were.
 Implementation (speed goal: >= 50x a per-query sklearn loop, see ``bench/evaluate.py``):
 
 * Similarities are float32 sgemm pieces of 512 x 512, computed by a pool of worker threads
-  (``torch.get_num_threads()``, i.e. the cores), each with one BLAS thread so that no idle
-  BLAS thread spins on a core a worker needs (threadpoolctl sets this limit process-wide for
-  the duration of the call). Under leave-one-out the matrix is symmetric: each off-diagonal
-  piece is computed once and serves the other row block transposed, which halves the sgemm
-  work (at most ~N^2/4 similarities, N^2 bytes, wait for their second use; above 1 GiB the
-  whole matrix is computed instead).
+  (``OMP_NUM_THREADS`` when set, else the cores this process may use), each with one BLAS thread
+  so that no idle BLAS thread spins on a core a worker needs (threadpoolctl sets this limit
+  process-wide for the duration of the call). Under leave-one-out the matrix is symmetric: each
+  off-diagonal piece is computed once and serves the other row block transposed, which halves
+  the sgemm work (at most ~N^2/4 similarities, N^2 bytes, wait for their second use; above 1 GiB
+  the whole matrix is computed instead).
 * Bit-identical embeddings (duplicate images) get bit-identical similarities: sgemm may round
   the same dot product differently at different positions of a piece, so each duplicate
   column takes its original's values, and the two tie as they would in a per-query ranking.
@@ -55,7 +55,9 @@ Implementation (speed goal: >= 50x a per-query sklearn loop, see ``bench/evaluat
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -63,7 +65,6 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
-import torch
 
 from synreal.eval.embeddings import (
     ArrayLike,
@@ -234,8 +235,14 @@ def _blas_controller() -> ThreadpoolController:
 
 
 def _threads() -> int:
-    """Worker threads: torch's intra-op count (the cores, or OMP_NUM_THREADS when set)."""
-    return max(1, torch.get_num_threads())
+    """Worker threads: ``OMP_NUM_THREADS`` when set (a job's budget), else the usable cores.
+
+    Read without importing torch, which would cost a retrieval job seconds.
+    """
+    with contextlib.suppress(ValueError):
+        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
+    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
+               else os.cpu_count() or 1)
 
 
 def _metric_names(ks: tuple[int, ...]) -> list[str]:
