@@ -5,7 +5,7 @@ import math
 import pytest
 import torch
 
-from synreal.dino.monitor import collapse_kind, collapse_stats
+from synreal.dino.monitor import collapse_kind, collapse_stats, mutual_information
 
 K = 256
 
@@ -45,3 +45,37 @@ def test_sharp_outputs_spread_over_prototypes_are_healthy():
     assert stats["teacher_entropy"] < 0.5 * math.log(K)
     assert stats["kl_to_uniform"] < 0.5 * math.log(K)
     assert collapse_kind(stats) is None
+
+
+def _mi_as_mean_kl(probs: torch.Tensor) -> float:
+    """I(image; prototype) = E_image KL(p(k | image) || p(k)): the textbook form."""
+    p = probs.double()
+    marginal = p.mean(0, keepdim=True)
+    terms = torch.special.xlogy(p, p) - torch.special.xlogy(p, marginal)  # 0 log 0 = 0
+    return float(terms.sum(-1).mean())
+
+
+@pytest.mark.parametrize("temperature", [0.05, 0.5, 5.0])
+def test_mutual_information_equals_the_mean_kl_to_the_marginal(temperature):
+    logits = torch.randn(48, K, generator=torch.Generator().manual_seed(2))
+    probs = _softmax(logits, temperature)
+    assert mutual_information(probs) == pytest.approx(_mi_as_mean_kl(probs), abs=1e-4)
+    assert collapse_stats(probs)["teacher_mi"] == pytest.approx(mutual_information(probs))
+
+
+def test_mutual_information_is_zero_when_outputs_ignore_the_image():
+    # both collapse modes: every image uniform, or every image the same prototype
+    one_hot = torch.full((16, K), 1e-9)
+    one_hot[:, 3] = 1.0
+    for probs in (torch.full((16, K), 1.0 / K), one_hot / one_hot.sum(-1, keepdim=True)):
+        assert mutual_information(probs) == pytest.approx(0.0, abs=1e-4)
+    # the same input-independent but sharp distribution for every image: still 0
+    shared = _softmax(torch.randn(1, K, generator=torch.Generator().manual_seed(3)), 0.05)
+    assert mutual_information(shared.expand(16, K)) == pytest.approx(0.0, abs=1e-4)
+
+
+def test_mutual_information_is_log_n_for_distinct_one_hot_images():
+    n = 32
+    probs = torch.full((n, K), 1e-12)
+    probs[torch.arange(n), torch.arange(n)] = 1.0
+    assert mutual_information(probs) == pytest.approx(math.log(n), abs=1e-3)

@@ -4,6 +4,13 @@ Two failure modes of self-distillation (Caron et al. 2021, Sec. 5.3): *uniform* 
 where each teacher distribution approaches uniform (per-sample entropy -> log K), and
 *dominant* collapse, where one prototype wins for every image (batch-mean distribution
 concentrates: its entropy -> 0, KL to uniform -> log K).
+
+Both modes end in outputs that no longer depend on the image. The mutual information
+between image and prototype, ``I = H(batch mean) - mean per-image H``, measures that
+directly (0 when every image gets the same distribution, at most log K). It is logged for
+the teacher and for the student: on small datasets the student's head can stop depending
+on the image within an epoch, long before the teacher, an EMA of it, shows either mode,
+and while the centre still lags the teacher's mean its entropy can look healthy.
 """
 
 from __future__ import annotations
@@ -23,13 +30,24 @@ DOMINANT_FRACTION = 0.05
 @torch.no_grad()
 def collapse_stats(teacher_probs: torch.Tensor) -> dict[str, float]:
     """Entropy statistics of centred, sharpened teacher outputs ``(N, K)``."""
-    probs = teacher_probs.float().clamp_min(1e-12)
-    log_k = math.log(probs.shape[-1])
-    entropy = float(-(probs * probs.log()).sum(-1).mean())
-    mean = probs.mean(0)
-    mean_entropy = float(-(mean * mean.log()).sum())
+    entropy, mean_entropy = _entropies(teacher_probs)
+    log_k = math.log(teacher_probs.shape[-1])
     return {"teacher_entropy": entropy, "kl_to_uniform": log_k - mean_entropy,
-            "log_k": log_k}
+            "teacher_mi": mean_entropy - entropy, "log_k": log_k}
+
+
+@torch.no_grad()
+def mutual_information(probs: torch.Tensor) -> float:
+    """Image-prototype mutual information (nats) of per-image distributions ``(N, K)``."""
+    entropy, mean_entropy = _entropies(probs)
+    return mean_entropy - entropy
+
+
+def _entropies(probs: torch.Tensor) -> tuple[float, float]:
+    """(mean per-row entropy, entropy of the mean row) of ``(N, K)`` distributions."""
+    probs = probs.float().clamp_min(1e-12)
+    mean = probs.mean(0)
+    return float(-(probs * probs.log()).sum(-1).mean()), float(-(mean * mean.log()).sum())
 
 
 def collapse_kind(stats: dict[str, float]) -> str | None:

@@ -36,7 +36,7 @@ from synreal.dino.checkpoint import (
 from synreal.dino.decoded import decode_samples, default_side
 from synreal.dino.head import DINOHead, MultiCropNetwork
 from synreal.dino.loss import DINOLoss
-from synreal.dino.monitor import collapse_kind, collapse_stats
+from synreal.dino.monitor import collapse_kind, collapse_stats, mutual_information
 from synreal.dino.params import DinoParams
 from synreal.dino.schedules import cosine_schedule, teacher_temperatures
 from synreal.errors import ConfigError, DataError, SynrealError
@@ -389,6 +389,9 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                     student_out = trained(crops)
                     stats = collapse_stats(loss_fn.teacher_probs(teacher_out.float(), epoch))
                     loss = loss_fn(student_out.float(), teacher_out.float(), epoch)
+                with torch.no_grad():  # the student's global crops, as the teacher sees them
+                    student_mi = mutual_information(torch.softmax(
+                        student_out[:len(teacher_out)].float() / params.student_temp, dim=-1))
                 if not math.isfinite(loss.item()):
                     where = last_checkpoint or "none yet (no checkpoint was saved)"
                     raise TrainingDiverged(
@@ -414,6 +417,7 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                         "momentum": float(m), "teacher_temp": float(temps[epoch]),
                         "teacher_entropy": stats["teacher_entropy"],
                         "kl_to_uniform": stats["kl_to_uniform"],
+                        "teacher_mi": stats["teacher_mi"], "student_mi": student_mi,
                         "collapse": collapse_kind(stats) if epoch >= params.warmup_epochs
                         else None,
                         "images_per_s": total_batch / max(now - tick, 1e-9)}

@@ -67,7 +67,7 @@ def run(spec: dict, out_dir: Path) -> None:
             return
     summary["n_images"] = len(samples)
     write_json_atomic(out_dir / "summary.json", summary)
-    plot_training_log(out_dir / "train_log.jsonl", out_dir / "loss_curve.png")
+    plot_training_log(out_dir / "train_log.jsonl", out_dir / "loss_curve.png", params.out_dim)
 
 
 STAGE = register(Stage("pretrain", 1, "DINO pretraining on real / synthetic / mixed data.",

@@ -95,7 +95,7 @@ def _ssl(spec: dict, params: RealtuneParams, out_dir: Path) -> None:
                          init_from=Path(spec["inputs"]["checkpoint"]))
     summary["n_images"] = len(subset)
     write_json_atomic(out_dir / "summary.json", summary)
-    plot_training_log(out_dir / "train_log.jsonl", out_dir / "loss_curve.png")
+    plot_training_log(out_dir / "train_log.jsonl", out_dir / "loss_curve.png", dino.out_dim)
 
 
 def _supervised(spec: dict, params: RealtuneParams, out_dir: Path) -> None:
