@@ -56,7 +56,7 @@ def test_resumed_training_equals_uninterrupted(samples, tmp_path, augment):
     log = [json.loads(line) for line in (tmp_path / "split" / "train_log.jsonl").open()]
     assert [r["step"] for r in log] == list(range(9))
     monitored = ("teacher_entropy", "kl_to_uniform", "teacher_mi", "student_mi")
-    assert all(0 <= r[key] <= np.log(TINY.out_dim) + 1e-4 for r in log for key in monitored)
+    assert all(-1e-4 <= r[key] <= np.log(TINY.out_dim) + 1e-4 for r in log for key in monitored)
 
 
 def test_batched_augmentation_trains_on_its_own_crops(samples, tmp_path, monkeypatch):
