@@ -12,8 +12,8 @@ augmentation alone (images/s of decoded crops per CPU worker).
 * reference: JPEG files decoded and augmented per sample by DataLoader workers (torchvision,
   the official path, ``augment: cpu``), fp32 step, unfused AdamW;
 * fast: the set decoded once into a uint8 tensor on the device, batched on-device multi-crop
-  (``augment: batched``), bf16 autocast and fused AdamW on a GPU (fp32 and the default AdamW
-  on a CPU), optionally ``torch.compile`` (``--compile``).
+  (``augment: batched``), bf16 autocast and fused AdamW on a GPU (fp32 and the multi-tensor
+  AdamW on a CPU, as training uses), optionally ``torch.compile`` (``--compile``).
 
 It prints images/s, peak memory (``torch.cuda.max_memory_allocated`` on a GPU, the process's
 peak RSS on a CPU) and the ratio fast / reference. The one-off decoding time is printed apart.
@@ -139,12 +139,16 @@ def write_images(folder: Path, n: int, side: int) -> list[tuple[str]]:
 
 
 def _make_step(arch: str, size: int, locals_: int, device: str, fast: bool, compile_: bool):
-    """A full DINO step ``step(crops)`` on fixed networks; fast = bf16 + fused AdamW on GPU."""
+    """A full DINO step ``step(crops)`` on fixed networks; fast = training's settings.
+
+    Fast is bf16 + fused AdamW on a GPU, multi-tensor AdamW on a CPU.
+    """
     out_dim = 4096
     student, teacher = _networks(arch, size, out_dim, device)
     loss_fn = DINOLoss(out_dim, 2 + locals_, torch.full((10,), 0.04)).to(device)
     gpu = device.startswith("cuda")
-    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4, fused=fast and gpu)
+    optimizer = torch.optim.AdamW(student.parameters(), lr=1e-4, fused=fast and gpu,
+                                  foreach=True if fast and not gpu else None)
     student_fwd, teacher_fwd = student, teacher
     if fast and compile_:
         student_fwd, teacher_fwd = torch.compile(student), torch.compile(teacher)
@@ -234,7 +238,8 @@ def end_to_end(arch, g, loc, locals_, batch, steps, source, device, workers,
         fast = _isolated(fast_path, samples, arch, g, loc, locals_, batch, steps, device,
                          workers, compile_)
     memory = "GPU max allocated" if device.startswith("cuda") else "peak RSS"
-    fast_name = "bf16, fused AdamW" if device.startswith("cuda") else "fp32 on CPU"
+    fast_name = ("bf16, fused AdamW" if device.startswith("cuda")
+                 else "fp32, multi-tensor AdamW on CPU")
     fast_name += ", compiled" if compile_ else ""
     print(f"reference: {workers} DataLoader workers, per-sample torchvision, fp32")
     print(f"  {ref['images_per_s']:8.1f} images/s   {memory} {ref['peak_mib']:8.0f} MiB")
