@@ -44,10 +44,15 @@ def mutual_information(probs: torch.Tensor) -> float:
 
 
 def _entropies(probs: torch.Tensor) -> tuple[float, float]:
-    """(mean per-row entropy, entropy of the mean row) of ``(N, K)`` distributions."""
+    """(mean per-row entropy, entropy of the mean row) of ``(N, K)`` distributions.
+
+    Both come back to the host together: one device sync per call on the training step.
+    """
     probs = probs.float().clamp_min(1e-12)
     mean = probs.mean(0)
-    return float(-(probs * probs.log()).sum(-1).mean()), float(-(mean * mean.log()).sum())
+    entropy, mean_entropy = torch.stack([-(probs * probs.log()).sum(-1).mean(),
+                                         -(mean * mean.log()).sum()]).tolist()
+    return entropy, mean_entropy
 
 
 def collapse_kind(stats: dict[str, float]) -> str | None:
