@@ -51,6 +51,26 @@ def test_cls_is_last_normalised_cls(vit):
                                    _reference_intermediate(vit, x, 1)[-1][:, 0])
 
 
+@pytest.fixture(scope="module")
+def avg_vit():
+    torch.manual_seed(0)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32,
+                             patch_size=8, dynamic_img_size=True, num_classes=0,
+                             global_pool="avg").eval()
+
+
+def test_patch_pooled_backbone_embeds_its_mean_patch_token(avg_vit):
+    x = torch.randn(3, 3, 32, 32)
+    with torch.no_grad():
+        tokens = _reference_intermediate(avg_vit, x, 4)  # norm is the identity here
+        prefix = avg_vit.num_prefix_tokens
+        pooled = [avg_vit.fc_norm(t[:, prefix:].mean(dim=1)) for t in tokens]
+        torch.testing.assert_close(embed_batch(avg_vit, x, "cls"), pooled[-1])
+        torch.testing.assert_close(embed_batch(avg_vit, x, "cls"), avg_vit(x))
+        torch.testing.assert_close(embed_batch(avg_vit, x, "dino_linear", n_last_blocks=2),
+                                   torch.cat(pooled[-2:], dim=-1), rtol=1e-5, atol=1e-5)
+
+
 def test_extract_keeps_order_and_handles_odd_modes(vit, tmp_path):
     paths = []
     for i, mode in enumerate(["RGB", "L", "RGBA", "CMYK", "RGB"]):

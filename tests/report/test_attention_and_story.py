@@ -5,15 +5,16 @@ import torch
 
 from synreal.dino.backbones import create_backbone
 from synreal.report import story
-from synreal.report.attention import last_block_cls_attention
+from synreal.report.attention import last_block_attention
 from synreal.report.metrics import Cell
 
 
-def test_cls_attention_equals_timms_unfused_attention_matrix():
+@pytest.mark.parametrize("arch", ["vit_tiny_demo", "vit_tiny_demo_avgpool"])
+def test_attention_equals_timms_unfused_attention_matrix(arch):
     torch.manual_seed(0)
-    model = create_backbone("vit_tiny_demo", 32).eval()
+    model = create_backbone(arch, 32).eval()
     images = torch.randn(2, 3, 32, 32)
-    ours = last_block_cls_attention(model, images)
+    ours = last_block_attention(model, images)
     attention = model.blocks[-1].attn
     attention.fused_attn = False  # timm then materialises softmax(qk^T) before attn_drop
     seen = {}
@@ -22,11 +23,15 @@ def test_cls_attention_equals_timms_unfused_attention_matrix():
     with torch.no_grad():
         model(images)
     handle.remove()
-    reference = seen["attn"][:, :, 0, model.num_prefix_tokens:].reshape(ours.shape)
+    prefix = model.num_prefix_tokens
+    # the CLS query; for a mean-patch embedding, the mean over the patch queries
+    queries = seen["attn"][:, :, 0:1] if arch == "vit_tiny_demo" else seen["attn"][:, :, prefix:]
+    reference = queries[..., prefix:].mean(dim=2).reshape(ours.shape)
     assert ours.shape == (2, 3, 4, 4)  # 3 heads, 32 px / patch 8
     torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
     torch.testing.assert_close(ours.sum(dim=(-1, -2)), torch.ones(2, 3) -
-                               seen["attn"][:, :, 0, 0], rtol=1e-5, atol=1e-6)
+                               queries[..., :prefix].sum(dim=-1).mean(dim=2),
+                               rtol=1e-5, atol=1e-6)
 
 
 def _cell(estimate, half=0.02):

@@ -49,6 +49,10 @@ def _timm_vit(model_name: str, **overrides) -> Callable[..., torch.nn.Module]:
 
 register("vit_small_patch16_224")(_timm_vit("vit_small_patch16_224"))
 register("vit_base_patch16_224")(_timm_vit("vit_base_patch16_224"))
-#: The demo's ViT: patch 8 on 32 px crops gives 16 tokens, like ViT-S/16 on 64 px.
-register("vit_tiny_demo")(_timm_vit("vit_tiny_patch16_224", patch_size=8, embed_dim=96,
-                                    depth=4, num_heads=3))
+#: A ViT for CPU demos: patch 8 on 32 px crops gives 16 tokens, like ViT-S/16 on 64 px.
+_TINY = {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3}
+register("vit_tiny_demo")(_timm_vit("vit_tiny_patch16_224", **_TINY))
+#: The demo's ViT: the same, embedding the mean patch token. With DINO's CLS embedding, a run
+#: of a few dozen steps lets the student's head output stop depending on the image (see
+#: README "When DINO does not learn"); the mean of 16 patch tokens keeps it image-dependent.
+register("vit_tiny_demo_avgpool")(_timm_vit("vit_tiny_patch16_224", global_pool="avg", **_TINY))

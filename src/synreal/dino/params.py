@@ -27,7 +27,8 @@ class DinoParams:
 
     # --- model ---------------------------------------------------------------------------
     arch: str = doc("Backbone from synreal.dino.backbones: vit_small_patch16_224 (the study), "
-                    "vit_base_patch16_224, or vit_tiny_demo (patch 8, for CPU demos).",
+                    "vit_base_patch16_224, or for CPU demos vit_tiny_demo (patch 8) and "
+                    "vit_tiny_demo_avgpool (the same, embedding its mean patch token).",
                     default="vit_small_patch16_224")
     drop_path_rate: float = doc("Stochastic depth rate of the student.", default=0.1)
     out_dim: int = doc("Prototypes K of the DINO head (official 65536). Smaller (1k-4k) helps "

@@ -2,10 +2,13 @@
 
 Protocols:
 
-* ``cls``: the normalised CLS token of the last block (DINO eval_knn).
+* ``cls``: the normalised CLS token of the last block (DINO eval_knn): the embedding the
+  DINO head was trained on. A backbone that pools its patch tokens instead (timm
+  ``global_pool="avg"``, like the demo's tiny ViT) gives that pooled embedding here.
 * ``dino_linear``: the normalised CLS tokens of the last ``n_last_blocks`` blocks,
   concatenated, optionally with the average-pooled patch tokens of the last block
-  (DINO eval_linear: n = 4 for ViT-S, avgpool off; n = 1 + avgpool for ViT-B).
+  (DINO eval_linear: n = 4 for ViT-S, avgpool off; n = 1 + avgpool for ViT-B). For a
+  patch-pooled backbone each block contributes its pooled, normalised patch tokens.
 
 Images are preprocessed with the checkpoint's own recipe (resize, centre crop, mean/std)
 so evaluation never restates what the backbone was trained with.
@@ -199,6 +202,11 @@ def decode_on_device(items: Sequence[tuple[int, torch.Tensor, bool]], paths: Seq
     return preprocess.batch([image.to(device) for image in images])
 
 
+def pools_patch_tokens(model: torch.nn.Module) -> bool:
+    """Whether the backbone's embedding is its mean patch token rather than its CLS token."""
+    return getattr(model, "global_pool", "token") == "avg"
+
+
 def embed_batch(model: torch.nn.Module, images: torch.Tensor, protocol: str,
                 n_last_blocks: int = 4, avgpool: bool = False) -> torch.Tensor:
     """Features ``(B, D')`` of a batch ``(B, 3, H, W)`` under ``protocol``.
@@ -206,13 +214,16 @@ def embed_batch(model: torch.nn.Module, images: torch.Tensor, protocol: str,
     ``D' = D`` for ``cls``; ``n_last_blocks * D`` (+ ``D`` with avgpool) for ``dino_linear``.
     """
     if protocol == "cls":
-        return model.forward_features(images)[:, 0]
+        return model.forward_head(model.forward_features(images), pre_logits=True)
     if protocol != "dino_linear":
         raise ValueError(f"unknown protocol {protocol!r}; known: {PROTOCOLS}")
     blocks = model.forward_intermediates(images, indices=n_last_blocks, norm=True,
                                          return_prefix_tokens=True, intermediates_only=True,
                                          output_fmt="NLC")
-    parts = [prefix[:, 0] for _, prefix in blocks]
+    if pools_patch_tokens(model):
+        parts = [model.fc_norm(patches.mean(dim=1)) for patches, _ in blocks]
+    else:
+        parts = [prefix[:, 0] for _, prefix in blocks]
     if avgpool:
         parts.append(blocks[-1][0].mean(dim=1))
     return torch.cat(parts, dim=-1)

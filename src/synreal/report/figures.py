@@ -65,15 +65,15 @@ def sample_grid(real: Path, synthetic: dict[str, Path], path: Path, per_class: i
 
 
 def attention_figure(checkpoint: Path, image_paths: list[str], path: Path, title: str) -> Path:
-    """Each image beside the last-block CLS attention of every head of the teacher."""
+    """Each image beside the last-block attention of every head of the teacher."""
     from synreal.dino.checkpoint import load_backbone
-    from synreal.eval.extract import ImageFiles
-    from synreal.report.attention import last_block_cls_attention
+    from synreal.eval.extract import ImageFiles, pools_patch_tokens
+    from synreal.report.attention import last_block_attention
 
     model, preprocess = load_backbone(checkpoint)
     files = ImageFiles(image_paths, preprocess)
     images = torch.stack([files[i] for i in range(len(files))])
-    maps = last_block_cls_attention(model, images).numpy()
+    maps = last_block_attention(model, images).numpy()
     heads = maps.shape[1]
     fig = Figure(figsize=((heads + 1) * 1.1, len(image_paths) * 1.1 + 0.4))
     axes = fig.subplots(len(image_paths), heads + 1, squeeze=False)
@@ -87,7 +87,8 @@ def attention_figure(checkpoint: Path, image_paths: list[str], path: Path, title
                 axes[row, head + 1].set_title(f"head {head}", fontsize=6)
         for ax in axes[row]:
             ax.set_xticks([]), ax.set_yticks([])
-    fig.suptitle(f"Last-block CLS attention: {title}", fontsize=8)
+    query = "mean patch" if pools_patch_tokens(model) else "CLS"
+    fig.suptitle(f"Last-block {query} attention: {title}", fontsize=8)
     return _save(fig, path)
 
 
