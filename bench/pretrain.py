@@ -267,7 +267,7 @@ def main() -> None:
     if args.full:
         arch, g, loc, locals_, batch, source = "vit_small_patch16_224", 224, 96, 8, 32, 256
     else:
-        arch, g, loc, locals_, batch, source = "vit_tiny_demo", 32, 16, 4, 48, 64
+        arch, g, loc, locals_, batch, source = "vit_tiny_demo_avgpool", 32, 16, 4, 48, 64
     steps = 3 if args.quick else 10
     print(f"device {device}, {arch}, crops 2x{g} + {locals_}x{loc}, batch {batch}")
     if args.e2e:

@@ -1,4 +1,5 @@
-"""The collapse monitor names both failure modes of self-distillation and passes healthy runs."""
+"""The collapse monitor names both failure modes of self-distillation, a student that ignores
+the image, and passes healthy runs."""
 
 import math
 
@@ -45,6 +46,20 @@ def test_sharp_outputs_spread_over_prototypes_are_healthy():
     assert stats["teacher_entropy"] < 0.5 * math.log(K)
     assert stats["kl_to_uniform"] < 0.5 * math.log(K)
     assert collapse_kind(stats) is None
+
+
+def test_a_student_that_ignores_the_image_is_flagged_behind_a_healthy_teacher():
+    logits = torch.randn(128, K, generator=torch.Generator().manual_seed(1))
+    teacher = collapse_stats(_softmax(logits, 0.1))
+    student_probs = _softmax(logits[:1] + 0.01 * logits, 0.1)  # nearly one row for all
+    student_mi = mutual_information(student_probs)
+    assert student_mi < 0.01 * math.log(K)
+    assert collapse_kind({**teacher, "student_mi": student_mi}) == "student"
+    healthy = mutual_information(_softmax(logits, 0.1))
+    assert collapse_kind({**teacher, "student_mi": healthy}) is None
+    assert collapse_kind(teacher) is None  # without the student's statistic: teacher only
+    uniform = collapse_stats(torch.full((32, K), 1.0 / K))
+    assert collapse_kind({**uniform, "student_mi": student_mi}) == "uniform"
 
 
 def _mi_as_mean_kl(probs: torch.Tensor) -> float:

@@ -143,7 +143,7 @@ def test_a_collapsed_pretraining_run_is_named_in_the_captions(finished, tmp_path
                          config=MICRO_TABLES)
     assert proc.returncode == 0, proc.stderr[-3000:]
     caption = (work / "results" / "tables" / "main.md").read_text().splitlines()[0]
-    assert "WARNING: collapsed DINO teacher" in caption, caption
+    assert "WARNING: collapsed DINO run" in caption, caption
     assert "real (uniform)" in caption and "synthetic (" not in caption, caption
 
 

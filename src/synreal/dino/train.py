@@ -421,8 +421,8 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                         "teacher_entropy": stats["teacher_entropy"],
                         "kl_to_uniform": stats["kl_to_uniform"],
                         "teacher_mi": stats["teacher_mi"], "student_mi": student_mi,
-                        "collapse": collapse_kind(stats) if epoch >= params.warmup_epochs
-                        else None,
+                        "collapse": collapse_kind({**stats, "student_mi": student_mi})
+                        if epoch >= params.warmup_epochs else None,
                         "images_per_s": total_batch / max(now - tick, 1e-9)}
                 tick = now
                 if rank == 0:

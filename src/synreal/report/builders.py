@@ -76,11 +76,11 @@ def _caption(params: dict, what: str) -> str:
 
 
 def _collapse_warning(params: dict) -> str:
-    """A sentence naming the runs whose DINO teacher had collapsed when training ended.
+    """A sentence naming the runs whose DINO teacher or student had collapsed when training ended.
 
-    Their last training targets carried no information about the image, so their backbones
-    may be degenerate: a reader must know before comparing their rows. Empty when no run
-    collapsed.
+    Their last training targets, or their student's outputs, carried no information about
+    the image, so their backbones may be degenerate: a reader must know before comparing
+    their rows. Empty when no run collapsed.
     """
     flagged = {}
     for name, run in _runs(params).items():
@@ -89,8 +89,9 @@ def _collapse_warning(params: dict) -> str:
             flagged.setdefault(Path(run["pretrain"]).name, f"{name} ({summary['collapse']})")
     if not flagged:
         return ""
-    return (" WARNING: collapsed DINO teacher at the end of pretraining (its targets no longer "
-            "told images apart; the backbone may be degenerate): "
+    return (" WARNING: collapsed DINO run at the end of pretraining (uniform or dominant: "
+            "the teacher's targets no longer told images apart; student: the student's "
+            "outputs no longer depended on the image; the backbone may be degenerate): "
             f"{', '.join(flagged.values())}; see the run's train_log.jsonl and the README's "
             "'When DINO does not learn'.")
 
