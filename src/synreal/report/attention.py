@@ -1,4 +1,4 @@
-"""DINO self-attention maps: the CLS token's attention in the last block, per head.
+"""DINO self-attention maps: the last block's attention from the embedding's query, per head.
 
 As in DINO (Fig. 1) and MixDiff (Fig. 10): the last block's attention from the CLS query to
 every patch, one map per head, upsampled to the image. A backbone whose embedding is its

@@ -16,8 +16,10 @@ DECODES = ("cpu", "device")  # eval.extract.DECODES, kept here so planning never
 class FeaturesParams:
     """Parameters of the ``features`` stage."""
 
-    protocol: str = doc("cls: last-block CLS token (DINO k-NN); dino_linear: CLS of the last "
-                        "n_last_blocks blocks concatenated (DINO linear eval).", default="cls")
+    protocol: str = doc("cls: last-block CLS token (DINO k-NN; a backbone embedding its mean "
+                        "patch token, like the demo's, gives that); dino_linear: CLS of the "
+                        "last n_last_blocks blocks concatenated (DINO linear eval).",
+                        default="cls")
     n_last_blocks: int = doc("Blocks concatenated by dino_linear (DINO: 4 for ViT-S).",
                              default=4)
     avgpool: bool = doc("dino_linear: also append the average-pooled patch tokens "
