@@ -52,7 +52,8 @@ register("vit_base_patch16_224")(_timm_vit("vit_base_patch16_224"))
 #: A ViT for CPU demos: patch 8 on 32 px crops gives 16 tokens, like ViT-S/16 on 64 px.
 _TINY = {"patch_size": 8, "embed_dim": 96, "depth": 4, "num_heads": 3}
 register("vit_tiny_demo")(_timm_vit("vit_tiny_patch16_224", **_TINY))
-#: The demo's ViT: the same, embedding the mean patch token. With DINO's CLS embedding, a run
-#: of a few dozen steps lets the student's head output stop depending on the image (see
-#: README "When DINO does not learn"); the mean of 16 patch tokens keeps it image-dependent.
+#: The demo's ViT: the same, embedding the mean patch token. In the demo's 50-step runs with
+#: the CLS embedding, student outputs stopped depending on the image and teachers drifted to
+#: uniform; the mean of 16 patch tokens kept them image-dependent on real, synthetic and
+#: mixed data (README "When DINO does not learn").
 register("vit_tiny_demo_avgpool")(_timm_vit("vit_tiny_patch16_224", global_pool="avg", **_TINY))
