@@ -5,45 +5,71 @@ The demo's own recipe (tiny ViT embedding its mean patch token, 32/16 px crops, 
 classes, against the same architecture at its random initialisation. The run must also end
 with no collapse flag, of the teacher or of the student: with DINO's CLS embedding this
 recipe's loss dips and then climbs back as every teacher output drifts towards uniform.
-Deterministic on CPU: it passes or fails the same way on every run. The margin is small
-(seed 0: +8.9 points batched, +5.6 cpu; seed 1: +6.7 batched, +4.4 cpu; one test image is 1.1
-points), so this checks that training moves the backbone the right way, not by how much."""
+The MixDiff case pairs each real image with the demo's toy variation of it (its breed and
+background redrawn), split 1+6 real / 1+2 synthetic views: with variations that kept only the
+class, its student stopped depending on the image. Deterministic on CPU: it passes or fails the
+same way on every run. The margin is small (seed 0: +8.9 points batched, +5.6 cpu, +10.0
+MixDiff; DINO seed 1: +6.7 batched, +4.4 cpu; one test image is 1.1 points), so this checks
+that training moves the backbone the right way, not by how much."""
 
 import json
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 import yaml
 
-from synreal.data.toyworld import WorldParams
-from synreal.data.toyworld_layouts import write_afhq_like
+from synreal.data.toyworld import COARSE_CLASSES, WorldParams
+from synreal.data.toyworld_layouts import DATA_DIR, DRAWS_FILE, write_afhq_like
 from synreal.dino.augment import ViewPlan
 from synreal.dino.backbones import create_backbone
 from synreal.dino.checkpoint import load_backbone
 from synreal.dino.params import DinoParams
+from synreal.dino.sources import build_samples
 from synreal.dino.train import train_dino
 from synreal.eval.extract import extract_features
 from synreal.eval.knn import knn_accuracy
+from synreal.generate.params import GenerateParams
+from synreal.generate.run import generate_dataset
+from synreal.stages.pretrain import resolve
 
 from ..conftest import REPO
 
 pytestmark = pytest.mark.slow
 
 
-@pytest.mark.parametrize("augment", ["cpu", "batched"])
-def test_dino_lowers_its_loss_and_beats_random_init_on_knn(tmp_path, augment):
-    recipe = yaml.safe_load((REPO / "config" / "config.yaml").read_text())["pretrain"]["params"]
+def _toy_afhq(root):
+    """180 training and 90 test toy-AFHQ images in the toyworld stage's layout: manifests."""
+    draws = write_afhq_like(root / DATA_DIR, {"train": 60, "test": 30}, 64, 0, WorldParams())
+    draws.to_parquet(root / DRAWS_FILE)
+    return pd.DataFrame({"id": draws["relpath"], "label_name": draws["coarse"],
+                         "label": draws["coarse"].map(COARSE_CLASSES.index),
+                         "path": [str(root / DATA_DIR / r) for r in draws["relpath"]],
+                         "split": draws["split"]}).sort_values("id", ignore_index=True)
+
+
+@pytest.mark.parametrize(("source", "augment"), [("real", "cpu"), ("real", "batched"),
+                                                 ("mixdiff", "batched")])
+def test_dino_lowers_its_loss_and_beats_random_init_on_knn(tmp_path, source, augment):
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    recipe = config["pretrain"]["params"]
+    real = _toy_afhq(tmp_path / "afhq")
+    run = {"source": source, "real": "afhq"}
+    variations = None
+    if source == "mixdiff":  # the demo's own counterparts: toy variations, MixDiff's 1+6 / 1+2
+        generator = config["generators"]["afhq_var"]["params"]
+        variations = generate_dataset(GenerateParams(**generator), tmp_path / "var",
+                                      source_manifest=real[real["split"] == "train"],
+                                      progress=False)
+    resolved = resolve({**recipe, "augment": augment}, run, "test")
     # batched decodes at the images' own 64 px (the demo's decoded_size): both paths crop
     # from the same pixels
-    params = DinoParams(**{**recipe, "augment": augment})
-    write_afhq_like(tmp_path / "afhq", {"train": 60, "test": 30}, 64, 0, WorldParams())
-    paths = {split: sorted((tmp_path / "afhq" / split).rglob("*.png"))
-             for split in ("train", "test")}
-    labels = {split: np.array([p.parent.name for p in paths[split]]) for split in paths}
-    summary = train_dino(params, [(str(p),) for p in paths["train"]],
-                         ViewPlan.single(params.local_crops_number), tmp_path / "run",
-                         progress=False)
+    params = DinoParams(**resolved["dino"])
+    samples = build_samples(source, real, variations)
+    plan = (ViewPlan.mixdiff(**resolved["data"]["views"]) if source == "mixdiff"
+            else ViewPlan.single(params.local_crops_number))
+    summary = train_dino(params, samples, plan, tmp_path / "run", progress=False)
     log = [json.loads(line) for line in (tmp_path / "run" / "train_log.jsonl").open()]
     assert summary["complete"] and min(r["loss"] for r in log[5:]) < log[0]["loss"] - 0.2
     final = np.mean([r["teacher_entropy"] for r in log[-5:]])
@@ -53,9 +79,11 @@ def test_dino_lowers_its_loss_and_beats_random_init_on_knn(tmp_path, augment):
     torch.manual_seed(params.seed)
     random_init = create_backbone(params.arch, params.global_crop_size).eval()
     scores = {}
+    splits = {split: real[real["split"] == split] for split in ("train", "test")}
     for name, model in (("dino", trained), ("random", random_init)):
-        train, _ = extract_features(model, [str(p) for p in paths["train"]], preprocess)
-        test, _ = extract_features(model, [str(p) for p in paths["test"]], preprocess)
-        scores[name] = knn_accuracy(train, labels["train"], test, labels["test"], k=20)
+        train, _ = extract_features(model, list(splits["train"]["path"]), preprocess)
+        test, _ = extract_features(model, list(splits["test"]["path"]), preprocess)
+        scores[name] = knn_accuracy(train, splits["train"]["label_name"].to_numpy(), test,
+                                    splits["test"]["label_name"].to_numpy(), k=20)
     # seed 0: 0.456 batched, 0.422 cpu, vs 0.367 (seed 1: 0.411 batched, 0.389 cpu, vs 0.344)
     assert scores["dino"] > scores["random"] + 0.03, scores

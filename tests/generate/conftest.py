@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from synreal.data.toyworld import ALL_BREEDS, WorldParams, image_rng, render
+from synreal.data.toyworld_layouts import DATA_DIR, DRAWS_FILE
 
 
 @pytest.fixture(scope="session")
@@ -21,18 +22,24 @@ def tiny_pipelines(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 
 def write_real_set(root: Path, per_class: int = 2, size: int = 40) -> pd.DataFrame:
-    """A few toy-world 'real' images and their manifest rows (id, path, label, label_name)."""
-    rows = []
+    """A few toy-world 'real' images and their manifest rows (id, path, label, label_name).
+
+    Laid out as the toyworld stage writes a dataset (images under ``data/``, their draws in
+    ``draws.parquet``), so toy image variations can redraw them.
+    """
+    rows, draws = [], []
     for label, name in enumerate(("cat", "dog")):
         breed = next(b for b in ALL_BREEDS.values() if b.coarse == name)
         for i in range(per_class):
-            image, _ = render(breed, size, image_rng(7, label, i), WorldParams())
+            image, draw = render(breed, size, image_rng(7, label, i), WorldParams())
             rel = Path("train") / name / f"{name}_{i:03d}.png"
-            (root / rel).parent.mkdir(parents=True, exist_ok=True)
-            image.save(root / rel)
-            rows.append({"id": str(rel.with_suffix("")), "path": str(root / rel),
+            (root / DATA_DIR / rel).parent.mkdir(parents=True, exist_ok=True)
+            image.save(root / DATA_DIR / rel)
+            rows.append({"id": str(rel.with_suffix("")), "path": str(root / DATA_DIR / rel),
                          "relpath": str(rel), "label": label, "label_name": name,
                          "split": "train"})
+            draws.append({"relpath": rel.as_posix(), **draw.as_row()})
+    pd.DataFrame(draws).to_parquet(root / DRAWS_FILE)
     return pd.DataFrame(rows)
 
 

@@ -5,7 +5,7 @@ from synreal.data.toyworld import ALL_BREEDS, WorldParams, image_rng, render
 from synreal.errors import ConfigError
 from synreal.generate.params import GenerateParams
 from synreal.generate.plan import build_plan
-from synreal.generate.toy_backend import ToyBackend, pick_breed
+from synreal.generate.toy_backend import ToyBackend, pick_breed, toy_world
 
 N = 240
 
@@ -79,20 +79,74 @@ def test_unknown_toy_class_lists_known_ones():
         pick_breed("Sphynx", np.random.default_rng(0), 0.1)
 
 
-def test_toy_variations_make_one_counterpart_per_real_image(tmp_path):
+def test_toy_variations_redraw_each_real_images_scene(tmp_path):
     import pandas as pd
+    from PIL import Image
 
+    from synreal.data.toyworld_layouts import DRAWS_FILE, write_afhq_like
     from synreal.generate.run import generate_dataset
 
-    real = pd.DataFrame({
-        "id": [f"train/cat/{i}" for i in range(3)] + ["train/wild/0"],
-        "path": ["unused"] * 4, "label": [0, 0, 0, 2],
-        "label_name": ["cat", "cat", "cat", "wild"], "split": ["train"] * 4,
-    })
+    draws = write_afhq_like(tmp_path / "afhq" / "data", {"train": 3}, 24, 0, WorldParams())
+    draws.to_parquet(tmp_path / "afhq" / DRAWS_FILE)
+    real = pd.DataFrame({"id": draws["relpath"], "label_name": draws["coarse"],
+                         "path": [str(tmp_path / "afhq" / "data" / r) for r in draws["relpath"]],
+                         "split": "train"})
+    real["label"] = real["label_name"].map({"cat": 0, "dog": 1, "wild": 2})
     params = GenerateParams(backend="toy-variations", image_size=24, shard_size=2)
-    manifest = generate_dataset(params, tmp_path, source_manifest=real, progress=False)
+    manifest = generate_dataset(params, tmp_path / "var", source_manifest=real, progress=False)
     assert sorted(manifest["source_id"]) == sorted(real["id"])
-    pairs = manifest.set_index("source_id")
-    assert (pairs.loc[real["id"], "label"].to_numpy() == real["label"].to_numpy()).all()
-    assert set(manifest.set_index("source_id").loc["train/wild/0", ["coarse"]]) == {"wild"}
+    pairs = manifest.merge(draws, left_on="source_id", right_on="relpath",
+                           suffixes=("", "_real"))
+    assert (pairs["label"].to_numpy() == real.set_index("id").loc[pairs["source_id"],
+                                                                  "label"].to_numpy()).all()
+    # kept: the breed and the background gradient; redrawn: pose, scale, brightness, clutter,
+    # in the generator's narrow world, never occluded
+    assert (pairs["breed"] == pairs["breed_real"]).all() and not pairs["confused"].any()
+    for end in ("background_top", "background_bottom"):
+        assert [list(v) for v in pairs[end]] == [list(v) for v in pairs[f"{end}_real"]]
+    world = toy_world(params)
+    assert pairs["brightness"].between(*world.brightness).all()
+    assert (pairs["brightness"] != pairs["brightness_real"]).all()
     assert not manifest["occluded"].any()
+    for row in pairs.itertuples():
+        variation = np.asarray(Image.open(tmp_path / "var" / row.relpath), dtype=float)
+        source = np.asarray(Image.open(tmp_path / "afhq" / "data" / row.relpath_real),
+                            dtype=float)
+        assert np.abs(variation - source).mean() > 5
+
+
+def test_toy_variations_of_breed_labels_confuse_like_the_toy_backend(tmp_path):
+    import pandas as pd
+
+    from synreal.data.toyworld_layouts import DRAWS_FILE, write_pet_like
+    from synreal.generate.run import generate_dataset
+
+    draws = write_pet_like(tmp_path / "pets" / "data", {"trainval": 4}, 24, 0, WorldParams())
+    draws.to_parquet(tmp_path / "pets" / DRAWS_FILE)
+    names = sorted(draws["breed"].unique())
+    real = pd.DataFrame({"id": draws["relpath"], "label_name": draws["breed"],
+                         "label": draws["breed"].map(names.index),
+                         "path": [str(tmp_path / "pets" / "data" / r) for r in draws["relpath"]],
+                         "split": "trainval"})
+    params = GenerateParams(backend="toy-variations", image_size=24, confusion_rate=0.5)
+    manifest = generate_dataset(params, tmp_path / "var", source_manifest=real, progress=False)
+    pairs = manifest.merge(real, left_on="source_id", right_on="id", suffixes=("", "_real"))
+    assert (pairs["label_name"] == pairs["label_name_real"]).all()
+    assert ((pairs["breed"] != pairs["label_name"]) == pairs["confused"]).all()
+    assert 0 < pairs["confused"].sum() < len(pairs)
+
+
+def test_toy_variations_refuse_images_outside_the_toy_world(tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    from synreal.errors import DataError
+    from synreal.generate.run import generate_dataset
+
+    (tmp_path / "photos" / "cat").mkdir(parents=True)
+    Image.new("RGB", (24, 24)).save(tmp_path / "photos" / "cat" / "a.png")
+    real = pd.DataFrame({"id": ["cat/a"], "path": [str(tmp_path / "photos" / "cat" / "a.png")],
+                         "label": [0], "label_name": ["cat"], "split": ["train"]})
+    params = GenerateParams(backend="toy-variations", image_size=24)
+    with pytest.raises(DataError, match="a.png is not a toy-world image.*sd-image-variations"):
+        generate_dataset(params, tmp_path / "var", source_manifest=real, progress=False)

@@ -88,7 +88,11 @@ class WorldParams:
 
 @dataclass
 class Draw:
-    """What was rendered: the ground truth the audits compare their estimates against."""
+    """What was rendered: the ground truth the audits compare their estimates against.
+
+    ``background_top`` / ``background_bottom`` are the background gradient's end colours
+    before the brightness multiplier: the scene a toy image variation keeps.
+    """
 
     breed: str
     coarse: str
@@ -98,12 +102,15 @@ class Draw:
     occluded: bool
     bbox: tuple[float, float, float, float] = field(default=(0.0, 0.0, 0.0, 0.0))
     person_bbox: tuple[float, float, float, float] | None = None
+    background_top: tuple[int, int, int] | None = None
+    background_bottom: tuple[int, int, int] | None = None
 
     def as_row(self) -> dict:
         """Flatten into a Parquet-friendly row."""
         row = asdict(self)
-        row["bbox"] = list(self.bbox)
-        row["person_bbox"] = list(self.person_bbox) if self.person_bbox else None
+        for key in ("bbox", "person_bbox", "background_top", "background_bottom"):
+            value = getattr(self, key)
+            row[key] = list(value) if value is not None else None
         return row
 
 
@@ -112,9 +119,13 @@ def _jitter(colour: tuple[int, int, int], rng: np.random.Generator, amount: int 
 
 
 def _background(draw: ImageDraw.ImageDraw, size: int, rng: np.random.Generator,
-                params: WorldParams) -> None:
-    top = rng.integers(60, 200, size=3)
-    bottom = rng.integers(40, 180, size=3)
+                params: WorldParams, gradient: tuple | None = None) -> tuple[tuple, tuple]:
+    """A vertical colour gradient (drawn at random unless given) plus clutter; the gradient."""
+    if gradient is None:
+        top, bottom = rng.integers(60, 200, size=3), rng.integers(40, 180, size=3)
+    else:
+        top, bottom = gradient
+    top, bottom = tuple(int(v) for v in top), tuple(int(v) for v in bottom)
     for y in range(size):
         t = y / max(size - 1, 1)
         colour = tuple(int(a * (1 - t) + b * t) for a, b in zip(top, bottom, strict=True))
@@ -127,6 +138,7 @@ def _background(draw: ImageDraw.ImageDraw, size: int, rng: np.random.Generator,
             draw.ellipse([x - r, y - r, x + r, y + r], fill=colour)
         else:
             draw.rectangle([x - r, y - r * 0.6, x + r, y + r * 0.6], fill=colour)
+    return top, bottom
 
 
 def _pattern(draw: ImageDraw.ImageDraw, breed: Breed, box: tuple, rng: np.random.Generator,
@@ -215,12 +227,17 @@ def _person(draw: ImageDraw.ImageDraw, bbox: tuple, size: int,
 
 
 def render(breed: Breed, size: int, rng: np.random.Generator,
-           params: WorldParams = WorldParams()) -> tuple[Image.Image, Draw]:  # noqa: B008
-    """Render one RGB image of ``breed`` at ``size`` x ``size`` px; return it and its draw."""
+           params: WorldParams = WorldParams(),  # noqa: B008
+           background: tuple | None = None) -> tuple[Image.Image, Draw]:
+    """Render one RGB image of ``breed`` at ``size`` x ``size`` px; return it and its draw.
+
+    ``background`` is a (top, bottom) RGB gradient to paint instead of drawing one (the toy
+    image variations keep their source's); everything else comes from ``rng``.
+    """
     big = size * SUPERSAMPLE
     image = Image.new("RGB", (big, big))
     draw = ImageDraw.Draw(image)
-    _background(draw, big, rng, params)
+    top, bottom = _background(draw, big, rng, params, background)
     scale = float(rng.uniform(*params.scale))
     width = scale * big
     margin = width * 0.35
@@ -248,7 +265,7 @@ def render(breed: Breed, size: int, rng: np.random.Generator,
     scale_px = tuple(v / SUPERSAMPLE for v in bbox)
     person = tuple(v / SUPERSAMPLE for v in person_bbox) if person_bbox else None
     return image, Draw(breed.name, breed.coarse, box_area, area_ratio, brightness, occluded,
-                       scale_px, person)
+                       scale_px, person, top, bottom)
 
 
 def image_rng(seed: int, *stream: int) -> np.random.Generator:

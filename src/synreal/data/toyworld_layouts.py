@@ -19,6 +19,11 @@ from synreal.data.toyworld import (
     image_rng,
     render,
 )
+from synreal.errors import DataError
+
+#: A toyworld dataset folder: its images (in the AFHQ or Pet layout) and their draws.
+DATA_DIR = "data"
+DRAWS_FILE = "draws.parquet"
 
 #: Oxford-IIIT Pet species codes in its annotation files.
 PET_SPECIES = {"cat": 1, "dog": 2}
@@ -93,3 +98,37 @@ def write_pet_like(root: Path, per_class: dict[str, int], size: int, seed: int,
     every = sorted(line for split_lines in lines.values() for line in split_lines)
     (root / "annotations" / "list.txt").write_text("\n".join(header + every) + "\n")
     return pd.DataFrame(rows)
+
+
+class SourceDraws:
+    """The recorded draw of a toy-world image, found from the image's own path.
+
+    A toyworld dataset folder holds its images under :data:`DATA_DIR` and every image's draw
+    in :data:`DRAWS_FILE` beside it, keyed by the image's path relative to :data:`DATA_DIR`.
+    Each dataset's table is read once.
+    """
+
+    def __init__(self) -> None:
+        self._tables: dict[Path, dict[str, dict]] = {}
+
+    def __call__(self, image_path: str | Path) -> dict:
+        """The draw row of ``image_path``; a DataError when it is not a toy-world image."""
+        path = Path(image_path).absolute()
+        for folder in path.parents:
+            if folder.name == DATA_DIR and (folder.parent / DRAWS_FILE).is_file():
+                table = self._table(folder.parent)
+                relpath = path.relative_to(folder).as_posix()
+                if relpath not in table:
+                    raise DataError(f"{path} is not recorded in {folder.parent / DRAWS_FILE}; "
+                                    "re-render that toyworld dataset.")
+                return table[relpath]
+        raise DataError(f"{path} is not a toy-world image (no {DATA_DIR}/ folder with a "
+                        f"{DRAWS_FILE} beside it above it). Toy image variations redraw a "
+                        "toy-world scene; for photographs use backend sd-image-variations.")
+
+    def _table(self, dataset: Path) -> dict[str, dict]:
+        if dataset not in self._tables:
+            draws = pd.read_parquet(dataset / DRAWS_FILE)
+            self._tables[dataset] = {row["relpath"]: row
+                                     for row in draws.to_dict(orient="records")}
+        return self._tables[dataset]

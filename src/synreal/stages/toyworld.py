@@ -30,7 +30,7 @@ SPLITS = {"afhq": ("train", "test"), "oxford_pet": ("trainval", "test")}
 def run(spec: dict, out_dir: Path) -> None:
     """Render the dataset into ``out_dir/data`` and its ground truth into ``draws.parquet``."""
     from synreal.data.toyworld import WorldParams
-    from synreal.data.toyworld_layouts import write_afhq_like, write_pet_like
+    from synreal.data.toyworld_layouts import DATA_DIR, DRAWS_FILE, write_afhq_like, write_pet_like
 
     params = parse_params(ToyworldParams, spec["params"], "toyworld params")
     if params.layout not in SPLITS:
@@ -44,9 +44,9 @@ def run(spec: dict, out_dir: Path) -> None:
     world = WorldParams(scale=tuple(params.scale), brightness=tuple(params.brightness),
                         occlusion_prob=params.occlusion_prob)
     writer = write_afhq_like if params.layout == "afhq" else write_pet_like
-    draws = writer(out_dir / "data", per_class, params.image_size, params.seed, world)
-    draws.to_parquet(out_dir / "draws.parquet", index=False)
+    draws = writer(out_dir / DATA_DIR, per_class, params.image_size, params.seed, world)
+    draws.to_parquet(out_dir / DRAWS_FILE, index=False)
 
 
-STAGE = register(Stage("toyworld", 1, "Render a toy-world dataset (demo stand-in for AFHQ/Pet).",
+STAGE = register(Stage("toyworld", 2, "Render a toy-world dataset (demo stand-in for AFHQ/Pet).",
                        ToyworldParams, run))
