@@ -150,3 +150,19 @@ def test_toy_variations_refuse_images_outside_the_toy_world(tmp_path):
     params = GenerateParams(backend="toy-variations", image_size=24)
     with pytest.raises(DataError, match="a.png is not a toy-world image.*sd-image-variations"):
         generate_dataset(params, tmp_path / "var", source_manifest=real, progress=False)
+
+
+def test_toy_variations_name_a_draws_table_without_backgrounds(tmp_path):
+    from synreal.data.toyworld_layouts import DRAWS_FILE, SourceDraws, write_afhq_like
+    from synreal.errors import DataError
+
+    draws = write_afhq_like(tmp_path / "afhq" / "data", {"train": 1}, 24, 0, WorldParams())
+    draws.drop(columns=["background_top", "background_bottom"]).to_parquet(
+        tmp_path / "afhq" / DRAWS_FILE)
+    image = tmp_path / "afhq" / "data" / draws["relpath"][0]
+    with pytest.raises(DataError, match="draws.parquet predates recorded backgrounds"):
+        SourceDraws()(image)
+    draws.to_parquet(tmp_path / "afhq" / DRAWS_FILE)
+    assert SourceDraws()(image)["breed"] == draws["breed"][0]
+    with pytest.raises(DataError, match="is not recorded in"):
+        SourceDraws()(image.with_name("missing.png"))

@@ -129,6 +129,9 @@ class SourceDraws:
     def _table(self, dataset: Path) -> dict[str, dict]:
         if dataset not in self._tables:
             draws = pd.read_parquet(dataset / DRAWS_FILE)
+            if "background_top" not in draws.columns:
+                raise DataError(f"{dataset / DRAWS_FILE} predates recorded backgrounds; "
+                                "re-render that toyworld dataset.")
             self._tables[dataset] = {row["relpath"]: row
                                      for row in draws.to_dict(orient="records")}
         return self._tables[dataset]

@@ -144,7 +144,7 @@ class ToyVariationBackend(ToyBackend):
 
     Keeping the scene matters for DINO: with counterparts that shared only the coarse class
     (or only the breed) every demo MixDiff run's student stopped depending on its input
-    within 50 steps, while these counterparts train like real images.
+    within 50 steps; with these it stays image-dependent (README "When DINO does not learn").
     """
 
     def __init__(self, params: GenerateParams, device: str = "cpu") -> None:
