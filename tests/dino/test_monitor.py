@@ -6,7 +6,12 @@ import math
 import pytest
 import torch
 
-from synreal.dino.monitor import collapse_kind, collapse_stats, mutual_information
+from synreal.dino.monitor import (
+    collapse_kind,
+    collapse_stats,
+    final_collapse,
+    mutual_information,
+)
 
 K = 256
 
@@ -94,3 +99,17 @@ def test_mutual_information_is_log_n_for_distinct_one_hot_images():
     probs = torch.full((n, K), 1e-12)
     probs[torch.arange(n), torch.arange(n)] = 1.0
     assert mutual_information(probs) == pytest.approx(math.log(n), abs=1e-3)
+
+
+def test_the_runs_verdict_averages_its_last_steps():
+    log_k = math.log(K)
+    healthy = {"teacher_entropy": 0.3 * log_k, "kl_to_uniform": 0.5 * log_k}
+    noisy = [{**healthy, "student_mi": mi} for mi in [0.5] * 20 + [0.08, 0.07, 0.03]]
+    assert collapse_kind({**noisy[-1], "log_k": log_k}) == "student"  # one batch's reading
+    assert final_collapse(noisy, log_k) is None
+    collapsed = [{**healthy, "student_mi": 0.5}] * 20 + [{**healthy, "student_mi": 0.01}] * 10
+    assert final_collapse(collapsed, log_k) == "student"
+    drifting = [{"teacher_entropy": 0.95 * log_k, "kl_to_uniform": 0.01,
+                 "student_mi": 0.5}] * 10
+    assert final_collapse(drifting, log_k) == "uniform"
+    assert final_collapse([], log_k) is None

@@ -36,7 +36,12 @@ from synreal.dino.checkpoint import (
 from synreal.dino.decoded import decode_samples, default_side
 from synreal.dino.head import DINOHead, MultiCropNetwork
 from synreal.dino.loss import DINOLoss
-from synreal.dino.monitor import collapse_kind, collapse_stats, mutual_information
+from synreal.dino.monitor import (
+    collapse_kind,
+    collapse_stats,
+    final_collapse,
+    mutual_information,
+)
 from synreal.dino.params import DinoParams
 from synreal.dino.schedules import cosine_schedule, teacher_temperatures
 from synreal.errors import ConfigError, DataError, SynrealError
@@ -445,8 +450,14 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                 if step >= stop_at:
                     break
     bar.close()
+    collapse = last.get("collapse")
+    if rank == 0:  # the verdict of the whole log's last steps, resumed runs included
+        with open(log_path) as log:
+            records = [json.loads(line) for line in log]
+        collapse = final_collapse([r for r in records if r["epoch"] >= params.warmup_epochs],
+                                  math.log(params.out_dim))
     summary = {"steps_done": step, "total_steps": total_steps, "complete": step == total_steps,
-               "final_loss": last.get("loss"), "collapse": last.get("collapse"),
+               "final_loss": last.get("loss"), "collapse": collapse,
                "precision": precision, "world_size": world}
     if step == total_steps and rank == 0:
         export_backbone(work_dir, teacher.backbone, student, Preprocessing(

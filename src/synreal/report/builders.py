@@ -78,7 +78,8 @@ def _caption(params: dict, what: str) -> str:
 def _collapse_warning(params: dict) -> str:
     """A sentence naming the runs whose DINO teacher or student had collapsed when training ended.
 
-    Their last training targets, or their student's outputs, carried no information about
+    The verdict is each run's summary: the mean statistics of its last logged steps. Their
+    last training targets, or their student's outputs, carried no information about
     the image, so their backbones may be degenerate: a reader must know before comparing
     their rows. Empty when no run collapsed.
     """
