@@ -6,12 +6,8 @@ import math
 import pytest
 import torch
 
-from synreal.dino.monitor import (
-    collapse_kind,
-    collapse_stats,
-    final_collapse,
-    mutual_information,
-)
+from synreal.dino.monitor import collapse_stats, mutual_information
+from synreal.dino.verdict import collapse_kind, final_collapse
 
 K = 256
 

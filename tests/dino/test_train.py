@@ -12,9 +12,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
+from synreal.dino import verdict
 from synreal.dino.augment import ViewPlan
 from synreal.dino.checkpoint import load_backbone
-from synreal.dino.monitor import final_collapse
 from synreal.dino.params import DinoParams
 from synreal.dino.train import REQUEUE_EXIT_CODE, Preempted, TrainingDiverged, train_dino
 from synreal.errors import ConfigError
@@ -42,9 +42,13 @@ def _weights(directory):
 
 @pytest.mark.parametrize("augment", ["cpu", "batched"])
 def test_resumed_training_equals_uninterrupted(samples, tmp_path, augment, monkeypatch):
-    # every student reads as collapsed: the verdict must come from the log's last steps,
-    # those before the resume included, not from the resumed process's own steps
-    monkeypatch.setattr("synreal.dino.monitor.STUDENT_FRACTION", 1.0)
+    judged, final_collapse = [], verdict.final_collapse  # the steps each verdict averaged
+
+    def spy(records, log_k):
+        judged.append([r["step"] for r in records])
+        return final_collapse(records, log_k)
+
+    monkeypatch.setattr(verdict, "final_collapse", spy)
     params = replace(TINY, augment=augment)
     plan = ViewPlan.single(TINY.local_crops_number)
     full = train_dino(params, samples, plan, tmp_path / "full", progress=False)
@@ -61,11 +65,12 @@ def test_resumed_training_equals_uninterrupted(samples, tmp_path, augment, monke
     assert [r["step"] for r in log] == list(range(9))
     monitored = ("teacher_entropy", "kl_to_uniform", "teacher_mi", "student_mi")
     assert all(-1e-4 <= r[key] <= np.log(TINY.out_dim) + 1e-4 for r in log for key in monitored)
-    assert full["collapse"] == resumed["collapse"] == "student"
-    after_warmup = [r for r in log if r["epoch"] >= TINY.warmup_epochs]
-    assert resumed["collapse"] == final_collapse(after_warmup, np.log(TINY.out_dim))
+    # the verdict reads the whole log after warm-up (epoch 1 = steps 3-8): a resumed run's
+    # includes the steps before the resume, and a rerun with nothing left to do has one too
     again = train_dino(params, samples, plan, tmp_path / "split", progress=False)
-    assert again["steps_done"] == 9 and again["collapse"] == "student"  # nothing left to do
+    assert again["steps_done"] == 9
+    assert judged == [[3, 4, 5, 6, 7, 8], [3, 4], [3, 4, 5, 6, 7, 8], [3, 4, 5, 6, 7, 8]]
+    assert full["collapse"] == resumed["collapse"] == again["collapse"]
 
 
 def test_batched_augmentation_trains_on_its_own_crops(samples, tmp_path, monkeypatch):

@@ -53,7 +53,7 @@ def write_afhq_like(root: Path, per_class: dict[str, int], size: int, seed: int,
         rel = Path(split) / coarse / f"{coarse}_{split}_{i:05d}.png"
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         image.save(root / rel)
-        rows.append({"relpath": str(rel), "split": split, **draw.as_row()})
+        rows.append({"relpath": rel.as_posix(), "split": split, **draw.as_row()})
     return pd.DataFrame(rows)
 
 
@@ -119,8 +119,10 @@ class SourceDraws:
                 table = self._table(folder.parent)
                 relpath = path.relative_to(folder).as_posix()
                 if relpath not in table:
-                    raise DataError(f"{path} is not recorded in {folder.parent / DRAWS_FILE}; "
-                                    "re-render that toyworld dataset.")
+                    raise DataError(f"{path} is not recorded in {folder.parent / DRAWS_FILE}: "
+                                    "the real manifest comes from another render of that "
+                                    "dataset. Rerun snakemake, which re-ingests it, or "
+                                    "delete that folder to re-render it.")
                 return table[relpath]
         raise DataError(f"{path} is not a toy-world image (no {DATA_DIR}/ folder with a "
                         f"{DRAWS_FILE} beside it above it). Toy image variations redraw a "
@@ -130,8 +132,9 @@ class SourceDraws:
         if dataset not in self._tables:
             draws = pd.read_parquet(dataset / DRAWS_FILE)
             if "background_top" not in draws.columns:
-                raise DataError(f"{dataset / DRAWS_FILE} predates recorded backgrounds; "
-                                "re-render that toyworld dataset.")
+                raise DataError(f"{dataset / DRAWS_FILE} predates recorded backgrounds: "
+                                "rerun snakemake (toyworld stage version 2 re-renders it) "
+                                f"or delete {dataset} to re-render it.")
             self._tables[dataset] = {row["relpath"]: row
                                      for row in draws.to_dict(orient="records")}
         return self._tables[dataset]

@@ -36,20 +36,15 @@ from synreal.dino.checkpoint import (
 from synreal.dino.decoded import decode_samples, default_side
 from synreal.dino.head import DINOHead, MultiCropNetwork
 from synreal.dino.loss import DINOLoss
-from synreal.dino.monitor import (
-    collapse_kind,
-    collapse_stats,
-    final_collapse,
-    mutual_information,
-)
+from synreal.dino.monitor import collapse_stats, mutual_information
 from synreal.dino.params import DinoParams
 from synreal.dino.schedules import cosine_schedule, teacher_temperatures
+from synreal.dino.verdict import LOG_FILE, collapse_kind, run_verdict
 from synreal.errors import ConfigError, DataError, SynrealError
 from synreal.ranks import process_rank
 
 #: Exit code after a pre-emption signal: the checkpoint is saved, requeue the job.
 REQUEUE_EXIT_CODE = 75
-LOG_FILE = "train_log.jsonl"
 
 
 class TrainingDiverged(SynrealError):
@@ -450,12 +445,10 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                 if step >= stop_at:
                     break
     bar.close()
-    collapse = last.get("collapse")
-    if rank == 0:  # the verdict of the whole log's last steps, resumed runs included
-        with open(log_path) as log:
-            records = [json.loads(line) for line in log]
-        collapse = final_collapse([r for r in records if r["epoch"] >= params.warmup_epochs],
-                                  math.log(params.out_dim))
+    # the verdict of the whole log's last steps, resumed runs included; only process 0
+    # writes the log (and the summary)
+    collapse = (run_verdict(log_path, params.warmup_epochs, params.out_dim) if rank == 0
+                else None)
     summary = {"steps_done": step, "total_steps": total_steps, "complete": step == total_steps,
                "final_loss": last.get("loss"), "collapse": collapse,
                "precision": precision, "world_size": world}

@@ -32,8 +32,8 @@ class GenerateParams:
     # --- generator -------------------------------------------------------------------------
     backend: str = doc("Generator: sdxl, sd, sd-image-variations, toy (the demo's biased "
                        "renderer) or toy-variations (the demo's MixDiff counterparts: each "
-                       "toy-world real image's breed and background redrawn in the biased "
-                       "world).",
+                       "toy-world real image's breed and background gradient kept, the rest "
+                       "redrawn in the biased world).",
                        default="sdxl")
     model_path: str | None = doc(
         "Local folder of the diffusers weights (holding model_index.json), or a Hugging Face "

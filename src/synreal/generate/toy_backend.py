@@ -153,6 +153,10 @@ class ToyVariationBackend(ToyBackend):
                                    .encode()).hexdigest()[:16]
         self.source_draws = SourceDraws()
 
+    def describe(self) -> dict[str, Any]:
+        """The toy backend's columns, named as the variations."""
+        return {**super().describe(), "model_id": f"toy-variations-v{VARIATIONS_VERSION}"}
+
     def generate(self, jobs: list[ImageJob], seeds: list[int]) -> list[Generated]:
         """Redraw each job's source scene from the job's own seed."""
         out = []

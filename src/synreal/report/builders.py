@@ -14,6 +14,7 @@ import pandas as pd
 
 from synreal.artifacts import read_spec
 from synreal.data.manifest import read_manifest
+from synreal.dino.verdict import LOG_FILE, run_verdict
 from synreal.report.table_writer import write_table
 
 
@@ -78,16 +79,20 @@ def _caption(params: dict, what: str) -> str:
 def _collapse_warning(params: dict) -> str:
     """A sentence naming the runs whose DINO teacher or student had collapsed when training ended.
 
-    The verdict is each run's summary: the mean statistics of its last logged steps. Their
-    last training targets, or their student's outputs, carried no information about
+    The verdict is read from each DINO run's training log (the mean statistics of its last
+    steps), so runs trained before the verdict averaged its last steps get the same one.
+    Their last training targets, or their student's outputs, carried no information about
     the image, so their backbones may be degenerate: a reader must know before comparing
     their rows. Empty when no run collapsed.
     """
     flagged = {}
     for name, run in _runs(params).items():
-        summary = json.loads((Path(run["pretrain"]) / "summary.json").read_text())
-        if summary.get("collapse"):
-            flagged.setdefault(Path(run["pretrain"]).name, f"{name} ({summary['collapse']})")
+        run_dir = Path(run["pretrain"])
+        if not (run_dir / LOG_FILE).is_file():  # not a DINO run (supervised fine-tuning)
+            continue
+        dino = read_spec(run_dir)["params"]["dino"]
+        if kind := run_verdict(run_dir / LOG_FILE, dino["warmup_epochs"], dino["out_dim"]):
+            flagged.setdefault(run_dir.name, f"{name} ({kind})")
     if not flagged:
         return ""
     return (" WARNING: collapsed DINO run at the end of pretraining (uniform or dominant: "

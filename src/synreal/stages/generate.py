@@ -55,5 +55,5 @@ def run(spec: dict, out_dir: Path) -> None:
         barrier()
 
 
-STAGE = register(Stage("generate", 2, "Generate a synthetic dataset matching a real one.",
+STAGE = register(Stage("generate", 1, "Generate a synthetic dataset matching a real one.",
                        GenerateParams, run, resumable=True))

@@ -150,5 +150,5 @@ def _supervised(spec: dict, params: RealtuneParams, out_dir: Path) -> None:
     write_json_atomic(out_dir / "summary.json", {"n_images": len(subset), "losses": losses})
 
 
-STAGE = register(Stage("realtune", 2, "RealTune / SynTune: short ssl or supervised tuning.",
+STAGE = register(Stage("realtune", 1, "RealTune / SynTune: short ssl or supervised tuning.",
                        RealtuneParams, run, resumable=True))
