@@ -21,7 +21,7 @@ import torch
 import yaml
 
 from synreal.data.toyworld import COARSE_CLASSES, WorldParams
-from synreal.data.toyworld_layouts import DATA_DIR, DRAWS_FILE, write_afhq_like
+from synreal.data.toyworld_layouts import DATA_DIR, write_toyworld
 from synreal.dino.augment import ViewPlan
 from synreal.dino.backbones import create_backbone
 from synreal.dino.checkpoint import load_backbone
@@ -41,8 +41,7 @@ pytestmark = pytest.mark.slow
 
 def _toy_afhq(root):
     """180 training and 90 test toy-AFHQ images in the toyworld stage's layout: manifests."""
-    draws = write_afhq_like(root / DATA_DIR, {"train": 60, "test": 30}, 64, 0, WorldParams())
-    draws.to_parquet(root / DRAWS_FILE)
+    draws = write_toyworld(root, "afhq", {"train": 60, "test": 30}, 64, 0, WorldParams())
     return pd.DataFrame({"id": draws["relpath"], "label_name": draws["coarse"],
                          "label": draws["coarse"].map(COARSE_CLASSES.index),
                          "path": [str(root / DATA_DIR / r) for r in draws["relpath"]],

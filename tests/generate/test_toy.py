@@ -83,11 +83,10 @@ def test_toy_variations_redraw_each_real_images_scene(tmp_path):
     import pandas as pd
     from PIL import Image
 
-    from synreal.data.toyworld_layouts import DRAWS_FILE, write_afhq_like
+    from synreal.data.toyworld_layouts import write_toyworld
     from synreal.generate.run import generate_dataset
 
-    draws = write_afhq_like(tmp_path / "afhq" / "data", {"train": 3}, 24, 0, WorldParams())
-    draws.to_parquet(tmp_path / "afhq" / DRAWS_FILE)
+    draws = write_toyworld(tmp_path / "afhq", "afhq", {"train": 3}, 24, 0, WorldParams())
     real = pd.DataFrame({"id": draws["relpath"], "label_name": draws["coarse"],
                          "path": [str(tmp_path / "afhq" / "data" / r) for r in draws["relpath"]],
                          "split": "train"})
@@ -118,11 +117,11 @@ def test_toy_variations_redraw_each_real_images_scene(tmp_path):
 def test_toy_variations_of_breed_labels_confuse_like_the_toy_backend(tmp_path):
     import pandas as pd
 
-    from synreal.data.toyworld_layouts import DRAWS_FILE, write_pet_like
+    from synreal.data.toyworld_layouts import write_toyworld
     from synreal.generate.run import generate_dataset
 
-    draws = write_pet_like(tmp_path / "pets" / "data", {"trainval": 4}, 24, 0, WorldParams())
-    draws.to_parquet(tmp_path / "pets" / DRAWS_FILE)
+    draws = write_toyworld(tmp_path / "pets", "oxford_pet", {"trainval": 4}, 24, 0,
+                           WorldParams())
     names = sorted(draws["breed"].unique())
     real = pd.DataFrame({"id": draws["relpath"], "label_name": draws["breed"],
                          "label": draws["breed"].map(names.index),
@@ -153,10 +152,10 @@ def test_toy_variations_refuse_images_outside_the_toy_world(tmp_path):
 
 
 def test_toy_variations_name_a_draws_table_without_backgrounds(tmp_path):
-    from synreal.data.toyworld_layouts import DRAWS_FILE, SourceDraws, write_afhq_like
+    from synreal.data.toyworld_layouts import DRAWS_FILE, SourceDraws, write_toyworld
     from synreal.errors import DataError
 
-    draws = write_afhq_like(tmp_path / "afhq" / "data", {"train": 1}, 24, 0, WorldParams())
+    draws = write_toyworld(tmp_path / "afhq", "afhq", {"train": 1}, 24, 0, WorldParams())
     draws.drop(columns=["background_top", "background_bottom"]).to_parquet(
         tmp_path / "afhq" / DRAWS_FILE)
     image = tmp_path / "afhq" / "data" / draws["relpath"][0]

@@ -100,6 +100,19 @@ def write_pet_like(root: Path, per_class: dict[str, int], size: int, seed: int,
     return pd.DataFrame(rows)
 
 
+def write_toyworld(root: Path, layout: str, per_class: dict[str, int], size: int, seed: int,
+                   params: WorldParams) -> pd.DataFrame:
+    """Write a toyworld dataset folder and return its draws.
+
+    The ``layout`` (afhq or oxford_pet) images go under :data:`DATA_DIR`, their draws into
+    :data:`DRAWS_FILE`: the folder :class:`SourceDraws` reads.
+    """
+    writer = write_afhq_like if layout == "afhq" else write_pet_like
+    draws = writer(Path(root) / DATA_DIR, per_class, size, seed, params)
+    draws.to_parquet(Path(root) / DRAWS_FILE, index=False)
+    return draws
+
+
 class SourceDraws:
     """The recorded draw of a toy-world image, found from the image's own path.
 

@@ -30,7 +30,7 @@ SPLITS = {"afhq": ("train", "test"), "oxford_pet": ("trainval", "test")}
 def run(spec: dict, out_dir: Path) -> None:
     """Render the dataset into ``out_dir/data`` and its ground truth into ``draws.parquet``."""
     from synreal.data.toyworld import WorldParams
-    from synreal.data.toyworld_layouts import DATA_DIR, DRAWS_FILE, write_afhq_like, write_pet_like
+    from synreal.data.toyworld_layouts import write_toyworld
 
     params = parse_params(ToyworldParams, spec["params"], "toyworld params")
     if params.layout not in SPLITS:
@@ -43,9 +43,7 @@ def run(spec: dict, out_dir: Path) -> None:
                           f"splits {list(wanted)}, got {sorted(params.per_class)}.")
     world = WorldParams(scale=tuple(params.scale), brightness=tuple(params.brightness),
                         occlusion_prob=params.occlusion_prob)
-    writer = write_afhq_like if params.layout == "afhq" else write_pet_like
-    draws = writer(out_dir / DATA_DIR, per_class, params.image_size, params.seed, world)
-    draws.to_parquet(out_dir / DRAWS_FILE, index=False)
+    write_toyworld(out_dir, params.layout, per_class, params.image_size, params.seed, world)
 
 
 STAGE = register(Stage("toyworld", 2, "Render a toy-world dataset (demo stand-in for AFHQ/Pet).",
