@@ -7,21 +7,35 @@ from snakemake.exceptions import WorkflowError
 
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
-from synreal.config import validate_config
-from synreal.errors import ConfigError
-from synreal.plan import build_plan
+from synreal.errors import SynrealError
+from synreal.study import gpu_limit, load_study
 
 
-configfile: "config/config.yaml"
+# A study file (--configfile) is a whole study, never merged over the demo; without one the
+# demo study (config/config.yaml) runs. --config rehearsal=true rehearses the study on a CPU
+# in rehearsal/<study>/ (synreal.rehearsal).
+if not workflow.overwrite_configfiles:
+    workflow.configfile(str(Path(workflow.basedir) / "config" / "config.yaml"))
 
 
 report: "workflow/report/workflow.rst"
 
 
 try:
-    config.update(validate_config(config))
-    PLAN = build_plan(config)
-except ConfigError as error:
+    STUDY = load_study(config, workflow.overwrite_configfiles, quiet=not workflow.is_main_process)
+    if STUDY.workdir is not None:
+        workflow.workdir(str(STUDY.workdir))
+    config.clear()
+    config.update(STUDY.config)
+    PLAN = STUDY.build_plan()
+    REHEARSAL = STUDY.rehearsal
+    # One host: never more concurrent GPU jobs than GPUs, each on its own (synreal.gpu_slots).
+    if workflow.local_exec and "gpu" not in workflow.global_resources.keys():
+        GPUS = gpu_limit(config, REHEARSAL, workflow.dryrun)
+        workflow.register_resource("gpu", GPUS)
+        if workflow.is_main_process:
+            print(f"synreal: at most {GPUS} concurrent GPU job(s) on this host", file=sys.stderr)
+except SynrealError as error:
     # One sentence naming the key and the fix; no traceback, no job started.
     print(f"synreal config error: {error}", file=sys.stderr)
     sys.exit(2)

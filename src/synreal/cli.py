@@ -64,9 +64,12 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
 def run_stage(name: str, spec: dict, out: Path) -> None:
     """Run stage ``name`` so that ``out`` appears complete or not at all."""
     from synreal.artifacts import atomic_artifact
+    from synreal.gpus import requested_gpus, stage_device
     from synreal.ranks import process_rank
 
     stage = get_stage(name)
+    if requested_gpus():
+        stage_device(name)  # a GPU job with no usable GPU stops here, before any output
     if name in UNKEYED:
         from synreal.artifacts import storage_error
 

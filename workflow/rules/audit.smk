@@ -17,9 +17,7 @@ rule audit:
         "../../envs/generate.yaml"
     threads: config["resources"]["audit"]["threads"]
     resources:
-        gpu=config["resources"]["audit"]["gpu"],
-        runtime=config["resources"]["audit"]["runtime"],
-        mem_mb=config["resources"]["audit"]["mem_mb"],
+        **stage_resources("audit"),
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} audit --spec-json {params.spec:q} "
+        RUN + " {params.cli} audit --spec-json {params.spec:q} "
         "--out results/audit/{wildcards.key} > {log} 2>&1"

@@ -13,6 +13,17 @@ os.environ.update(SYNREAL_SRC=str(Path(workflow.basedir) / "src"))
 #: inherited PYTHONPATH).
 SRC_ON_PATH = 'PYTHONPATH="$SYNREAL_SRC${PYTHONPATH:+:$PYTHONPATH}"'
 SYNREAL = f"{SRC_ON_PATH} python -m synreal"
+#: Starts every stage's command: its thread count, the GPUs its resources ask for (a GPU job
+#: with no usable GPU refuses to start: synreal.gpus), and on a host of several GPUs the
+#: claim of that many free ones, which the job alone then sees (synreal.gpu_slots). The
+#: rehearsal runs every stage on the CPU whatever its resources say. Not a param: params
+#: rerun jobs when they change, and this prefix holds no science.
+RUN = (
+    "OMP_NUM_THREADS={threads} SYNREAL_GPUS={resources.gpu}"
+    + (" SYNREAL_FORCE_CPU=1" if REHEARSAL else "")
+    + " " + SRC_ON_PATH.replace("{", "{{").replace("}", "}}")
+    + " python -m synreal.gpu_slots {resources.gpu} -- env"
+)
 
 
 wildcard_constraints:
@@ -46,6 +57,22 @@ def table_job(name):
             f"(this study builds: {sorted(PLAN.tables)})."
         )
     return PLAN.tables[name]
+
+
+def stage_resources(stage):
+    """A stage's scheduling resources from the study: GPUs, GPU model, partition, time, memory.
+
+    A stage that asks for GPUs goes to the GPU partition with the study's ``gpu_model``; a
+    stage with ``gpu: 0`` gets no GPU request and the CPU partition (``slurm`` in the config;
+    used by the Slurm executor only).
+    """
+    wanted = config["resources"][stage]
+    gpus = int(wanted["gpu"])
+    resources = {"gpu": gpus, "runtime": wanted["runtime"], "mem_mb": wanted["mem_mb"],
+                 "slurm_partition": config["slurm"]["gpu_partition" if gpus else "cpu_partition"]}
+    if gpus and wanted.get("gpu_model"):
+        resources["gpu_model"] = wanted["gpu_model"]
+    return resources
 
 
 def multi_gpu_launcher(wildcards, resources):

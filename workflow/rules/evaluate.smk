@@ -17,11 +17,9 @@ rule features:
         "../../envs/eval.yaml"
     threads: config["resources"]["features"]["threads"]
     resources:
-        gpu=config["resources"]["features"]["gpu"],
-        runtime=config["resources"]["features"]["runtime"],
-        mem_mb=config["resources"]["features"]["mem_mb"],
+        **stage_resources("features"),
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} features --spec-json {params.spec:q} --out results/features/{wildcards.key} "
+        RUN + " {params.cli} features --spec-json {params.spec:q} --out results/features/{wildcards.key} "
         "> {log} 2>&1"
 
 
@@ -41,9 +39,7 @@ rule evaluate:
         "../../envs/eval.yaml"
     threads: config["resources"]["evaluate"]["threads"]
     resources:
-        gpu=config["resources"]["evaluate"]["gpu"],
-        runtime=config["resources"]["evaluate"]["runtime"],
-        mem_mb=config["resources"]["evaluate"]["mem_mb"],
+        **stage_resources("evaluate"),
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} {wildcards.stage} --spec-json {params.spec:q} "
+        RUN + " {params.cli} {wildcards.stage} --spec-json {params.spec:q} "
         "--out results/{wildcards.stage}/{wildcards.key} > {log} 2>&1"

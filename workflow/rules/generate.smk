@@ -17,9 +17,7 @@ rule generate:
         "../../envs/generate.yaml"
     threads: config["resources"]["generate"]["threads"]
     resources:
-        gpu=config["resources"]["generate"]["gpu"],
-        runtime=config["resources"]["generate"]["runtime"],
-        mem_mb=config["resources"]["generate"]["mem_mb"],
+        **stage_resources("generate"),
     shell:
-        "OMP_NUM_THREADS={threads} {params.launch} generate --spec-json {params.spec:q} --out results/generate/{wildcards.key} "
+        RUN + " {params.launch} generate --spec-json {params.spec:q} --out results/generate/{wildcards.key} "
         "> {log} 2>&1"

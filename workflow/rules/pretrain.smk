@@ -19,11 +19,7 @@ rule pretrain:
         "../../envs/train.yaml"
     threads: config["resources"]["pretrain"]["threads"]
     resources:
-        gpu=config["resources"]["pretrain"]["gpu"],
-        gpu_model=lambda wildcards: (config["resources"]["pretrain"].get("gpu_model", "")
-                                     if config["resources"]["pretrain"]["gpu"] else ""),
-        runtime=config["resources"]["pretrain"]["runtime"],
-        mem_mb=config["resources"]["pretrain"]["mem_mb"],
+        **stage_resources("pretrain"),
     shell:
-        "OMP_NUM_THREADS={threads} {params.launch} pretrain --spec-json {params.spec:q} "
+        RUN + " {params.launch} pretrain --spec-json {params.spec:q} "
         "--out results/pretrain/{wildcards.key} > {log} 2>&1"

@@ -17,9 +17,7 @@ rule realtune:
         "../../envs/train.yaml"
     threads: config["resources"]["realtune"]["threads"]
     resources:
-        gpu=config["resources"]["realtune"]["gpu"],
-        runtime=config["resources"]["realtune"]["runtime"],
-        mem_mb=config["resources"]["realtune"]["mem_mb"],
+        **stage_resources("realtune"),
     shell:
-        "OMP_NUM_THREADS={threads} {params.cli} realtune --spec-json {params.spec:q} "
+        RUN + " {params.cli} realtune --spec-json {params.spec:q} "
         "--out results/realtune/{wildcards.key} > {log} 2>&1"

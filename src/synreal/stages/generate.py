@@ -19,11 +19,14 @@ def resolve(overrides: dict) -> dict:
     return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(params).items()}
 
 
-def device() -> str:
-    """The first CUDA device when there is one, else the CPU."""
-    import torch
+def device(stage: str = "this") -> str:
+    """``cuda`` when the job's resources ask for a GPU (refusing if none is usable), else CPU.
 
-    return "cuda" if torch.cuda.is_available() else "cpu"
+    See :func:`synreal.gpus.stage_device`: a GPU job never falls back to the CPU silently.
+    """
+    from synreal.gpus import stage_device
+
+    return stage_device(stage)
 
 
 def run(spec: dict, out_dir: Path) -> None:
@@ -32,8 +35,6 @@ def run(spec: dict, out_dir: Path) -> None:
     Several processes (one per GPU, from ``torchrun`` or ``accelerate launch``) split the
     shards between them with no overlap; rank 0 writes the manifest once all are done.
     """
-    import torch
-
     from synreal.data.manifest import read_manifest
     from synreal.generate.run import generate_dataset
     from synreal.ranks import barrier, device_for_rank, process_rank
@@ -41,7 +42,7 @@ def run(spec: dict, out_dir: Path) -> None:
     params = parse_params(GenerateParams, spec["params"], "generate params")
     real = read_manifest(Path(spec["inputs"]["manifest"]), splits=TRAINING_SPLITS)
     rank, world, _ = process_rank()
-    target = device_for_rank(torch.cuda.is_available())
+    target = device_for_rank(device("generate") == "cuda")
     # under torchrun / accelerate launch each process makes shards rank, rank + world, ...
     if world > 1:
         print(f"generate: process {rank} of {world} makes every {world}th shard from "

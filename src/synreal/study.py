@@ -1,0 +1,100 @@
+"""From Snakemake's config to the study that runs: validated, rehearsed if asked, planned.
+
+Snakemake merges ``--config`` over the config files; the Snakefile loads the demo study only
+when no ``--configfile`` is given, so a study file is a whole study with no demo setting
+leaking in. Its resolved config is the file plus the schema's defaults (tested). A rehearsal
+(``--config rehearsal=true``) swaps in the rehearsal's counts and working folder
+(:mod:`synreal.rehearsal`), writes its small data and tiny weights, and prints what changed.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from synreal.config import validate_config
+from synreal.errors import ConfigError
+from synreal.gpu_slots import host_gpus
+
+#: Where each run records the config it resolved (inside Snakemake's own folder).
+RESOLVED = Path(".snakemake") / "synreal" / "resolved_config.json"
+
+
+@dataclass
+class Study:
+    """A validated study about to be planned.
+
+    Attributes:
+        config: the resolved config (defaults filled) the plan is built from.
+        rehearsal: whether this is the study's CPU rehearsal.
+        workdir: the folder to run in (the rehearsal's), or None for the current one.
+    """
+
+    config: dict
+    rehearsal: bool
+    workdir: Path | None
+
+    def build_plan(self):
+        """The content-keyed jobs; call it in the working folder the study runs in."""
+        from synreal.plan import build_plan
+
+        RESOLVED.parent.mkdir(parents=True, exist_ok=True)
+        RESOLVED.write_text(json.dumps(self.config, indent=1, sort_keys=True))
+        return build_plan(self.config)
+
+
+def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Study:
+    """Validate Snakemake's ``config``; for a rehearsal also prepare its folder.
+
+    Args:
+        config: what Snakemake loaded (the config files, then ``--config`` over them).
+        configfiles: the ``--configfile`` paths (empty: the demo study).
+        quiet: do not print the rehearsal's changes (jobs re-reading the Snakefile).
+    """
+    from synreal import rehearsal
+
+    raw = dict(config)
+    if not rehearsal.requested(raw):
+        return Study(validate_config(raw), False, None)
+    study = {k: v for k, v in raw.items() if k != "rehearsal"}
+    validate_config(study, check_paths=False)
+    rehearsed = rehearsal.rehearsal_config(study)
+    workdir = rehearsal.folder_for(configfiles)
+    from synreal.rehearsal.fixtures import prepare
+
+    prepare(validate_config(rehearsed, check_paths=False), workdir)
+    resolved = validate_config(rehearsed, base=workdir)
+    if not quiet:
+        changes = rehearsal.changed_keys(study, rehearsed)
+        print(rehearsal.describe_changes(changes), file=sys.stderr)
+        print(f"synreal rehearsal: working folder {workdir}", file=sys.stderr)
+    return Study(resolved, True, workdir)
+
+
+def requested_gpus(config: dict) -> dict[str, int]:
+    """GPUs per job of every stage whose resources ask for some."""
+    return {stage: int(r["gpu"]) for stage, r in config["resources"].items() if r.get("gpu")}
+
+
+def gpu_limit(config: dict, rehearsal: bool, dryrun: bool = False) -> int:
+    """The ``gpu`` resource of a local run: this host's GPUs (``CUDA_VISIBLE_DEVICES`` or all).
+
+    A rehearsal runs its GPU stages on the CPU, so it offers what the study asks. A real run
+    that asks more GPUs per job than the host has stops before any job starts.
+    """
+    gpus = len(host_gpus())
+    wanted = requested_gpus(config)
+    most = max(wanted.values(), default=0)
+    if rehearsal or dryrun:
+        return max(gpus, most)
+    if most > gpus:
+        stage = max(wanted, key=wanted.get)
+        raise ConfigError(
+            f"resources.{stage}.gpu asks for {most} GPU(s) per job but this host has {gpus} "
+            f"usable ({'CUDA_VISIBLE_DEVICES' if gpus else 'nvidia-smi lists none'}); run on a "
+            f"GPU host or submit with --profile workflow/profiles/slurm, rehearse on the CPU "
+            f"with --config rehearsal=true, or set resources.{stage}.gpu: 0 to run it on the "
+            f"CPU on purpose.")
+    return gpus
