@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from synreal.audit.params import AuditParams
@@ -31,6 +31,9 @@ def run(spec: dict, out_dir: Path) -> None:
     from synreal.stages.generate import device
 
     params = parse_params(AuditParams, spec["params"]["audit"], "audit params")
+    # the device follows the job's resources (synreal.gpus): a GPU job never silently runs on
+    # the CPU, and the rehearsal runs the study's GPU audit on the CPU on purpose
+    params = replace(params, device=device("audit"))
     embedding = parse_params(EmbedderParams, spec["params"]["embedding"], "audit embedding")
     inputs = spec["inputs"]
     reference = read_manifest(Path(inputs["reference"])) if "reference" in inputs else None
