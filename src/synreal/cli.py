@@ -15,6 +15,7 @@ from pathlib import Path
 
 from synreal.errors import EXIT_USER_ERROR, ConfigError, SynrealError
 from synreal.params import describe
+from synreal.preemption import REQUEUE_EXIT_CODE, requeue_slurm_job
 from synreal.stages import get_stage, known_stages
 
 #: Stages whose output is a set of files in a shared folder rather than a keyed artifact.
@@ -104,6 +105,10 @@ def main(argv: list[str] | None = None) -> int:
     start = time.perf_counter()
     try:
         run_stage(args.stage, _read_spec(args.spec_json), args.out)
+    except SystemExit as stop:
+        if stop.code == REQUEUE_EXIT_CODE:  # state saved after a pre-emption signal
+            requeue_slurm_job()
+        raise
     except SynrealError as error:
         # on a line of its own: a progress bar may have left the cursor mid-line
         print(f"\nsynreal {args.stage}: error: {error}", file=sys.stderr)

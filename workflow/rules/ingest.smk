@@ -18,6 +18,7 @@ rule ingest:
     threads: 2
     resources:
         gpu=0,
+        slurm_partition=config["slurm"]["cpu_partition"],
         runtime=60,
         mem_mb=4000,
     shell:

@@ -23,6 +23,7 @@ rule figures:
     threads: 1
     resources:
         gpu=0,
+        slurm_partition=config["slurm"]["cpu_partition"],
         runtime=20,
         mem_mb=4000,
     shell:

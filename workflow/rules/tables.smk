@@ -22,6 +22,7 @@ rule table:
     threads: 1
     resources:
         gpu=0,
+        slurm_partition=config["slurm"]["cpu_partition"],
         runtime=10,
         mem_mb=2000,
     shell:

@@ -14,6 +14,7 @@ rule toyworld:
     threads: 1
     resources:
         gpu=0,
+        slurm_partition=config["slurm"]["cpu_partition"],
         runtime=20,
         mem_mb=2000,
     shell:

@@ -41,10 +41,8 @@ from synreal.dino.params import DinoParams
 from synreal.dino.schedules import cosine_schedule, teacher_temperatures
 from synreal.dino.verdict import LOG_FILE, collapse_kind, run_verdict
 from synreal.errors import ConfigError, DataError, SynrealError
+from synreal.preemption import REQUEUE_EXIT_CODE
 from synreal.ranks import process_rank
-
-#: Exit code after a pre-emption signal: the checkpoint is saved, requeue the job.
-REQUEUE_EXIT_CODE = 75
 
 
 class TrainingDiverged(SynrealError):
