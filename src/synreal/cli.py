@@ -99,6 +99,10 @@ def run_stage(name: str, spec: dict, out: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Parse arguments, run the stage, map user errors to one line and exit code 2."""
     argv = sys.argv[1:] if argv is None else argv
+    if argv[:1] == ["doctor"]:  # not a stage: checks a host before a study runs there
+        from synreal.doctor import main as doctor
+
+        return doctor(argv[1:])
     first = argv[0] if argv else None
     only = first if first and not first.startswith("-") and _is_stage(first) else None
     args = build_parser(only).parse_args(argv)

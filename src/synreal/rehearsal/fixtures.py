@@ -175,7 +175,8 @@ def prepare_datasets(config: dict, workdir: Path) -> list[Path]:
             raise ConfigError(f"datasets.{name}.format: the rehearsal has no fixture for "
                               f"{dataset['format']!r} (it has {sorted(DATA_WRITERS)}).")
         folder = workdir / dataset["path"]
-        what = {"version": VERSION, "format": dataset["format"], "seed": 0}
+        what = {"version": VERSION, "format": dataset["format"], "seed": 0,
+                "counts": AFHQ_PER_CLASS if dataset["format"] == "afhq" else PET_PER_BREED}
         _write_once(folder, what, lambda tmp, w=writer: w(tmp, 0))
         written.append(folder)
     return written

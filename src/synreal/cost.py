@@ -1,0 +1,79 @@
+"""A study's GPU-hours per stage, from measured throughputs that cite their sources.
+
+The throughputs live in ``docs/throughput.md``, one table row per (stage, model, setting,
+GPU) with its source; this module multiplies them by the study's own counts: images each
+generator makes (its real dataset's training split, the CFG sweep included), images each DINO
+run sees (epochs x its training set, per replicate seed), and RealTune's continuations.
+``python -m synreal doctor`` prints the result; a study's header comment quotes it.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from synreal.errors import DataError
+
+#: Which throughput row serves which generator backend (a substring of the row's model).
+GENERATOR_MODELS = {"sdxl": "sdxl", "sd": "stable-diffusion-v1", "sd-image-variations":
+                    "image-variations"}
+
+
+def per_second(rows: list[dict], stage: str, model: str) -> float:
+    """Images per second of ``stage`` for the first row whose model contains ``model``."""
+    for row in rows:
+        if row.get("stage", "").lower() == stage and model in row.get("model", "").lower():
+            value = float(row["throughput"].replace(",", ""))
+            unit = row.get("unit", "").lower().replace(" ", "")
+            if unit in ("images/s", "img/s", "image/s"):
+                return value
+            if unit in ("s/image", "s/img", "seconds/image"):
+                return 1.0 / value
+            raise DataError(f"docs/throughput.md: unit {row.get('unit')!r} of {stage} {model} "
+                            "is neither images/s nor s/image.")
+    raise DataError(f"docs/throughput.md has no {stage} row for a {model} model; add its "
+                    "measured throughput with a source.")
+
+
+def _training_images(config: dict, base: Path) -> dict[str, int]:
+    from synreal.data.formats import scan
+    from synreal.stages.generate import TRAINING_SPLITS
+
+    counts = {}
+    for name, dataset in config["datasets"].items():
+        if "path" in dataset and (base / dataset["path"]).is_dir():
+            records = scan(dataset["format"], base / dataset["path"])
+            counts[name] = sum(r.split in TRAINING_SPLITS for r in records)
+    return counts
+
+
+def study_cost(config: dict, base: Path, rows: list[dict]) -> dict[str, tuple[float, str]]:
+    """Stage -> (GPU-hours, how it was counted) for the study's GPU stages."""
+    real = _training_images(config, base)
+    if not real:
+        raise DataError("no dataset folder found to count images from; run it where the "
+                        "study's datasets are.")
+    costs: dict[str, tuple[float, str]] = {}
+    images, seconds = 0, 0.0
+    sweep = config.get("cfg_sweep") or {}
+    for name, generator in config["generators"].items():
+        backend = str(generator.get("params", {}).get("backend", "sdxl"))
+        if backend.startswith("toy"):
+            continue
+        count = real.get(generator["like"], 0)
+        if name == sweep.get("generator"):
+            count *= max(len(sweep.get("scales", [])), 1)  # the sweep's other scales too
+        images += count
+        seconds += count / per_second(rows, "generate", GENERATOR_MODELS.get(backend, backend))
+    if images:
+        costs["generate"] = (seconds / 3600, f"{images} images")
+    pretrain = config.get("pretrain") or {}
+    if pretrain.get("runs"):
+        epochs = int(pretrain.get("params", {}).get("epochs", 100))
+        arch = str(pretrain.get("params", {}).get("arch", "vit_small"))
+        speed = per_second(rows, "pretrain", arch.split("_patch")[0])
+        runs = len(pretrain["runs"]) + (len(sweep.get("scales", [])) if sweep else 0)
+        seen = sum(epochs * real.get(run.get("real") or "", 0) or
+                   epochs * max(real.values()) for run in pretrain["runs"].values())
+        seen += (runs - len(pretrain["runs"])) * epochs * max(real.values())
+        costs["pretrain"] = (seen / speed / 3600, f"{runs} runs x {epochs} epochs")
+    return costs

@@ -1,0 +1,312 @@
+"""``python -m synreal doctor --configfile <study>``: can the study run here, hours before it does.
+
+Run it on the login node and on a GPU node. It checks, and prints one line per check:
+
+- **GPUs**: each GPU's model, memory and compute capability, the driver, torch and its CUDA
+  build, and whether that build runs these cards (:mod:`synreal.gpus`);
+- **data and weights**: every dataset folder the study names holds its format's layout
+  (images counted), and every weights folder (generation, variations, audit models) is
+  present with readable weight files (safetensors headers parsed);
+- **disk**: free space under ``results/`` against the study's estimated output size;
+- **Slurm** (where ``sinfo`` exists): the study's partitions exist and the GPU partition
+  offers GPUs (of the study's ``gpu_model`` where it names one);
+- **cost**: the study's GPU-hours per stage from the throughput table in
+  ``docs/throughput.md`` (each row cites its source).
+
+It exits 0 only when every check that decides whether the study can run passes; GPU checks
+count only when the study asks for GPUs (``--login-node`` skips them on a login node).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import struct
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from synreal.config import REPO_ROOT, load_config
+from synreal.errors import ConfigError, DataError, SynrealError
+from synreal.gpus import CudaView, probe_cuda, unusable_reason
+from synreal.study import requested_gpus
+
+THROUGHPUT = REPO_ROOT / "docs" / "throughput.md"
+#: Bytes per stored image by side (PNG/JPEG at the study's resolution; measured on AFHQ).
+BYTES_PER_IMAGE_256 = 120_000
+#: A DINO run's checkpoints: student, teacher and AdamW moments of ViT-S/16 + head (~4 x 90 MB),
+#: kept as the last two checkpoints plus the exported teacher.
+BYTES_PER_PRETRAIN_RUN = 4 * 360 * 2**20
+
+
+@dataclass(frozen=True)
+class Check:
+    """One line of the report: what was checked, whether it passed, what was found or to do."""
+
+    name: str
+    ok: bool
+    detail: str
+    decides: bool = True  # False: informative only, never fails the study
+
+    def line(self) -> str:
+        """``[ok  ]``, ``[FAIL]`` or ``[note]``, then what was checked and found."""
+        mark = "ok  " if self.ok else ("FAIL" if self.decides else "note")
+        return f"[{mark}] {self.name}: {self.detail}"
+
+
+# ---------------------------------------------------------------- GPUs
+
+def nvidia_smi() -> list[dict]:
+    """Each GPU's name, memory, capability and driver as ``nvidia-smi`` reports them."""
+    if shutil.which("nvidia-smi") is None:
+        return []
+    query = "name,memory.total,compute_cap,driver_version"
+    proc = subprocess.run(["nvidia-smi", f"--query-gpu={query}", "--format=csv,noheader"],
+                          capture_output=True, text=True, timeout=60, check=False)
+    rows = []
+    for line in proc.stdout.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 4:
+            rows.append(dict(zip(("name", "memory", "capability", "driver"), parts,
+                                 strict=True)))
+    return rows
+
+
+def check_gpus(config: dict, cuda: CudaView, smi: list[dict], login_node: bool) -> list[Check]:
+    """The GPUs, the driver and whether the installed torch runs them."""
+    wanted = requested_gpus(config)
+    most = max(wanted.values(), default=0)
+    cards = "; ".join(f"{g['name']} {g['memory']} sm {g['capability']} driver {g['driver']}"
+                      for g in smi) or "nvidia-smi lists none"
+    decides = bool(most) and not login_node
+    checks = [Check("GPUs (nvidia-smi)", bool(smi) or not decides, cards, decides)]
+    reason = unusable_reason(cuda, most or 1)
+    if reason is None:
+        checks.append(Check("torch runs them", True, cuda.describe(), decides))
+    else:
+        need = (f"the study asks up to {most} GPU(s) per job ({', '.join(sorted(wanted))})"
+                if most else "the study asks for no GPU")
+        checks.append(Check("torch runs them", not decides, f"{reason}; {need}", decides))
+    return checks
+
+
+# ---------------------------------------------------------------- data and weights
+
+def check_datasets(config: dict, base: Path) -> list[Check]:
+    """Every dataset folder holds its format's layout."""
+    from synreal.data.formats import scan
+
+    checks = []
+    for name, dataset in config["datasets"].items():
+        if "path" not in dataset:
+            checks.append(Check(f"dataset {name}", True, "rendered toy world"))
+            continue
+        folder = base / dataset["path"]
+        try:
+            records = scan(dataset["format"], folder)
+        except (DataError, OSError) as error:
+            checks.append(Check(f"dataset {name}", False, str(error)))
+            continue
+        splits = sorted({r.split for r in records})
+        checks.append(Check(f"dataset {name}", bool(records),
+                            f"{folder}: {len(records)} images ({', '.join(splits)})"))
+    return checks
+
+
+def safetensors_ok(path: Path) -> str | None:
+    """None when ``path`` is a safetensors file with a readable header, else why not."""
+    try:
+        with open(path, "rb") as handle:
+            size = struct.unpack("<Q", handle.read(8))[0]
+            if size <= 0 or size > path.stat().st_size:
+                return f"{path.name} has a header size beyond the file (truncated download?)"
+            json.loads(handle.read(size))
+    except (OSError, struct.error, ValueError) as error:
+        return f"{path.name} is not a readable safetensors file ({error})"
+    return None
+
+
+def check_weights_folder(folder: Path) -> str | None:
+    """None when ``folder`` holds weights that load, else why not (one clause)."""
+    if not folder.exists():
+        return f"{folder} does not exist"
+    files = [folder] if folder.is_file() else sorted(folder.rglob("*"))
+    weights = [f for f in files if f.suffix in (".safetensors", ".bin", ".pth", ".pt")]
+    if not weights:
+        return f"{folder} holds no weight files (.safetensors, .bin, .pth)"
+    for path in weights:
+        if path.suffix == ".safetensors" and (why := safetensors_ok(path)):
+            return why
+    return None
+
+
+def check_weights(config: dict, base: Path) -> list[Check]:
+    """Every weights folder the study names is present and readable."""
+    from synreal.rehearsal.fixtures import weight_folders
+
+    checks = []
+    for path, (_, where) in weight_folders(config).items():
+        why = check_weights_folder(base / path)
+        checks.append(Check(f"weights {where}", why is None, why or f"{base / path} readable"))
+    return checks
+
+
+# ---------------------------------------------------------------- disk, Slurm, cost
+
+def images_generated(config: dict, base: Path) -> int:
+    """Synthetic images the study makes: each generator like its real dataset, and the sweep."""
+    from synreal.data.formats import scan
+    from synreal.stages.generate import TRAINING_SPLITS
+
+    counts = {}
+    for name, dataset in config["datasets"].items():
+        if "path" in dataset and (base / dataset["path"]).is_dir():
+            try:
+                records = scan(dataset["format"], base / dataset["path"])
+            except DataError:
+                continue
+            counts[name] = sum(r.split in TRAINING_SPLITS for r in records)
+    per_generator = {g: counts.get(spec["like"], 0) for g, spec in config["generators"].items()}
+    sweep = config.get("cfg_sweep") or {}
+    extra = per_generator.get(sweep.get("generator"), 0) * max(len(sweep.get("scales", [])) - 1, 0)
+    return sum(per_generator.values()) + extra
+
+
+def estimated_bytes(config: dict, base: Path) -> int:
+    """A rough upper estimate of what the study writes under results/."""
+    runs = len((config.get("pretrain") or {}).get("runs", {}))
+    runs += len((config.get("cfg_sweep") or {}).get("scales", []))
+    runs += 2 * len((config.get("realtune") or {}).get("runs", []))
+    return images_generated(config, base) * BYTES_PER_IMAGE_256 + runs * BYTES_PER_PRETRAIN_RUN
+
+
+def check_disk(config: dict, base: Path) -> Check:
+    """Free space where results/ lives against the study's estimated output."""
+    need = estimated_bytes(config, base)
+    where = base / "results" if (base / "results").exists() else base
+    free = shutil.disk_usage(where).free
+    detail = (f"{free / 2**30:.1f} GiB free at {where}, the study writes up to "
+              f"~{need / 2**30:.1f} GiB")
+    return Check("disk", free >= need, detail if free >= need else detail + "; free space or "
+                 "move results/ to a larger filesystem (a symlink works)")
+
+
+def sinfo_partitions() -> dict[str, str] | None:
+    """Partition -> its GRES (``sinfo -o '%P %G'``), or None where Slurm is not installed."""
+    if shutil.which("sinfo") is None:
+        return None
+    proc = subprocess.run(["sinfo", "-h", "-o", "%P %G"], capture_output=True, text=True,
+                          timeout=60, check=False)
+    partitions: dict[str, str] = {}
+    for line in proc.stdout.splitlines():
+        name, _, gres = line.strip().partition(" ")
+        name = name.rstrip("*")
+        partitions[name] = " ".join(filter(None, (partitions.get(name, ""), gres)))
+    return partitions
+
+
+def check_slurm(config: dict, partitions: dict[str, str] | None) -> list[Check]:
+    """The study's partitions exist, and the GPU one offers the GPUs the study asks for."""
+    if partitions is None:
+        return [Check("Slurm", True, "sinfo not found: not a Slurm host", decides=False)]
+    slurm, checks = config["slurm"], []
+    cpu = slurm["cpu_partition"]
+    checks.append(Check(f"partition {cpu}", cpu in partitions,
+                        "exists" if cpu in partitions else
+                        f"not found; sinfo lists {sorted(partitions)}: set slurm.cpu_partition"))
+    wanted = requested_gpus(config)
+    if wanted:
+        gpu = slurm["gpu_partition"]
+        gres = partitions.get(gpu)
+        models = {r.get("gpu_model") for r in config["resources"].values()
+                  if r.get("gpu") and r.get("gpu_model")}
+        if gres is None:
+            checks.append(Check(f"partition {gpu}", False, f"not found; sinfo lists "
+                                f"{sorted(partitions)}: set slurm.gpu_partition"))
+        elif "gpu" not in gres:
+            checks.append(Check(f"partition {gpu}", False, f"offers no GPU GRES ({gres or 'none'})"
+                                "; set slurm.gpu_partition to a partition with GPUs"))
+        else:
+            missing = sorted(m for m in models if f"gpu:{m}" not in gres)
+            lacking = (f"; no {', '.join(missing)} GPUs there: fix resources.<stage>.gpu_model"
+                       if missing else "")
+            checks.append(Check(f"partition {gpu}", not missing, f"GRES {gres}{lacking}"))
+    return checks
+
+
+def read_throughput(path: Path = THROUGHPUT) -> list[dict]:
+    """The rows of the throughput table: stage, model, setting, gpu, throughput, unit, source."""
+    if not path.is_file():
+        raise DataError(f"{path} is missing: the cost estimate needs its throughput table.")
+    rows, header = [], None
+    for line in path.read_text().splitlines():
+        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        if not line.strip().startswith("|") or set("".join(cells)) <= set("-: "):
+            continue
+        if header is None:
+            header = [c.lower() for c in cells]
+            continue
+        rows.append(dict(zip(header, cells, strict=False)))
+    return rows
+
+
+def cost_lines(config: dict, base: Path, rows: list[dict]) -> list[Check]:
+    """GPU-hours per stage from the throughput table (informative)."""
+    from synreal.cost import study_cost
+
+    try:
+        costs = study_cost(config, base, rows)
+    except (DataError, ConfigError) as error:
+        return [Check("cost", False, str(error), decides=False)]
+    total = sum(hours for hours, _ in costs.values())
+    lines = [Check(f"cost {stage}", True, f"{hours:.1f} GPU-h ({how})", decides=False)
+             for stage, (hours, how) in costs.items()]
+    return lines + [Check("cost total", True, f"{total:.1f} GPU-h", decides=False)]
+
+
+# ---------------------------------------------------------------- the report
+
+def run_checks(configfile: Path, login_node: bool = False, cuda: CudaView | None = None,
+               smi: list[dict] | None = None, partitions: dict | None | str = "ask",
+               throughput: Path = THROUGHPUT) -> list[Check]:
+    """Every check of the study in ``configfile`` (the probes are injectable for tests)."""
+    base = Path.cwd()
+    try:
+        config = load_config(configfile, check_paths=False)
+    except ConfigError as error:
+        return [Check("config", False, str(error))]
+    checks = [Check("config", True, f"{configfile} is valid")]
+    checks += check_gpus(config, cuda or probe_cuda(), nvidia_smi() if smi is None else smi,
+                         login_node)
+    checks += check_datasets(config, base) + check_weights(config, base)
+    checks.append(check_disk(config, base))
+    checks += check_slurm(config, sinfo_partitions() if partitions == "ask" else partitions)
+    try:
+        checks += cost_lines(config, base, read_throughput(throughput))
+    except DataError as error:
+        checks.append(Check("cost", False, str(error), decides=False))
+    return checks
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Print the checks; exit 0 only when the study can run here."""
+    parser = argparse.ArgumentParser(prog="python -m synreal doctor", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--configfile", required=True, type=Path, help="the study file")
+    parser.add_argument("--login-node", action="store_true",
+                        help="a node without GPUs that submits jobs: GPU checks are notes")
+    args = parser.parse_args(argv)
+    try:
+        checks = run_checks(args.configfile, login_node=args.login_node)
+    except SynrealError as error:
+        print(f"synreal doctor: error: {error}", file=sys.stderr)
+        return 2
+    for check in checks:
+        print(check.line())
+    failed = [c for c in checks if c.decides and not c.ok]
+    verdict = ("the study can run here" if not failed else
+               f"{len(failed)} check(s) failed: the study cannot run here yet")
+    print(f"synreal doctor: {verdict}")
+    return 0 if not failed else 1

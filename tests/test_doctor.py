@@ -1,0 +1,144 @@
+"""`python -m synreal doctor`: every check passes on a host that can run the study, and each
+one fails, naming what to do, when its part is broken."""
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synreal.config import validate_config
+from synreal.doctor import Check, read_throughput, run_checks
+from synreal.gpus import CudaView
+from synreal.rehearsal.fixtures import prepare
+
+from .conftest import REPO
+
+STUDY = REPO / "config" / "studies" / "afhq_pets.yaml"
+A100 = CudaView(1, "13.0", 13000, ("sm_80", "sm_90"), ((8, 0),), ("NVIDIA A100",))
+SMI = [{"name": "NVIDIA A100", "memory": "81920 MiB", "capability": "8.0", "driver": "580.1"}]
+SLURM = {"cpu": "(null)", "gpu": "gpu:a100:8"}
+THROUGHPUT = """| stage | model | setting | gpu | throughput | unit | source |
+|---|---|---|---|---|---|---|
+| generate | sdxl-base-1.0 | 1024 px, 40 steps | A100 | 4.0 | s/image | test |
+| generate | sd-image-variations | 512 px, 50 steps | A100 | 1.0 | images/s | test |
+| pretrain | vit_small | 2x224 + 8x96 | A100 | 400 | images/s | test |
+"""
+
+
+@pytest.fixture(scope="module")
+def host(tmp_path_factory):
+    """A folder holding everything the study names (the rehearsal's fixtures)."""
+    folder = tmp_path_factory.mktemp("host")
+    prepare(validate_config(yaml.safe_load(STUDY.read_text()), check_paths=False), folder)
+    (folder / "throughput.md").write_text(THROUGHPUT)
+    return folder
+
+
+def checks(host: Path, monkeypatch, **probes) -> dict[str, Check]:
+    monkeypatch.chdir(host)
+    values = {"cuda": A100, "smi": SMI, "partitions": SLURM,
+              "throughput": host / "throughput.md", **probes}
+    return {c.name: c for c in run_checks(STUDY, **values)}
+
+
+def failed(result: dict[str, Check]) -> dict[str, str]:
+    return {name: c.detail for name, c in result.items() if c.decides and not c.ok}
+
+
+def test_a_host_that_can_run_the_study_passes_every_check(host, monkeypatch):
+    result = checks(host, monkeypatch)
+    assert failed(result) == {}
+    assert result["cost generate"].detail.endswith("images)")
+    assert float(result["cost total"].detail.split()[0]) > 0
+
+
+def test_no_gpu_fails_on_a_gpu_node_and_is_a_note_on_the_login_node(host, monkeypatch):
+    cpu_only = CudaView(0, None, 0, (), (), ())
+    result = failed(checks(host, monkeypatch, cuda=cpu_only, smi=[]))
+    assert set(result) == {"GPUs (nvidia-smi)", "torch runs them"}
+    assert "CPU-only build" in result["torch runs them"]
+    assert failed(checks(host, monkeypatch, cuda=cpu_only, smi=[], login_node=True)) == {}
+
+
+def test_a_build_that_cannot_drive_the_card_fails(host, monkeypatch):
+    v100 = CudaView(1, "13.0", 13000, ("sm_80", "sm_90"), ((7, 0),), ("Tesla V100",))
+    result = failed(checks(host, monkeypatch, cuda=v100))
+    assert list(result) == ["torch runs them"]
+    assert "compute capability 7.0" in result["torch runs them"]
+
+
+def test_an_old_driver_fails(host, monkeypatch):
+    old = CudaView(1, "13.0", 12020, ("sm_80",), ((8, 0),), ("NVIDIA A100",))
+    assert "supports 12.2" in failed(checks(host, monkeypatch, cuda=old))["torch runs them"]
+
+
+def test_a_missing_or_wrong_dataset_fails(host, monkeypatch, tmp_path):
+    shutil.copytree(host, tmp_path / "h", symlinks=True)
+    for split in ("train", "val"):
+        shutil.rmtree(tmp_path / "h" / "data" / "afhq" / split)
+    shutil.rmtree(tmp_path / "h" / "data" / "oxford-iiit-pet")
+    result = failed(checks(tmp_path / "h", monkeypatch))
+    assert "is not an AFHQ folder" in result["dataset afhq"]
+    assert "does not exist" in result["dataset pets"]
+
+
+def test_missing_and_truncated_weights_fail(host, monkeypatch, tmp_path):
+    copy = tmp_path / "h"
+    shutil.copytree(host, copy, symlinks=True)
+    shutil.rmtree(copy / "weights" / "owlv2-base-patch16-ensemble")
+    unet = next((copy / "weights" / "stable-diffusion-xl-base-1.0").rglob("*.safetensors"))
+    unet.write_bytes(unet.read_bytes()[:20])
+    result = failed(checks(copy, monkeypatch))
+    assert "does not exist" in result["weights audit.params.scale_weights"]
+    sdxl = [d for n, d in result.items() if "stable-diffusion-xl" in n or unet.name in d]
+    assert sdxl and "safetensors" in sdxl[0]
+
+
+def test_too_little_disk_fails(host, monkeypatch):
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
+    assert "free space or move results/" in failed(checks(host, monkeypatch))["disk"]
+
+
+@pytest.mark.parametrize("partitions, name, words", [
+    ({"gpu": "gpu:a100:8"}, "partition cpu", "not found; sinfo lists ['gpu']"),
+    ({"cpu": "(null)"}, "partition gpu", "not found"),
+    ({"cpu": "(null)", "gpu": "(null)"}, "partition gpu", "offers no GPU GRES"),
+])
+def test_slurm_partitions_that_do_not_fit_fail(host, monkeypatch, partitions, name, words):
+    assert words in failed(checks(host, monkeypatch, partitions=partitions))[name]
+
+
+def test_a_gpu_model_the_partition_lacks_fails(host, monkeypatch, tmp_path):
+    study = yaml.safe_load(STUDY.read_text())
+    study["resources"]["pretrain"]["gpu_model"] = "h100"
+    path = tmp_path / "study.yaml"
+    path.write_text(yaml.safe_dump(study))
+    monkeypatch.chdir(host)
+    result = {c.name: c for c in run_checks(path, cuda=A100, smi=SMI, partitions=SLURM,
+                                            throughput=host / "throughput.md")}
+    assert "no h100 GPUs there" in failed(result)["partition gpu"]
+
+
+def test_a_throughput_table_without_the_studys_model_is_a_note(host, monkeypatch, tmp_path):
+    table = tmp_path / "t.md"
+    table.write_text(THROUGHPUT.replace("| pretrain |", "| features |"))
+    result = checks(host, monkeypatch, throughput=table)
+    assert not result["cost"].ok and not result["cost"].decides
+    assert "no pretrain row for a vit_small model" in result["cost"].detail
+
+
+def test_the_documented_throughput_table_parses_and_cites_sources():
+    rows = read_throughput()
+    assert rows and all(row.get("source") for row in rows)
+
+
+def test_the_cli_exits_1_on_this_gpu_less_machine_and_names_the_failures(host):
+    proc = subprocess.run([sys.executable, "-m", "synreal", "doctor", "--configfile",
+                           str(STUDY)], cwd=host, capture_output=True, text=True, check=False,
+                          env={"PYTHONPATH": str(REPO / "src"), "PATH": "/usr/bin:/bin"})
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "[FAIL] torch runs them" in proc.stdout
+    assert proc.stdout.strip().endswith("the study cannot run here yet")
