@@ -121,10 +121,10 @@ def safetensors_ok(path: Path) -> str | None:
         with open(path, "rb") as handle:
             size = struct.unpack("<Q", handle.read(8))[0]
             if size <= 0 or size > path.stat().st_size:
-                return f"{path.name} has a header size beyond the file (truncated download?)"
+                return f"{path} has a header size beyond the file (truncated download?)"
             json.loads(handle.read(size))
     except (OSError, struct.error, ValueError) as error:
-        return f"{path.name} is not a readable safetensors file ({error})"
+        return f"{path} is not a readable safetensors file ({error})"
     return None
 
 
@@ -151,6 +151,14 @@ def check_weights(config: dict, base: Path) -> list[Check]:
         why = check_weights_folder(base / path)
         checks.append(Check(f"weights {where}", why is None, why or f"{base / path} readable"))
     return checks
+
+
+def preflight(config: dict, base: Path) -> None:
+    """The data and weights checks, raising the first failure (the Snakefile runs this)."""
+    for check in check_datasets(config, base) + check_weights(config, base):
+        if not check.ok:
+            raise ConfigError(f"{check.name}: {check.detail}; `python -m synreal doctor "
+                              "--configfile <study>` checks the rest.")
 
 
 # ---------------------------------------------------------------- disk, Slurm, cost

@@ -53,7 +53,9 @@ def multinode_launcher(nodes: int, gpus_per_node: int, port: int = RENDEZVOUS_PO
     _check("nodes", nodes, 1)
     _check("gpus_per_node", gpus_per_node, 1)
     head = '$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1)'
-    return (f"srun --nodes={nodes} --ntasks-per-node=1 "
+    # srun does not inherit sbatch's --cpus-per-task (Slurm 22.05 on): without it each
+    # node's torchrun, and so every data-loading worker, would get one CPU
+    return (f"srun --nodes={nodes} --ntasks-per-node=1 --cpus-per-task=$SLURM_CPUS_PER_TASK "
             f"torchrun --nnodes={nodes} --nproc-per-node={gpus_per_node} "
             f"--rdzv-backend=c10d --rdzv-endpoint={head}:{port} --rdzv-id=$SLURM_JOB_ID "
             f"-m {MODULE}")

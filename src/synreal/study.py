@@ -10,6 +10,7 @@ leaking in. Its resolved config is the file plus the schema's defaults (tested).
 from __future__ import annotations
 
 import json
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -55,9 +56,15 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
     """
     from synreal import rehearsal
 
+    from synreal.doctor import preflight
+
     raw = dict(config)
     if not rehearsal.requested(raw):
-        return Study(validate_config(raw), False, None)
+        resolved = validate_config(raw)
+        preflight(resolved, Path.cwd())
+        return Study(resolved, False, None)
+    # jobs (local, or Slurm's with sbatch --export=ALL) re-read the Snakefile as a rehearsal
+    os.environ[rehearsal.ENV_REHEARSAL] = "1"
     study = {k: v for k, v in raw.items() if k != "rehearsal"}
     validate_config(study, check_paths=False)
     rehearsed = rehearsal.rehearsal_config(study)
@@ -66,6 +73,7 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
 
     prepare(validate_config(rehearsed, check_paths=False), workdir)
     resolved = validate_config(rehearsed, base=workdir)
+    preflight(resolved, workdir)
     if not quiet:
         changes = rehearsal.changed_keys(study, rehearsed)
         print(rehearsal.describe_changes(changes), file=sys.stderr)
@@ -78,7 +86,7 @@ def requested_gpus(config: dict) -> dict[str, int]:
     return {stage: int(r["gpu"]) for stage, r in config["resources"].items() if r.get("gpu")}
 
 
-def gpu_limit(config: dict, rehearsal: bool, dryrun: bool = False) -> int:
+def gpu_limit(config: dict, rehearsal: bool) -> int:
     """The ``gpu`` resource of a local run: this host's GPUs (``CUDA_VISIBLE_DEVICES`` or all).
 
     A rehearsal runs its GPU stages on the CPU, so it offers what the study asks. A real run
@@ -87,7 +95,7 @@ def gpu_limit(config: dict, rehearsal: bool, dryrun: bool = False) -> int:
     gpus = len(host_gpus())
     wanted = requested_gpus(config)
     most = max(wanted.values(), default=0)
-    if rehearsal or dryrun:
+    if rehearsal:
         return max(gpus, most)
     if most > gpus:
         stage = max(wanted, key=wanted.get)
@@ -98,3 +106,25 @@ def gpu_limit(config: dict, rehearsal: bool, dryrun: bool = False) -> int:
             f"with --config rehearsal=true, or set resources.{stage}.gpu: 0 to run it on the "
             f"CPU on purpose.")
     return gpus
+
+
+def limit_local_gpus(workflow, config: dict, rehearsal: bool, user_set: bool) -> None:
+    """Snakemake ``onstart``: cap concurrent GPU jobs of a local run at the host's GPUs.
+
+    Runs once the executor is known and jobs are about to start (never in a dry run): Slurm
+    runs are left alone (Slurm places their GPUs), and so is a ``--resources gpu=N`` the
+    user gave. A study that asks more GPUs per job than the host has stops here, in one
+    sentence, before any job has run.
+    """
+    if not workflow.local_exec or user_set:
+        return
+    try:
+        limit = gpu_limit(config, rehearsal)
+    except ConfigError as error:
+        print(f"synreal config error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    workflow.global_resources["gpu"] = limit
+    if workflow.scheduler is not None:
+        workflow.scheduler.global_resources["gpu"] = limit
+        workflow.scheduler.resources["gpu"] = limit
+    print(f"synreal: at most {limit} concurrent GPU job(s) on this host", file=sys.stderr)

@@ -22,7 +22,8 @@ def test_single_node_launcher(gpus, expected):
 def test_multinode_srun_recipe():
     command = multinode_launcher(nodes=2, gpus_per_node=4)
     assert command == (
-        "srun --nodes=2 --ntasks-per-node=1 torchrun --nnodes=2 --nproc-per-node=4 "
+        "srun --nodes=2 --ntasks-per-node=1 --cpus-per-task=$SLURM_CPUS_PER_TASK "
+        "torchrun --nnodes=2 --nproc-per-node=4 "
         "--rdzv-backend=c10d "
         '--rdzv-endpoint=$(scontrol show hostnames "$SLURM_JOB_NODELIST" | head -n 1):29500 '
         "--rdzv-id=$SLURM_JOB_ID -m synreal")

@@ -41,7 +41,7 @@ from synreal.dino.params import DinoParams
 from synreal.dino.schedules import cosine_schedule, teacher_temperatures
 from synreal.dino.verdict import LOG_FILE, collapse_kind, run_verdict
 from synreal.errors import ConfigError, DataError, SynrealError
-from synreal.preemption import REQUEUE_EXIT_CODE
+from synreal.preemption import REQUEUE_EXIT_CODE, TimeLimitWarning
 from synreal.ranks import process_rank
 
 
@@ -363,6 +363,8 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
     step, last = start_step, {}
     bar = tqdm(total=stop_at, initial=start_step, unit="step", desc="DINO", mininterval=2,
                disable=not progress or rank != 0)
+    # Slurm's time limit, read once: checkpoint and requeue shortly before it (preemption.py)
+    time_limit = TimeLimitWarning.for_this_job()
     with _preemption_flag() as preempt, open(log_path, "a") as log:
         while step < stop_at:
             epoch, skip = divmod(step, iters_per_epoch)
@@ -430,13 +432,14 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                 faults.point("train.step")
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.3f}")
-                preempted = _any_process(preempt["set"], device, world)
+                preempted = _any_process(preempt["set"] or time_limit.near(), device, world)
                 if rank == 0 and (step % params.checkpoint_every == 0 or preempted
                                   or step == stop_at):
                     last_checkpoint = save(step)
                 if preempted:
                     bar.close()
-                    print(f"pre-empted after step {step}: checkpoint {last_checkpoint} saved; "
+                    why = "pre-empted" if preempt["set"] else "time limit near"
+                    print(f"{why} after step {step}: checkpoint {last_checkpoint} saved; "
                           f"exiting {REQUEUE_EXIT_CODE} (requeue and rerun to resume)",
                           flush=True)
                     raise Preempted(step)
