@@ -8,7 +8,7 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from synreal.errors import SynrealError
-from synreal.study import gpu_limit, load_study
+from synreal.study import limit_local_gpus, load_study
 
 
 # A study file (--configfile) is a whole study, never merged over the demo; without one the
@@ -29,16 +29,19 @@ try:
     config.update(STUDY.config)
     PLAN = STUDY.build_plan()
     REHEARSAL = STUDY.rehearsal
-    # One host: never more concurrent GPU jobs than GPUs, each on its own (synreal.gpu_slots).
-    if workflow.local_exec and "gpu" not in workflow.global_resources.keys():
-        GPUS = gpu_limit(config, REHEARSAL, workflow.dryrun)
-        workflow.register_resource("gpu", GPUS)
-        if workflow.is_main_process:
-            print(f"synreal: at most {GPUS} concurrent GPU job(s) on this host", file=sys.stderr)
 except SynrealError as error:
     # One sentence naming the key and the fix; no traceback, no job started.
     print(f"synreal config error: {error}", file=sys.stderr)
     sys.exit(2)
+
+
+# One host: never more concurrent GPU jobs than GPUs, each on its own (synreal.gpu_slots). Set
+# when the run starts: only then is it known to run here (not on Slurm) and not a dry run.
+USER_GPU_LIMIT = "gpu" in workflow.global_resources.keys()
+
+
+onstart:
+    limit_local_gpus(workflow, config, REHEARSAL, USER_GPU_LIMIT)
 
 
 include: "workflow/rules/common.smk"

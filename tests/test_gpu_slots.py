@@ -71,12 +71,31 @@ def test_more_gpus_than_the_host_has_is_one_sentence(tmp_path):
         claim(3, ["0", "1"], tmp_path)
 
 
+@pytest.mark.slow
 def test_snakemake_offers_the_host_gpus_as_its_gpu_resource(tmp_path):
-    """`snakemake --cores all` with no extra flag: the gpu resource is the host's GPU count."""
+    """`snakemake --cores all` with no extra flag caps GPU jobs at the host's GPU count."""
     env = {**snakemake_env(), "CUDA_VISIBLE_DEVICES": "0,1"}
     proc = subprocess.run(["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
-                           str(tmp_path), "--cores", "all", "-n", "--configfile",
+                           str(tmp_path), "--cores", "all", "table_datasets", "--configfile",
                            str(REPO / "tests" / "configs" / "micro.yaml")],
-                          capture_output=True, text=True, env=env, check=False)
+                          capture_output=True, text=True, env=env, check=False, timeout=600)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "synreal: at most 2 concurrent GPU job(s) on this host" in proc.stderr
+
+
+@pytest.mark.slow
+def test_a_study_asking_more_gpus_than_the_host_has_stops_before_any_job(tmp_path):
+    config = tmp_path / "gpu.yaml"
+    micro = (REPO / "tests" / "configs" / "micro.yaml").read_text()
+    config.write_text(micro + "\nresources:\n  generate: {gpu: 1}\n")
+    env = {**snakemake_env(), "CUDA_VISIBLE_DEVICES": ""}
+    proc = subprocess.run(["snakemake", "--snakefile", str(REPO / "Snakefile"), "--directory",
+                           str(tmp_path), "--cores", "all", "table_datasets", "--configfile",
+                           str(config)], capture_output=True, text=True, env=env, check=False,
+                          timeout=600)
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if "synreal config error" in line]
+    assert len(errors) == 1 and errors[0].startswith(
+        "synreal config error: resources.generate.gpu asks for 1 GPU(s) per job but this host "
+        "has 0 usable"), proc.stderr[-2000:]
+    assert not (tmp_path / "results").exists()

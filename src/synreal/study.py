@@ -55,7 +55,6 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
         quiet: do not print the rehearsal's changes (jobs re-reading the Snakefile).
     """
     from synreal import rehearsal
-
     from synreal.doctor import preflight
 
     raw = dict(config)

@@ -25,12 +25,10 @@ import os
 from pathlib import Path
 from typing import Any
 
-from synreal.config import REPO_ROOT
-
 #: ``SYNREAL_REHEARSAL=1`` turns a README command into its rehearsal, verbatim otherwise.
 ENV_REHEARSAL = "SYNREAL_REHEARSAL"
-#: Where each study's rehearsal runs (one folder per study file; never committed).
-ROOT = REPO_ROOT / "rehearsal"
+#: Where each study's rehearsal runs, under the working directory: ``rehearsal/<study>/``.
+ROOT = "rehearsal"
 
 #: Pretraining: one epoch of 3 steps on the 12-image AFHQ fixture (batch 4).
 PRETRAIN = {"epochs": 1, "warmup_epochs": 0, "warmup_teacher_temp_epochs": 0,
@@ -60,10 +58,17 @@ def requested(config: dict) -> bool:
     return bool(config.get("rehearsal")) or os.environ.get(ENV_REHEARSAL) == "1"
 
 
-def folder_for(configfiles: list[str]) -> Path:
-    """The rehearsal's working folder: ``rehearsal/<study file stem>`` (``demo`` without one)."""
+def folder_for(configfiles: list[str], cwd: Path | None = None) -> Path:
+    """The rehearsal's working folder: ``rehearsal/<study file stem>`` (``demo`` without one).
+
+    Relative to the working directory (``snakemake --directory`` moves it), and that folder
+    itself when a job starts inside it, so every job of a run agrees on it.
+    """
+    cwd = Path(cwd or Path.cwd()).absolute()
     stem = Path(configfiles[-1]).stem if configfiles else "demo"
-    return ROOT / stem
+    if cwd.name == stem and cwd.parent.name == ROOT:
+        return cwd
+    return cwd / ROOT / stem
 
 
 def _set(config: dict, dotted: str, value: Any) -> None:
