@@ -1,0 +1,103 @@
+"""Study files are whole studies: run as written, nothing of the demo merged in, and a
+rehearsal that changes only counts, steps, epochs, paths and the device."""
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+import yaml
+
+from synreal.config import validate_config
+from synreal.rehearsal import changed_keys, disallowed, folder_for, rehearsal_config
+from synreal.rehearsal.fixtures import prepare
+
+from ..conftest import REPO, snakemake_env
+
+STUDIES = sorted((REPO / "config" / "studies").glob("*.yaml"))
+RESOLVED = Path(".snakemake") / "synreal" / "resolved_config.json"
+
+
+def study(path: Path) -> dict:
+    return yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize("path", STUDIES, ids=lambda p: p.stem)
+def test_the_rehearsal_changes_only_counts_steps_and_epochs(path):
+    original = study(path)
+    rehearsed = rehearsal_config(original)
+    changes = changed_keys(original, rehearsed)
+    assert changes, "a rehearsal that changes nothing would train for days on a CPU"
+    assert disallowed(changes) == []
+    resolved = changed_keys(validate_config(original, check_paths=False),
+                            validate_config(rehearsed, check_paths=False))
+    assert disallowed(resolved) == [], "defaults filled in must not differ either"
+
+
+@pytest.mark.parametrize("key, value", [
+    ("pretrain.params.arch", "vit_tiny_demo"),
+    ("pretrain.params.out_dim", 256),
+    ("resources.pretrain.gpu", 0),
+    ("generators.afhq_syn.params.cfg_scale", 1.5),
+])
+def test_any_other_change_is_reported(key, value):
+    original = study(REPO / "config" / "studies" / "afhq_pets.yaml")
+    rehearsed = rehearsal_config(original)
+    node = rehearsed
+    *parents, leaf = key.split(".")
+    for part in parents:
+        node = node.setdefault(part, {})
+    node[leaf] = value
+    assert disallowed(changed_keys(original, rehearsed)) == [key]
+
+
+def test_rehearsal_folder_is_stable_for_jobs_started_inside_it(tmp_path):
+    folder = folder_for(["config/studies/afhq_pets.yaml"], tmp_path)
+    assert folder == tmp_path / "rehearsal" / "afhq_pets"
+    assert folder_for(["config/studies/afhq_pets.yaml"], folder) == folder
+
+
+@pytest.fixture(scope="module")
+def study_folder(tmp_path_factory):
+    """A folder holding what the full study names: data in official layouts, weights."""
+    folder = tmp_path_factory.mktemp("study")
+    prepare(validate_config(study(REPO / "config" / "studies" / "afhq_pets.yaml"),
+                            check_paths=False), folder)
+    return folder
+
+
+def dry_run(folder: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(["snakemake", "-s", str(REPO / "Snakefile"), "--directory",
+                           str(folder), "-n", *args], capture_output=True, text=True,
+                          env=snakemake_env(), check=False, timeout=600)
+
+
+@pytest.mark.slow
+def test_the_study_resolves_to_its_file_plus_the_schema_defaults(study_folder):
+    """README's one-table command, as written, in a folder holding the study's data."""
+    path = REPO / "config" / "studies" / "afhq_pets.yaml"
+    proc = dry_run(study_folder, "--configfile", str(path), "--cores", "all", "table_main")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resolved = json.loads((study_folder / RESOLVED).read_text())
+    assert resolved == validate_config(study(path), base=study_folder)
+    assert "toyworld" not in json.dumps(resolved["datasets"])
+
+
+@pytest.mark.slow
+def test_without_a_configfile_the_demo_runs(tmp_path):
+    proc = dry_run(tmp_path, "--cores", "all")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    resolved = json.loads((tmp_path / RESOLVED).read_text())
+    demo = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    assert resolved == validate_config(demo, base=tmp_path)
+
+
+@pytest.mark.slow
+def test_a_missing_dataset_is_one_sentence_and_writes_nothing(tmp_path):
+    path = REPO / "config" / "studies" / "afhq_pets.yaml"
+    proc = dry_run(tmp_path, "--configfile", str(path), "--cores", "all")
+    assert proc.returncode != 0
+    errors = [line for line in proc.stderr.splitlines() if "synreal config error" in line]
+    assert errors == ["synreal config error: datasets.afhq.path: folder data/afhq does not "
+                      "exist; download the afhq dataset there or fix the path."]
+    assert not (tmp_path / "results").exists()
