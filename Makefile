@@ -5,8 +5,9 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.synreal-installed
 CORES ?= all
+STUDY ?= config/studies/afhq_pets.yaml
 
-.PHONY: setup demo test test-fast lint report clean-results
+.PHONY: setup demo rehearsal test test-fast lint report clean-results
 
 setup: $(STAMP)
 
@@ -25,6 +26,11 @@ export PATH := $(CURDIR)/$(BIN):$(PATH)
 demo: setup
 	snakemake --cores $(CORES) --profile workflow/profiles/default
 
+# The full study's own DAG on the CPU, tiny weights and data (rehearsal/<study>/results/).
+rehearsal: setup
+	snakemake --configfile $(STUDY) --config rehearsal=true --cores $(CORES)
+	snakemake --configfile $(STUDY) --config rehearsal=true --cores $(CORES) --report results/report.html
+
 test: setup
 	ruff check src tests bench
 	python -m pytest -n 2 --dist loadfile
@@ -40,4 +46,4 @@ report: setup
 	snakemake --cores $(CORES) --profile workflow/profiles/default --report results/report.html
 
 clean-results:
-	rm -rf results/*/ .snakemake
+	rm -rf results/*/ .snakemake rehearsal

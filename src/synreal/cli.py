@@ -62,6 +62,17 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _print_placement(name: str) -> None:
+    """Where this job runs, for its log: GPUs asked and seen, Slurm job, forced CPU."""
+    import os
+
+    parts = [f"{key}={os.environ[key]}" for key in
+             ("SYNREAL_GPUS", "CUDA_VISIBLE_DEVICES", "SYNREAL_FORCE_CPU", "SLURM_JOB_ID")
+             if key in os.environ]
+    if parts:
+        print(f"synreal {name}: {' '.join(parts)}", flush=True)
+
+
 def run_stage(name: str, spec: dict, out: Path) -> None:
     """Run stage ``name`` so that ``out`` appears complete or not at all."""
     from synreal.artifacts import atomic_artifact
@@ -71,6 +82,7 @@ def run_stage(name: str, spec: dict, out: Path) -> None:
     stage = get_stage(name)
     if requested_gpus():
         stage_device(name)  # a GPU job with no usable GPU stops here, before any output
+    _print_placement(name)
     if name in UNKEYED:
         from synreal.artifacts import storage_error
 

@@ -1,0 +1,77 @@
+"""The full study's rehearsal through the production Slurm profile, on the local cluster.
+
+README's Slurm command for the study, with the profile edits docs/cluster.md asks for, in a
+fresh folder, with ``SYNREAL_REHEARSAL=1``: every job of the study goes through sbatch, the
+stages the study gives GPUs to the GPU partition with a GPU request (the cluster's fake GPU),
+every other stage to the CPU partition with none. The study's GPU counts and partitions stay
+as written; only its CPU and memory requests are capped to this two-core node.
+"""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import yaml
+
+from ..conftest import REPO
+from .conftest import completed_jobs, run_on_slurm
+from .test_slurm import SUBMITTED, documented_profile
+
+pytestmark = pytest.mark.slow
+
+STUDY = REPO / "config" / "studies" / "afhq_pets.yaml"
+TABLES = ["datasets", "main", "synbench", "mix_ratio", "mixdiff_views", "realtune",
+          "pretrain_finetune", "cfg"]
+#: The node has 2 CPUs and 24 GB: cap what the study asks per job (not part of any key).
+NODE_LIMITS = ["--set-threads", *(f"{rule}=1" for rule in ("generate", "pretrain", "features",
+                                                           "evaluate", "audit", "realtune")),
+               "--set-resources", *(f"{rule}:mem_mb=3000" for rule in (
+                   "generate", "pretrain", "features", "evaluate", "audit", "realtune"))]
+
+
+def readme_slurm_command() -> list[str]:
+    readme = (REPO / "README.md").read_text()
+    commands = re.findall(r"(?m)^snakemake --profile workflow/profiles/slurm (--configfile "
+                          r"config/studies/afhq_pets\.yaml)(.*)$", readme)
+    assert commands, "README no longer gives the study's Slurm command"
+    configfile, rest = commands[0]
+    return [*configfile.split()[:1], str(STUDY), *rest.split()]
+
+
+def test_the_study_rehearsal_runs_on_slurm_with_its_gpu_routing(slurm_cluster, tmp_path):
+    profile = documented_profile(tmp_path)
+    workdir = tmp_path / "checkout"
+    workdir.mkdir()
+    args = [arg for arg in readme_slurm_command() if arg != "table_main"]  # the whole study
+    result = run_on_slurm(workdir, *args, *NODE_LIMITS, profile=profile, timeout=2700,
+                          env={"SYNREAL_REHEARSAL": "1"})
+    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    results = workdir / "rehearsal" / "afhq_pets" / "results"
+    for name in TABLES:
+        assert (results / "tables" / f"{name}.md").stat().st_size > 0, name
+
+    output = result.stdout + result.stderr
+    # "Job <n> has been submitted with SLURM jobid <id> (log: .../rule_<rule>/...)."
+    rule_of = {slurm_id: re.search(r"rule_(\w+)", log).group(1)
+               for _, slurm_id, log in SUBMITTED.findall(output)}
+    assert len(rule_of) > 100, output[-3000:]
+    records = completed_jobs(set(rule_of), wait_s=30)
+    assert {r["JobState"] for r in records.values()} == {"COMPLETED"}
+    study = yaml.safe_load(STUDY.read_text())
+    gpu_stages = {stage for stage, r in study["resources"].items() if r.get("gpu")}
+    assert gpu_stages == {"generate", "pretrain", "features", "audit", "realtune"}
+    partitions = {}
+    for slurm_id, rule in rule_of.items():
+        partitions.setdefault(rule, set()).add(records[slurm_id]["Partition"])
+    assert partitions == {rule: {"gpu" if rule in gpu_stages else "cpu"} for rule in partitions}
+    assert set(partitions) >= gpu_stages | {"evaluate", "ingest", "table"}
+    # Slurm gave the GPU stages its (fake) GPU and the others none: each job logs what it saw
+    # (the job completion log records no GRES without slurmdbd)
+    for log in (results / "logs").glob("*/*.log"):
+        stage, text = log.parent.name, log.read_text()
+        seen = re.search(r"CUDA_VISIBLE_DEVICES=(\S+)", text)
+        if stage in gpu_stages:
+            assert seen and seen.group(1) == "0" and "SLURM_JOB_ID=" in text, (log, text[:500])
+        elif "SLURM_JOB_ID=" in text:
+            assert seen is None, (log, text[:500])

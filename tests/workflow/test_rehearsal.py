@@ -1,0 +1,101 @@
+"""The full study's rehearsal, run as README gives it: every table and the report, on a CPU.
+
+README's commands that run a study are run verbatim, in this checkout: first the rehearsal
+itself, then every other one with ``SYNREAL_REHEARSAL=1`` in the environment (which makes
+a command its rehearsal and changes nothing else), so each finds the rehearsal's artifacts
+and has nothing left to do. The Slurm ones run in tests/cluster.
+"""
+
+import json
+import os
+import re
+import shlex
+import subprocess
+import time
+
+import pandas as pd
+import pytest
+
+from ..conftest import REPO, snakemake_env
+
+pytestmark = pytest.mark.slow
+
+FOLDER = REPO / "rehearsal" / "afhq_pets"
+TABLES = ["datasets", "main", "synbench", "mix_ratio", "mixdiff_views", "realtune",
+          "pretrain_finetune", "cfg"]
+
+
+def readme_study_commands() -> list[str]:
+    """Every `snakemake ... config/studies/...` command README gives (fenced or inline)."""
+    text = (REPO / "README.md").read_text()
+    found = re.findall(r"(?m)^(snakemake [^\n`]*config/studies/[^\n`]*)$", text)
+    found += re.findall(r"`(?:[^`]*&& )?(?:PATH=\S+ )?(snakemake [^`]*config/studies/[^`]*)`",
+                        text)
+    return list(dict.fromkeys(command.strip() for command in found))
+
+
+def run(command: str, rehearse: bool = False, timeout: int = 2400):
+    env = snakemake_env()
+    if rehearse:
+        env["SYNREAL_REHEARSAL"] = "1"
+    start = time.perf_counter()
+    proc = subprocess.run(shlex.split(command), cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=timeout, check=False)
+    return proc, time.perf_counter() - start
+
+
+@pytest.fixture(scope="module")
+def rehearsed():
+    """README's rehearsal command, verbatim, then its report."""
+    commands = [c for c in readme_study_commands() if "rehearsal=true" in c]
+    assert commands == ["snakemake --configfile config/studies/afhq_pets.yaml "
+                        "--config rehearsal=true --cores all"]
+    proc, seconds = run(commands[0])
+    assert proc.returncode == 0, proc.stderr[-5000:]
+    report, _ = run(commands[0] + " --report results/report.html")
+    assert report.returncode == 0, report.stderr[-3000:]
+    print(f"rehearsal of config/studies/afhq_pets.yaml: {seconds:.0f} s")
+    return proc
+
+
+def test_the_rehearsal_prints_what_it_changed(rehearsed):
+    assert "synreal rehearsal: runs the study on the CPU" in rehearsed.stderr
+    assert "  pretrain.params.epochs: 100 -> 1" in rehearsed.stderr
+
+
+def test_the_rehearsal_writes_every_table_and_the_report(rehearsed):
+    for name in TABLES:
+        for ext in ("md", "csv", "tex"):
+            assert (FOLDER / "results" / "tables" / f"{name}.{ext}").stat().st_size > 0, name
+    report = FOLDER / "results" / "report.html"
+    assert report.stat().st_size > 100_000
+
+
+def test_the_rehearsal_trained_the_studys_architecture(rehearsed):
+    main = (FOLDER / "results" / "tables" / "main.md").read_text()
+    assert "vit_small_patch16_224" in main.splitlines()[0]
+    specs = [json.loads(p.read_text())
+             for p in (FOLDER / "results" / "pretrain").glob("*/spec.json")]
+    assert specs and all(s["params"]["dino"]["out_dim"] == 65536 for s in specs)
+    assert all(s["params"]["dino"]["global_crop_size"] == 224 for s in specs)
+    assert all(s["params"]["dino"]["local_crop_size"] == 96 for s in specs)
+    datasets = pd.read_csv(FOLDER / "results" / "tables" / "datasets.csv")
+    assert (datasets["dataset"] == "pets").any()
+
+
+def test_every_readme_study_command_runs_verbatim(rehearsed):
+    local = [c for c in readme_study_commands()
+             if "rehearsal=true" not in c and "--profile workflow/profiles/slurm" not in c]
+    assert len(local) >= 2, local  # the whole study and one table
+    for command in local:
+        proc, seconds = run(command, rehearse=True, timeout=600)
+        assert proc.returncode == 0, (command, proc.stderr[-3000:])
+        assert "Nothing to be done" in proc.stdout + proc.stderr, command
+        assert seconds < 120, (command, seconds)
+
+
+def test_readme_commands_are_found():
+    commands = readme_study_commands()
+    assert any(c.endswith("--cores all table_main") for c in commands)
+    assert any("--profile workflow/profiles/slurm" in c for c in commands)
+    assert not any(os.sep + "work" in c for c in commands)
