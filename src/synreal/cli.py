@@ -122,7 +122,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run_stage(args.stage, _read_spec(args.spec_json), args.out)
     except SystemExit as stop:
-        if stop.code == REQUEUE_EXIT_CODE:  # state saved after a pre-emption signal
+        # state saved before the time limit: back in the queue under the same job id
+        if stop.code == REQUEUE_EXIT_CODE and getattr(stop, "requeue_self", False):
             requeue_slurm_job()
         raise
     except SynrealError as error:

@@ -1,14 +1,16 @@
 """A job cut short by Slurm comes back and resumes: checkpoint, exit 75, requeue itself.
 
 When Slurm pre-empts a job or its time limit comes, every process of the job gets SIGTERM
-(then SIGKILL after ``KillWait``). Pretraining saves a checkpoint and exits with
-:data:`REQUEUE_EXIT_CODE`. But the Slurm job's own exit status is that of the Snakemake
-process wrapping the stage, which reports any failed command as 1, so neither Slurm's
-``RequeueExit=75`` nor the profile's ``--requeue`` (pre-emption only) would bring a job that
-timed out back. So the stage requeues its own job (``scontrol requeue``, allowed because the
-profile submits with ``--requeue``): it returns to the queue under the same job id, the
-Snakemake on the login node keeps waiting on that id, and the rerun resumes from the
-checkpoint. Nothing is requeued outside Slurm, or when ``SYNREAL_SLURM_REQUEUE=0``.
+(then SIGKILL after ``KillWait``): pretraining saves a checkpoint and exits with
+:data:`REQUEUE_EXIT_CODE`. A pre-empted job is requeued by Slurm (the profile's
+``--requeue``); a timed-out one ends ``TIMEOUT``, which Slurm never requeues, and the Slurm
+job's own exit status is that of the Snakemake process wrapping the stage, which reports any
+failed command as 1, so ``RequeueExit=75`` cannot catch it either. So pretraining warns
+itself before the limit (:class:`TimeLimitWarning`, the job's time left read from Slurm):
+it saves a checkpoint while the job still runs, exits 75 and requeues its own job
+(``scontrol requeue``, allowed by ``--requeue``). The job returns to the queue under the same
+id, the Snakemake on the login node keeps waiting on it, and the rerun resumes. Nothing is
+requeued outside Slurm, or with ``SYNREAL_SLURM_REQUEUE=0``.
 """
 
 from __future__ import annotations

@@ -50,11 +50,17 @@ class TrainingDiverged(SynrealError):
 
 
 class Preempted(SystemExit):
-    """A pre-emption signal arrived; the state is saved and the job should be requeued."""
+    """The run stopped early with its state saved; the job should run again to resume.
 
-    def __init__(self, step: int) -> None:
+    ``requeue_self``: the job should put itself back in Slurm's queue (its time limit is
+    near); after a SIGTERM, Slurm itself requeues a pre-empted job, and a timed-out one is
+    resubmitted by Snakemake's retries.
+    """
+
+    def __init__(self, step: int, requeue_self: bool = False) -> None:
         super().__init__(REQUEUE_EXIT_CODE)
         self.step = step
+        self.requeue_self = requeue_self
 
 
 # ============ data ====================================================================
@@ -442,7 +448,7 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                     print(f"{why} after step {step}: checkpoint {last_checkpoint} saved; "
                           f"exiting {REQUEUE_EXIT_CODE} (requeue and rerun to resume)",
                           flush=True)
-                    raise Preempted(step)
+                    raise Preempted(step, requeue_self=not preempt["set"])
                 if step >= stop_at:
                     break
     bar.close()

@@ -12,7 +12,7 @@ CPU cannot afford and nothing else:
 - **counts, steps and epochs**: :data:`OVERRIDES` below, printed as the keys it changed;
 - **the device**: every stage runs on the CPU (``SYNREAL_FORCE_CPU=1``) whatever its
   resources ask, so the study's GPU counts, partitions and GPU models stay as written and
-  its Slurm routing is rehearsed too.
+  its Slurm routing is rehearsed too; each job asks one CPU thread and at most 4 GB.
 
 ``tests/workflow/test_rehearsal.py`` fails when any other key differs from the study.
 """
@@ -36,6 +36,10 @@ PRETRAIN = {"epochs": 1, "warmup_epochs": 0, "warmup_teacher_temp_epochs": 0,
 #: Diffusion sampling steps: two, so that the multistep schedulers take a second step.
 GENERATION_STEPS = 2
 
+#: Stages with resources in the config, and the memory a rehearsal job asks for at most.
+RESOURCE_STAGES = ("generate", "pretrain", "features", "evaluate", "audit", "realtune")
+JOB_MB = 4000
+
 #: Config keys the rehearsal may change (fnmatch patterns over dotted paths); anything else
 #: that differs from the study is a bug that the rehearsal test reports.
 ALLOWED = (
@@ -50,6 +54,7 @@ ALLOWED = (
     "realtune.supervised.params.batch_size",
     "evaluation.probe.steps", "evaluation.probe.epochs", "evaluation.dino_linear.epochs",
     "evaluation.probe.dino_epochs", "evaluation.features.batch_size",
+    "resources.*.threads", "resources.*.mem_mb",
 )
 
 
@@ -113,6 +118,12 @@ def rehearsal_config(study: dict) -> dict:
         _set(config, "realtune.supervised.params.batch_size", 4)
     if "evaluation" in config:
         _set(config, "evaluation.probe.steps", 20)
+    # one CPU and a few GB per job: tiny jobs run side by side on a laptop or a small node;
+    # GPU counts, GPU models and partitions stay the study's
+    for stage in RESOURCE_STAGES:
+        wanted = config.get("resources", {}).get(stage, {})
+        _set(config, f"resources.{stage}.threads", 1)
+        _set(config, f"resources.{stage}.mem_mb", min(int(wanted.get("mem_mb", JOB_MB)), JOB_MB))
     return config
 
 
