@@ -38,33 +38,56 @@ def _cell(estimate, half=0.02):
     return Cell(estimate, estimate - half, estimate + half)
 
 
-def test_main_finding_follows_the_paired_ci():
-    assert "NOT consistent" in story.main({"linear top-1": Cell(-0.01, -0.05, 0.03)})
-    assert "real pretraining is significantly better" in story.main(
-        {"linear top-1": Cell(-0.1, -0.15, -0.05)})
+@pytest.mark.parametrize(("cell", "words", "verdict"), [
+    (Cell(-0.10, -0.15, -0.05), "real pretraining is significantly better", story.CONSISTENT),
+    (Cell(-0.01, -0.05, 0.03), "no significant difference", story.CANNOT_TELL),
+    (Cell(0.01, -0.03, 0.05), "no significant difference", story.CANNOT_TELL),
+    (Cell(0.10, 0.05, 0.15), "synthetic pretraining is significantly better",
+     story.CONTRADICTS),
+])
+def test_main_finding_follows_the_sign_and_ci_of_the_paired_difference(cell, words, verdict):
+    text = story.main({"linear top-1": cell}, "synthetic - real")
+    assert words in text and text.endswith(f": {verdict}.")
+    assert f"synthetic - real {100 * cell.estimate:+.1f} points" in text
 
 
-def test_mix_ratio_finding_reads_the_trend():
+def test_mix_ratio_finding_reads_the_trend_and_its_significance():
     rising = [(0, _cell(0.2)), (50, _cell(0.3)), (100, _cell(0.4))]
-    assert "+1.00" in story.mix_ratio(rising) and "NOT" not in story.mix_ratio(rising)
+    assert story.mix_ratio(rising).endswith(story.CONSISTENT + ".")
     falling = [(0, _cell(0.4)), (50, _cell(0.3)), (100, _cell(0.2))]
-    assert "NOT consistent" in story.mix_ratio(falling)
+    assert story.mix_ratio(falling).endswith(story.CONTRADICTS + ".")
+    flat = [(0, _cell(0.2, 0.1)), (50, _cell(0.21, 0.1)), (100, _cell(0.22, 0.1))]
+    # a rank correlation of +1 over 3 points has exact p = 1/3: no evidence either way
+    assert story.mix_ratio(flat).endswith(story.CANNOT_TELL + "."), "a null is no agreement"
 
 
 def test_pretrain_finetune_finding_checks_the_papers_ranking():
     paper_order = {"mix/real": _cell(0.5), "mix/none": _cell(0.4),
                    "synthetic/real": _cell(0.3), "real/synthetic": _cell(0.2)}
-    assert "NOT" not in story.pretrain_finetune(paper_order)
+    assert story.pretrain_finetune(paper_order).endswith(story.CONSISTENT + ".")
     paper_order["real/synthetic"] = _cell(0.9)
-    assert "NOT consistent" in story.pretrain_finetune(paper_order)
+    assert story.pretrain_finetune(paper_order).endswith(story.CONTRADICTS + ".")
+    close = {k: _cell(v, 0.2) for k, v in (("mix/real", 0.5), ("mix/none", 0.45),
+                                            ("synthetic/real", 0.4), ("real/synthetic", 0.35))}
+    assert story.pretrain_finetune(close).endswith(story.CANNOT_TELL + ".")
 
 
-@pytest.mark.parametrize(("lift", "verdict"), [(0.2, "consistent"), (-0.1, "NOT consistent")])
+@pytest.mark.parametrize(("lift", "verdict"), [(0.2, story.CONSISTENT),
+                                               (-0.1, story.CONTRADICTS),
+                                               (0.01, story.CANNOT_TELL)])
 def test_realtune_finding(lift, verdict):
     top1 = {"real/vanilla": _cell(0.5), "real/SynTune": _cell(0.3), "real/RealTune": _cell(0.45),
             "synthetic/vanilla": _cell(0.3), "synthetic/SynTune": _cell(0.2),
             "synthetic/RealTune": _cell(0.3 + lift)}
-    assert story.realtune(top1).endswith(f"{verdict} with the paper.")
+    assert story.realtune(top1).endswith(f"{verdict}.")
+
+
+def test_cfg_finding_needs_a_significant_rank_correlation():
+    four = {2.0: 0.9, 4.0: 0.8, 6.0: 0.7, 8.0: 0.6}
+    assert story.cfg(four, {}).endswith(story.CANNOT_TELL + ".")  # exact p = 2/24 with 4 points
+    six = {float(s): 1.0 - s / 10 for s in range(2, 8)}
+    assert story.cfg(six, {}).endswith(story.CONSISTENT + ".")
+    assert story.cfg({s: -d for s, d in six.items()}, {}).endswith(story.CONTRADICTS + ".")
 
 
 def test_audit_cells_drop_unmeasured_images_and_bracket_the_estimate():

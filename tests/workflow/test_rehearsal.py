@@ -71,6 +71,12 @@ def test_the_rehearsal_writes_every_table_and_the_report(rehearsed):
     assert report.stat().st_size > 100_000
 
 
+def test_the_rehearsals_main_table_differences_equal_their_cells(rehearsed):
+    from .test_tables import check_written_main_table
+
+    check_written_main_table(FOLDER / "results" / "tables")
+
+
 def test_the_rehearsal_trained_the_studys_architecture(rehearsed):
     main = (FOLDER / "results" / "tables" / "main.md").read_text()
     assert "vit_small_patch16_224" in main.splitlines()[0]

@@ -166,3 +166,42 @@ def test_the_default_profile_rebuilds_a_table_after_a_config_change(finished, tm
     assert proc.returncode == 0, proc.stderr[-3000:]
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
     assert counts.get("pretrain") == "2" and counts.get("table") == "1", proc.stdout
+
+
+def estimate_and_ci(cell: str) -> tuple[float, float, float]:
+    estimate, lo, hi = re.match(r"^(-?\d+\.\d) \[(-?\d+\.\d), (-?\d+\.\d)\]$", cell).groups()
+    return float(estimate), float(lo), float(hi)
+
+
+def check_written_main_table(tables) -> None:
+    """The written main table: its difference row is B - A of its own rows (within rounding)
+    and its Finding quotes that number with the words and verdict its CI allows."""
+    from synreal.report import story
+
+    frame = pd.read_csv(tables / "main.csv", dtype=str)
+    label = frame["pretraining data"].iloc[2]
+    b_name, a_name = label.removesuffix(" (paired)").split(" - ")
+    rows = frame.set_index("pretraining data")
+    for column in ("linear top-1", "k-NN top-1 (k=20)", "retrieval mAP", "R@1"):
+        a = estimate_and_ci(rows.loc[a_name, column])[0]
+        b = estimate_and_ci(rows.loc[b_name, column])[0]
+        diff, lo, hi = estimate_and_ci(rows.loc[label, column])
+        assert abs(diff - (b - a)) <= 0.1 + 1e-9, (column, a, b, diff)
+        assert lo <= diff <= hi
+        verdict = rows.loc["differ? (95 % CI excludes 0)", column]
+        assert verdict == ("yes" if lo > 0 or hi < 0 else "no (CI contains 0)"), column
+    finding = (tables / "main.md").read_text().splitlines()[0].split("Finding:")[1]
+    diff, lo, hi = estimate_and_ci(rows.loc[label, "linear top-1"])
+    assert f"{b_name} - {a_name} {diff:+.1f} points" in finding, finding
+    if hi < 0:
+        assert "real pretraining is significantly better" in finding
+        assert finding.endswith(story.CONSISTENT + ".")
+    elif lo > 0:
+        assert finding.endswith(story.CONTRADICTS + ".")
+    else:
+        assert "no significant difference" in finding
+        assert finding.endswith(story.CANNOT_TELL + ".")
+
+
+def test_the_written_main_table_differences_equal_their_cells(finished):
+    check_written_main_table(finished / "results" / "tables")

@@ -39,7 +39,7 @@ STAMP = ".synreal-rehearsal.json"
 #: AFHQ fixture: images per class and split (the release: ~5k train, 500 val per class).
 AFHQ_PER_CLASS = {"train": 4, "val": 2}
 #: Pet fixture: images per breed and split (the release: ~100 trainval, ~100 test per breed).
-PET_PER_BREED = {"trainval": 3, "test": 2}
+PET_PER_BREED = {"trainval": 5, "test": 2}
 
 
 def _stamped(folder: Path, what: dict) -> bool:

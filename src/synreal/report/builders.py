@@ -125,13 +125,18 @@ def _with_story(caption: str, story: str) -> str:
 def main_table(params: dict, out_dir: Path) -> None:
     """The study proposal: DINO on real vs synthetic data, frozen Pet evaluation, paired diff."""
     from synreal.report import story
-    from synreal.report.metrics import MAIN_METRICS, differs, paired_difference
+    from synreal.report.metrics import (
+        MAIN_METRICS,
+        difference_label,
+        differs,
+        paired_difference,
+    )
 
     runs = _runs(params)
     rows = _run_rows(params)
     (label_a, run_a), (label_b, run_b) = list(runs.items())[:2]
     resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
-    diff = {"pretraining data": f"{label_b} - {label_a} (paired)"}
+    diff = {"pretraining data": f"{difference_label(label_a, label_b)} (paired)"}
     verdict = {"pretraining data": "differ? (95 % CI excludes 0)"}
     cells = {}
     for title, stage, key in MAIN_METRICS:
@@ -142,7 +147,8 @@ def main_table(params: dict, out_dir: Path) -> None:
                                "number, classes and resolution; the last rows give the paired "
                                "difference and whether it is significant.")
     frame = pd.DataFrame([*rows, diff, verdict]).fillna("")
-    write_table(frame, out_dir, "main", _with_story(caption, story.main(cells)))
+    write_table(frame, out_dir, "main",
+                _with_story(caption, story.main(cells, difference_label(label_a, label_b))))
 
 
 def mix_ratio_table(params: dict, out_dir: Path) -> None:

@@ -68,16 +68,25 @@ def read_per_item(artifact: str | Path, metric: str) -> pd.Series:
     return frame.set_index("id")[metric]
 
 
+def difference_label(label_a: str, label_b: str) -> str:
+    """``"B - A"``: how every table names what :func:`paired_difference` returns."""
+    return f"{label_b} - {label_a}"
+
+
 def paired_difference(run_a: dict, run_b: dict, stage: str, metric: str, resamples: int,
                       seed: int) -> Cell:
-    """``b - a`` on the same test items, with a paired bootstrap 95 % CI."""
+    """``mean(b) - mean(a)`` on the same test items, with a paired bootstrap 95 % CI.
+
+    Positive: run B scores higher. Tables label it with :func:`difference_label`.
+    """
     from synreal.eval.bootstrap import paired_bootstrap_diff
 
     a = read_per_item(run_a[stage], metric)
     b = read_per_item(run_b[stage], metric).reindex(a.index)
     if b.isna().all():
         return Cell(float("nan"), float("nan"), float("nan"))
-    interval = paired_bootstrap_diff(a.to_numpy(), b.to_numpy(), n_resamples=resamples, seed=seed)
+    # paired_bootstrap_diff(x, y) is mean(x) - mean(y): B first
+    interval = paired_bootstrap_diff(b.to_numpy(), a.to_numpy(), n_resamples=resamples, seed=seed)
     return Cell(interval.estimate, interval.lo, interval.hi)
 
 
