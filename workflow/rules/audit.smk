@@ -19,5 +19,5 @@ rule audit:
     resources:
         **stage_resources("audit"),
     shell:
-        RUN + " {params.cli} audit --spec-json {params.spec:q} "
+        f"{RUN} {{params.cli}} audit --spec-json {{params.spec:q}} "
         "--out results/audit/{wildcards.key} > {log} 2>&1"

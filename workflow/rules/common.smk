@@ -18,12 +18,10 @@ SYNREAL = f"{SRC_ON_PATH} python -m synreal"
 #: claim of that many free ones, which the job alone then sees (synreal.gpu_slots). The
 #: rehearsal runs every stage on the CPU whatever its resources say. Not a param: params
 #: rerun jobs when they change, and this prefix holds no science.
-RUN = (
-    "OMP_NUM_THREADS={threads} SYNREAL_GPUS={resources.gpu}"
-    + (" SYNREAL_FORCE_CPU=1" if REHEARSAL else "")
-    + " " + SRC_ON_PATH.replace("{", "{{").replace("}", "}}")
-    + " python -m synreal.gpu_slots {resources.gpu} -- env"
-)
+_FORCE_CPU = " SYNREAL_FORCE_CPU=1" if REHEARSAL else ""
+_SRC = SRC_ON_PATH.replace("{", "{{").replace("}", "}}")
+RUN = (f"OMP_NUM_THREADS={{threads}} SYNREAL_GPUS={{resources.gpu}}{_FORCE_CPU} {_SRC} "
+       "python -m synreal.gpu_slots {resources.gpu} -- env")
 
 
 wildcard_constraints:

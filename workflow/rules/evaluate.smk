@@ -19,7 +19,7 @@ rule features:
     resources:
         **stage_resources("features"),
     shell:
-        RUN + " {params.cli} features --spec-json {params.spec:q} --out results/features/{wildcards.key} "
+        f"{RUN} {{params.cli}} features --spec-json {{params.spec:q}} --out results/features/{{wildcards.key}} "
         "> {log} 2>&1"
 
 
@@ -41,5 +41,5 @@ rule evaluate:
     resources:
         **stage_resources("evaluate"),
     shell:
-        RUN + " {params.cli} {wildcards.stage} --spec-json {params.spec:q} "
+        f"{RUN} {{params.cli}} {{wildcards.stage}} --spec-json {{params.spec:q}} "
         "--out results/{wildcards.stage}/{wildcards.key} > {log} 2>&1"

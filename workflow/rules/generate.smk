@@ -19,5 +19,5 @@ rule generate:
     resources:
         **stage_resources("generate"),
     shell:
-        RUN + " {params.launch} generate --spec-json {params.spec:q} --out results/generate/{wildcards.key} "
+        f"{RUN} {{params.launch}} generate --spec-json {{params.spec:q}} --out results/generate/{{wildcards.key}} "
         "> {log} 2>&1"

@@ -21,5 +21,5 @@ rule pretrain:
     resources:
         **stage_resources("pretrain"),
     shell:
-        RUN + " {params.launch} pretrain --spec-json {params.spec:q} "
+        f"{RUN} {{params.launch}} pretrain --spec-json {{params.spec:q}} "
         "--out results/pretrain/{wildcards.key} > {log} 2>&1"

@@ -19,5 +19,5 @@ rule realtune:
     resources:
         **stage_resources("realtune"),
     shell:
-        RUN + " {params.cli} realtune --spec-json {params.spec:q} "
+        f"{RUN} {{params.cli}} realtune --spec-json {{params.spec:q}} "
         "--out results/realtune/{wildcards.key} > {log} 2>&1"
