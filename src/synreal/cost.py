@@ -9,20 +9,33 @@ run sees (epochs x its training set, per replicate seed), and RealTune's continu
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 from synreal.errors import DataError
 
+#: Sampling steps of a generator that does not set them (GenerateParams' default).
+DEFAULT_STEPS = 50
 #: Which throughput row serves which generator backend (a substring of the row's model).
 GENERATOR_MODELS = {"sdxl": "sdxl", "sd": "stable-diffusion-v1", "sd-image-variations":
                     "image-variations"}
 
 
-def per_second(rows: list[dict], stage: str, model: str) -> float:
-    """Images per second of ``stage`` for the first row whose model contains ``model``."""
+def per_second(rows: list[dict], stage: str, model: str, steps: int | None = None) -> float:
+    """Images per second of ``stage`` for the first row whose model contains ``model``.
+
+    ``steps``: the study's sampling steps; a row measured at another step count (its setting
+    says ``<n> steps``) is scaled linearly, as sampling time is.
+    """
     for row in rows:
         if row.get("stage", "").lower() == stage and model in row.get("model", "").lower():
             value = float(row["throughput"].replace(",", ""))
+            measured = re.search(r"(\d+) steps", row.get("setting", ""))
+            scale = steps / int(measured.group(1)) if steps and measured else 1.0
+            if row.get("unit", "").lower().replace(" ", "") in ("s/image", "s/img"):
+                value *= scale
+            else:
+                value /= scale
             unit = row.get("unit", "").lower().replace(" ", "")
             if unit in ("images/s", "img/s", "image/s"):
                 return value
@@ -60,10 +73,13 @@ def study_cost(config: dict, base: Path, rows: list[dict]) -> dict[str, tuple[fl
         if backend.startswith("toy"):
             continue
         count = real.get(generator["like"], 0)
-        if name == sweep.get("generator"):
-            count *= max(len(sweep.get("scales", [])), 1)  # the sweep's other scales too
+        if name == sweep.get("generator"):  # the sweep's other scales too
+            own = float(generator.get("params", {}).get("cfg_scale", 7.5))
+            count *= len({float(x) for x in sweep.get("scales", [])} | {own})
         images += count
-        seconds += count / per_second(rows, "generate", GENERATOR_MODELS.get(backend, backend))
+        steps = int(generator.get("params", {}).get("steps", DEFAULT_STEPS))
+        seconds += count / per_second(rows, "generate", GENERATOR_MODELS.get(backend, backend),
+                                      steps)
     if images:
         costs["generate"] = (seconds / 3600, f"{images} images")
     pretrain = config.get("pretrain") or {}
