@@ -1,4 +1,4 @@
-"""The full study's rehearsal through the production Slurm profile, on the local cluster.
+"""The full study's rehearsal through Slurm, on the local cluster.
 
 README's Slurm command for the study, through the local cluster's profile (the production
 profile's 40 s status polling would make 130 jobs take an hour here; test_slurm.py runs the
