@@ -289,8 +289,8 @@ def test_pretraining_near_its_time_limit_requeues_itself_and_resumes(micro_runs)
     assert slurm_jobs_by_rule(workdir)[("pretrain", artifact.name)] == [job_id]
     job = scontrol_job(job_id)
     assert "JobState=COMPLETED" in job and "Restarts=1" in job, job
-    log = (workdir / "results" / "logs" / "pretrain" / f"{artifact.name}.log").read_text()
-    assert "time limit near after step" in log and f"Slurm job {job_id} requeued" in log
+    # Slurm never requeues a TIMEOUT: a requeued, completed job under one id is the
+    # self-requeue (the rule log holds only the rerun: `> {log}` truncates it)
     assert_resumed_and_finished(workdir, artifact)
 
 
