@@ -2,7 +2,8 @@
 
 README's Slurm command for the study, through the local cluster's profile (the production
 profile's 40 s status polling would make 130 jobs take an hour here; test_slurm.py runs the
-production profile itself), in a fresh folder, with ``SYNREAL_REHEARSAL=1``: every job of
+production profile itself), in a fresh folder, with ``SYNREAL_REHEARSAL=1``, for table_main,
+table_synbench and table_realtune (their jobs cover every rule): every job of
 the study goes through sbatch, the stages the study gives GPUs to the GPU partition with a
 GPU request (the cluster's fake GPU),
 every other stage to the CPU partition with none. The study's GPU counts and partitions stay
@@ -23,8 +24,7 @@ from .test_slurm import SUBMITTED
 pytestmark = pytest.mark.slow
 
 STUDY = REPO / "config" / "studies" / "afhq_pets.yaml"
-TABLES = ["datasets", "main", "synbench", "mix_ratio", "mixdiff_views", "realtune",
-          "pretrain_finetune", "cfg"]
+TABLES = ["main", "synbench", "realtune"]
 
 
 def readme_slurm_command() -> list[str]:
@@ -39,8 +39,10 @@ def readme_slurm_command() -> list[str]:
 def test_the_study_rehearsal_runs_on_slurm_with_its_gpu_routing(slurm_cluster, tmp_path):
     workdir = tmp_path / "checkout"
     workdir.mkdir()
-    args = [arg for arg in readme_slurm_command() if arg != "table_main"]  # the whole study
-    result = run_on_slurm(workdir, *args, timeout=2700,
+    # README's command for table_main, plus the tables whose jobs cover every other rule
+    # (audit, realtune): all 8 tables through Slurm would take most of CI's budget here
+    args = [*readme_slurm_command(), "table_synbench", "table_realtune"]
+    result = run_on_slurm(workdir, *args, timeout=1800,
                           env={"SYNREAL_REHEARSAL": "1"})
     assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
     results = workdir / "rehearsal" / "afhq_pets" / "results"
@@ -51,7 +53,7 @@ def test_the_study_rehearsal_runs_on_slurm_with_its_gpu_routing(slurm_cluster, t
     # "Job <n> has been submitted with SLURM jobid <id> (log: .../rule_<rule>/...)."
     rule_of = {slurm_id: re.search(r"rule_(\w+)", log).group(1)
                for _, slurm_id, log in SUBMITTED.findall(output)}
-    assert len(rule_of) > 100, output[-3000:]
+    assert len(rule_of) > 20, output[-3000:]
     records = completed_jobs(set(rule_of), wait_s=30)
     assert {r["JobState"] for r in records.values()} == {"COMPLETED"}
     study = yaml.safe_load(STUDY.read_text())
@@ -61,7 +63,7 @@ def test_the_study_rehearsal_runs_on_slurm_with_its_gpu_routing(slurm_cluster, t
     for slurm_id, rule in rule_of.items():
         partitions.setdefault(rule, set()).add(records[slurm_id]["Partition"])
     assert partitions == {rule: {"gpu" if rule in gpu_stages else "cpu"} for rule in partitions}
-    assert set(partitions) >= gpu_stages | {"evaluate", "ingest", "table"}
+    assert set(partitions) >= gpu_stages | {"evaluate", "ingest", "table"}, partitions
     # Slurm gave the GPU stages its (fake) GPU and the others none: each job logs what it saw
     # (the job completion log records no GRES without slurmdbd)
     for log in (results / "logs").glob("*/*.log"):
