@@ -1,6 +1,6 @@
 """Which artifacts each paper table and the report's figures read: the plan's last half.
 
-Every table is a :class:`~synreal.plan.TableJob` whose params name artifact directories by
+Every table is a :class:`~synreal.plan_jobs.TableJob` whose params name artifact directories by
 row, so each number is traceable by key; its ``needs`` make Snakemake build exactly those
 artifacts (``snakemake table_<name>``) and share them with the other tables.
 """
@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from synreal.errors import ConfigError
-from synreal.plan import Job, Plan, TableJob, _facts, mix_run
+from synreal.plan_jobs import Job, Plan, TableJob, _facts, mix_run
 from synreal.report import paper_numbers
 
 
