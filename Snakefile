@@ -1,5 +1,6 @@
 # synreal: is synthetic data as good as real data for self-supervised pretraining?
 # Thin on purpose: config, validation, rule files, final targets. All logic lives in src/synreal.
+import os
 import sys
 from pathlib import Path
 
@@ -24,7 +25,9 @@ report: "workflow/report/workflow.rst"
 try:
     STUDY = load_study(config, workflow.overwrite_configfiles, quiet=not workflow.is_main_process)
     if STUDY.workdir is not None:
+        # also under --directory (the user's, or a cluster job's), which workdir() obeys instead
         workflow.workdir(str(STUDY.workdir))
+        os.chdir(STUDY.workdir)
     config.clear()
     config.update(STUDY.config)
     PLAN = STUDY.build_plan()
