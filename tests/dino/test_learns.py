@@ -87,3 +87,51 @@ def test_dino_lowers_its_loss_and_beats_random_init_on_knn(tmp_path, source, aug
     # seed 0: 0.456 batched, 0.422 cpu, 0.467 MixDiff, vs 0.367 (DINO seed 1: 0.411 batched,
     # 0.389 cpu, vs 0.344)
     assert scores["dino"] > scores["random"] + 0.03, scores
+
+
+def _stage_manifest(root, layout, counts, world):
+    """Render with the toyworld stage's own code; the manifest the probe and k-NN read."""
+    from synreal.data.toyworld import BREEDS
+    from synreal.stages.toyworld import run as render
+
+    render({"params": {"layout": layout, "per_class": counts, **world, "seed": 0}}, root)
+    draws = pd.read_parquet(root / "draws.parquet")
+    names = draws["coarse"] if layout == "afhq" else draws["breed"]
+    classes = list(COARSE_CLASSES) if layout == "afhq" else [b.name for b in BREEDS]
+    return pd.DataFrame({"id": draws["relpath"], "label_name": names,
+                         "label": names.map(classes.index),
+                         "path": [str(root / DATA_DIR / r) for r in draws["relpath"]],
+                         "split": draws["split"]}).sort_values("id", ignore_index=True)
+
+
+def test_real_pretrained_demo_backbone_reaches_3x_chance_on_the_demo_pet_task(tmp_path):
+    """Issue 21: the demo's Pet task is learnable. The demo's own toy world, Pet counts, DINO
+    recipe (real run, seed 0), feature protocol and linear probe settings: at least 3x chance
+    top-1 (25 % for 12 breeds). Seed 0 measured 27.5 % (random init of the same ViT 22.9 %;
+    the pre-issue demo: 9.2 %); the demo's k-NN reaches less (about 20 %)."""
+    from synreal.eval.probe import ProbeConfig, linear_probe
+    from synreal.stages.features import FeaturesParams
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    world = dict(config["toyworld"])
+    afhq = _stage_manifest(tmp_path / "afhq", "afhq", config["datasets"]["afhq"]["toyworld"],
+                           world)
+    pets = _stage_manifest(tmp_path / "pets", "oxford_pet",
+                           config["datasets"]["pets"]["toyworld"], world)
+    resolved = resolve({**config["pretrain"]["params"], "seed": config["study"]["seed"]},
+                       {"source": "real", "real": "afhq"}, "real")
+    params = DinoParams(**resolved["dino"])
+    summary = train_dino(params, build_samples("real", afhq, None),
+                         ViewPlan.single(params.local_crops_number), tmp_path / "run",
+                         progress=False)
+    assert summary["complete"] and summary["collapse"] is None
+    model, preprocess = load_backbone(tmp_path / "run")
+    protocol = config["evaluation"].get("features", {}).get("protocol", FeaturesParams.protocol)
+    train, test = (pets[pets["split"] == split] for split in ("trainval", "test"))
+    x_train, _ = extract_features(model, list(train["path"]), preprocess, protocol)
+    x_test, _ = extract_features(model, list(test["path"]), preprocess, protocol)
+    probe = config["evaluation"].get("probe", {})
+    result = linear_probe(x_train, train["label"].to_numpy(), x_test, test["label"].to_numpy(),
+                          ProbeConfig(steps=probe.get("steps", ProbeConfig.steps)))
+    chance = 1 / train["label"].nunique()
+    assert result.top1 >= 3 * chance, f"Pet linear top-1 {result.top1:.3f}, chance {chance:.3f}"

@@ -46,5 +46,5 @@ def run(spec: dict, out_dir: Path) -> None:
     write_toyworld(out_dir, params.layout, per_class, params.image_size, params.seed, world)
 
 
-STAGE = register(Stage("toyworld", 2, "Render a toy-world dataset (demo stand-in for AFHQ/Pet).",
+STAGE = register(Stage("toyworld", 3, "Render a toy-world dataset (demo stand-in for AFHQ/Pet).",
                        ToyworldParams, run))
