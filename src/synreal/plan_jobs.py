@@ -221,7 +221,7 @@ def _audit_job(plan: Plan, name: str, like: str | None = None,
 
 def _evaluation_jobs(plan: Plan, checkpoint: Job) -> dict[str, Job]:
     """Features -> probe, knn, retrieval of one checkpoint on the evaluation dataset."""
-    from synreal.stages.features import FeaturesParams
+    from synreal.stages.features import FeaturesParams, check_view
     from synreal.stages.knn import KnnParams
     from synreal.stages.probe import ProbeParams
     from synreal.stages.retrieval import RetrievalParams
@@ -242,6 +242,7 @@ def _evaluation_jobs(plan: Plan, checkpoint: Job) -> dict[str, Job]:
                        ("retrieval", RetrievalParams)):
         params = _resolved(cls, {**splits[stage], "seed": plan.config["study"]["seed"],
                                  **evaluation[stage]}, f"evaluation.{stage}")
+        check_view(features.params, params["features"], f"evaluation.{stage}.features")
         jobs[stage] = plan.add(Job(stage, params, {"features": features.ref,
                                                    "dataset": dataset.ref},
                                    {"features": f"{features.out_dir}/features.parquet",

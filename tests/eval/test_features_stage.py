@@ -10,6 +10,7 @@ from synreal.cli import run_stage
 from synreal.data.manifest import write_manifest
 from synreal.dino.backbones import create_backbone
 from synreal.dino.checkpoint import Preprocessing, export_backbone
+from synreal.errors import ConfigError
 from synreal.eval.features_io import read_features
 
 
@@ -50,3 +51,36 @@ def test_device_decode_writes_the_same_features(inputs, tmp_path, monkeypatch):
         embeddings[decode] = features.embeddings
     assert sum(batches) == 8  # the stage passed decode through: device decoded every image
     np.testing.assert_allclose(embeddings["device"], embeddings["cpu"], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["vit_tiny_demo", "vit_tiny_demo_avgpool"])
+def test_cls_view_of_dino_linear_is_the_cls_extraction(inputs, tmp_path, arch):
+    """One dino_linear extraction serves k-NN: its cls view equals a cls-protocol run."""
+    torch.manual_seed(1)
+    backbone = create_backbone(arch, 32)
+    (tmp_path / "ckpt").mkdir()
+    export_backbone(tmp_path / "ckpt", backbone, backbone,
+                    Preprocessing(arch, 32, 36, 32, (0.5,) * 3, (0.25,) * 3))
+    files = {}
+    for protocol in ("cls", "dino_linear"):
+        spec = {"stage": "features", "params": {"protocol": protocol, "num_workers": 0},
+                "inputs": {**inputs, "checkpoint": str(tmp_path / "ckpt")},
+                "upstream": {"checkpoint": "pretrain/abc"}}
+        run_stage("features", spec, tmp_path / protocol)
+        files[protocol] = read_features(tmp_path / protocol / "features.parquet")
+    linear = files["dino_linear"]
+    assert sorted(linear.views()) == ["cls", "dino_linear"]
+    assert linear.view("dino_linear").embeddings.shape[1] == 4 * 96
+    assert sorted(files["cls"].views()) == ["cls"]
+    np.testing.assert_allclose(linear.view("cls").embeddings, files["cls"].embeddings,
+                               rtol=1e-5, atol=1e-5)
+    token = "mean patch token" if arch.endswith("avgpool") else "CLS token"
+    assert linear.views()["cls"]["description"] == f"last-block {token} (96-d)"
+    assert linear.metadata["model"] == arch
+
+
+def test_more_blocks_than_the_backbone_has_is_one_sentence(inputs, tmp_path):
+    spec = {"stage": "features", "params": {"n_last_blocks": 9, "num_workers": 0},
+            "inputs": inputs, "upstream": {"checkpoint": "pretrain/abc"}}
+    with pytest.raises(ConfigError, match="n_last_blocks is 9 but the backbone has 4 blocks"):
+        run_stage("features", spec, tmp_path / "f")

@@ -11,6 +11,12 @@ must not do).
 
 Cost: ``epochs`` backbone passes over the training images, so this is a GPU job; the fast
 probe in :mod:`synreal.eval.probe` works on pre-extracted features instead.
+
+:func:`dino_linear_probe_features` is the same protocol on features extracted once (what the
+``probe`` stage runs): the same head, optimiser, lr scaling, schedule, epochs and batch, but
+every image is seen as its evaluation centre crop, so RandomResizedCrop and flip are not
+applied while training the head (with fixed features they cannot be). The selected base lr
+is then retrained on all of trainval (the official script trains once on its train split).
 """
 
 from __future__ import annotations
@@ -19,12 +25,21 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchvision.transforms import v2
 
-from synreal.eval.probe import classification_metrics
+from synreal.eval.embeddings import ArrayLike
+from synreal.eval.probe import (
+    ProbeResult,
+    classification_metrics,
+    flush_denormals,
+    probe_inputs,
+    probe_result,
+    stratified_split,
+)
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -162,3 +177,87 @@ def _logits(backbone, heads, batches, device) -> tuple[list[torch.Tensor], torch
             out.append(head(features).cpu())
         labels.append(y.cpu())
     return [torch.cat(o) for o in outputs], torch.cat(labels).long()
+
+
+@dataclass(frozen=True)
+class DinoLinearConfig:
+    """DINO ``eval_linear.py`` settings on fixed features (official defaults)."""
+
+    base_lrs: Sequence[float] = DINO_BASE_LRS  # official default 0.001, "tweak per checkpoint"
+    epochs: int = 100
+    batch_size: int = 1024  # 128 per GPU x 8 GPUs
+    val_fraction: float = 0.2
+    seed: int = 0
+
+    def describe(self) -> str:
+        """One line with every setting, for metrics' ``protocol``."""
+        return (f"DINO eval_linear on fixed features: linear layer (init N(0, 0.01)), SGD "
+                f"momentum 0.9, weight decay 0, batch {self.batch_size}, lr = base x "
+                f"batch/256 with base in {list(self.base_lrs)} picked on a held-out "
+                f"{self.val_fraction:.0%} of the train split then retrained on all of it, "
+                f"{self.epochs} epochs cosine to 0; no RandomResizedCrop/flip (features are "
+                "extracted once from the centre crop)")
+
+
+class _ShuffledBatches:
+    """Re-iterable mini-batches of fixed features, reshuffled each pass by ``generator``."""
+
+    def __init__(self, x: torch.Tensor, y: torch.Tensor, batch_size: int,
+                 generator: torch.Generator) -> None:
+        self.x, self.y, self.batch_size, self.generator = x, y, batch_size, generator
+
+    def __iter__(self):
+        order = torch.randperm(len(self.y), generator=self.generator)
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            yield self.x[rows], self.y[rows]
+
+
+def _fit_heads(x: np.ndarray, codes: np.ndarray, num_classes: int, base_lrs: Sequence[float],
+               config: DinoLinearConfig) -> list[nn.Linear]:
+    features = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
+    batches = _ShuffledBatches(features, torch.from_numpy(codes.astype(np.int64)),
+                               config.batch_size, torch.Generator().manual_seed(config.seed))
+    with torch.random.fork_rng(devices=[]), flush_denormals():
+        torch.manual_seed(config.seed)  # head initialisation
+        return _train_heads(nn.Identity(), batches, num_classes, tuple(base_lrs),
+                            config.epochs, "cpu")
+
+
+@torch.no_grad()
+def _head_logits(head: nn.Linear, x: np.ndarray) -> torch.Tensor:
+    return head(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+
+
+def dino_linear_probe_features(train_emb: ArrayLike, train_labels: ArrayLike,
+                               test_emb: ArrayLike, test_labels: ArrayLike,
+                               config: DinoLinearConfig | None = None) -> ProbeResult:
+    """DINO's linear protocol on fixed features: pick the base lr on held-out, retrain, test.
+
+    Args:
+        train_emb, train_labels: ``(N, d)`` train-split features (as extracted: DINO feeds
+            its linear layer the raw concatenated CLS tokens, no standardisation) and labels.
+        test_emb, test_labels: ``(M, d)`` test features and labels.
+        config: the protocol's settings (defaults: the official ones).
+
+    Returns:
+        A :class:`~synreal.eval.probe.ProbeResult` (``best_weight_decay`` is 0, DINO's).
+    """
+    config = config or DinoLinearConfig()
+    x_train, c_train, x_test, c_test, classes = probe_inputs(train_emb, train_labels,
+                                                             test_emb, test_labels)
+    num_classes = len(classes)
+    fit_rows, val_rows = stratified_split(c_train, config.val_fraction, config.seed)
+    heads = _fit_heads(x_train[fit_rows], c_train[fit_rows], num_classes, config.base_lrs,
+                       config)
+    y_val = torch.from_numpy(c_train[val_rows].astype(np.int64))
+    grid = []
+    for lr, head in zip(config.base_lrs, heads, strict=True):
+        logits = _head_logits(head, x_train[val_rows])
+        grid.append({"lr": float(lr), "weight_decay": 0.0,
+                     "val_top1": float((logits.argmax(1) == y_val).double().mean()),
+                     "val_loss": float(F.cross_entropy(logits, y_val))})
+    best = min(range(len(grid)), key=lambda i: (-grid[i]["val_top1"], grid[i]["val_loss"]))
+    (head,) = _fit_heads(x_train, c_train, num_classes, (config.base_lrs[best],), config)
+    return probe_result(_head_logits(head, x_test), c_test, classes,
+                        float(config.base_lrs[best]), 0.0, grid)

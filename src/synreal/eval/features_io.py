@@ -7,8 +7,11 @@ Schema (row order = the order the embeddings were given in)::
 
 The schema metadata key ``synreal`` holds JSON with at least ``checkpoint_key``, ``protocol``
 (e.g. ``cls``, ``dino_linear``), ``manifest_hash`` (the evaluation dataset's manifest) and
-``embedding_dim``. Readers pass the values they expect, so a features file made with another
-protocol, checkpoint or dataset fails loudly instead of producing plausible wrong numbers.
+``embedding_dim``; ``views`` names column ranges of the embedding that evaluations read
+(``{"cls": {"start", "stop", "description"}, ...}``; a file without it offers its whole
+embedding under its protocol's name). Readers pass the values they expect, so a features
+file made with another protocol, checkpoint or dataset fails loudly instead of producing
+plausible wrong numbers.
 
 The embedding column is written uncompressed, without dictionary encoding, in one row group.
 Reading maps the file (``pyarrow.memory_map``, no read copy), Parquet decodes the column once
@@ -55,6 +58,30 @@ class Features:
     def column(self, name: str) -> np.ndarray:
         """One of the non-embedding columns as a numpy array."""
         return self.table.column(name).to_numpy()
+
+    def views(self) -> dict[str, dict]:
+        """Named column ranges of the embedding, each with a one-line description."""
+        dim = int(self.metadata["embedding_dim"])
+        return self.metadata.get("views") or {
+            self.metadata["protocol"]: {"start": 0, "stop": dim,
+                                        "description": f"{self.metadata['protocol']} ({dim}-d)"}}
+
+    def view(self, name: str, where: str = "features") -> Features:
+        """The same rows with only the columns of view ``name`` (``cls``, ``dino_linear``).
+
+        ``where``: the setting that asked for the view, named in the error when the file
+        does not offer it.
+        """
+        views = self.views()
+        if name not in views:
+            raise DataError(
+                f"{where} is {name!r} but this features file offers only {sorted(views)} "
+                f"(protocol {self.metadata['protocol']!r}); set {where} to one of them or "
+                "extract with evaluation.features.protocol: dino_linear.")
+        part = views[name]
+        return Features(np.ascontiguousarray(self.embeddings[:, part["start"]:part["stop"]]),
+                        self.table, {**self.metadata, "view": name,
+                                     "view_description": part["description"]})
 
     def select(self, split: str) -> Features:
         """The rows of one split (``trainval``, ``test``, ...), embeddings copied."""

@@ -100,17 +100,35 @@ def linear_probe(
     config = config or ProbeConfig()
     if train_ids is not None and test_ids is not None:
         assert_no_test_leakage(train_ids, test_ids)
+    x_train, c_train, x_test, c_test, classes = probe_inputs(train_emb, train_labels,
+                                                             test_emb, test_labels)
+    num_classes = len(classes)
+    best, grid = select_hyperparameters(x_train, c_train, num_classes, config)
+    model, mean, std = fit(x_train, c_train, num_classes, *best, config.steps, config.seed)
+    logits = predict_logits(model, mean, std, x_test)
+    return probe_result(logits, c_test, classes, best[0], best[1], grid)
+
+
+def probe_inputs(train_emb: ArrayLike, train_labels: ArrayLike, test_emb: ArrayLike,
+                 test_labels: ArrayLike) -> tuple[np.ndarray, ...]:
+    """Checked ``(x_train, codes_train, x_test, codes_test, classes)`` of a probe's inputs.
+
+    Codes index ``classes`` (the sorted label values of both splits).
+    """
     x_train = as_embeddings(train_emb, "train_emb")
     x_test = as_embeddings(test_emb, "test_emb")
     y_train = as_labels(train_labels, x_train.shape[0], "train_labels")
     y_test = as_labels(test_labels, x_test.shape[0], "test_labels")
     classes, (c_train, c_test) = encode_labels(y_train, y_test)
-    num_classes = len(classes)
+    return x_train, c_train, x_test, c_test, classes
 
-    best, grid = select_hyperparameters(x_train, c_train, num_classes, config)
-    model, mean, std = fit(x_train, c_train, num_classes, *best, config.steps, config.seed)
-    logits = predict_logits(model, mean, std, x_test)
-    metrics = classification_metrics(logits, torch.from_numpy(c_test), num_classes)
+
+def probe_result(test_logits: torch.Tensor, test_codes: np.ndarray, classes: np.ndarray,
+                 best_lr: float, best_weight_decay: float,
+                 grid: list[dict[str, float]]) -> ProbeResult:
+    """The :class:`ProbeResult` of the selected probe's ``(M, C)`` test logits."""
+    metrics = classification_metrics(test_logits, torch.from_numpy(test_codes.astype(np.int64)),
+                                      len(classes))
     return ProbeResult(
         top1=metrics["top1"],
         top5=metrics["top5"],
@@ -119,8 +137,8 @@ def linear_probe(
         correct=metrics["correct"],
         predictions=classes[metrics["predictions"]],
         classes=classes,
-        best_lr=best[0],
-        best_weight_decay=best[1],
+        best_lr=best_lr,
+        best_weight_decay=best_weight_decay,
         grid=grid,
     )
 
@@ -200,7 +218,7 @@ def fit(
         model.weight.normal_(0.0, 0.01, generator=generator)
         model.bias.zero_()
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    with _flush_denormals():
+    with flush_denormals():
         _train(model, optimizer, inputs, targets, lr, weight_decay, steps)
     return model, mean, std
 
@@ -218,7 +236,7 @@ def _train(model, optimizer, inputs, targets, lr, weight_decay, steps) -> None:
 
 
 @contextlib.contextmanager
-def _flush_denormals() -> Iterator[None]:
+def flush_denormals() -> Iterator[None]:
     """Treat subnormal floats as 0 while training (CPU; on by default afterwards: off).
 
     On separable data softmax probabilities underflow into subnormals, which made each

@@ -33,20 +33,31 @@ def _artifact_expectations(features_path: Path) -> dict:
     return expected
 
 
-def load_split(features_path: Path, split: str, protocol: str | None = None):
-    """Rows of one split of a features file; an empty split or a foreign file is a clear error."""
+def load_split(features_path: Path, split: str, view: str | None = None,
+               where: str = "features"):
+    """Rows of one split of a features file, restricted to feature ``view`` when given.
+
+    An empty split, a foreign file, or a view the file does not offer (``where`` names the
+    setting that asked for it) is a clear error.
+    """
     from synreal.eval.features_io import read_features
 
     expected = _artifact_expectations(Path(features_path))
-    if protocol:
-        expected["protocol"] = protocol
     features = read_features(Path(features_path), expected)
+    if view is not None:
+        features = features.view(view, where)
     part = features.select(split)
     if part.embeddings.shape[0] == 0:
         splits = sorted(set(features.column("split")))
         raise DataError(f"{features_path} has no rows in split {split!r} (splits: {splits}); "
                         "check the evaluation's train/test split names.")
     return part
+
+
+def features_line(features) -> str:
+    """``"<model> <view description>"`` of features loaded by :func:`load_split`."""
+    description = features.metadata.get("view_description", features.metadata["protocol"])
+    return f"{features.metadata.get('model', 'backbone')} {description}"
 
 
 def save_metrics(out_dir: Path, metrics: dict, per_item: dict[str, np.ndarray],

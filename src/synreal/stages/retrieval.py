@@ -7,12 +7,16 @@ from pathlib import Path
 
 from synreal.params import doc, parse_params
 from synreal.stages import Stage, register
+from synreal.stages.probe import VIEWS
 
 
 @dataclass(frozen=True)
 class RetrievalParams:
     """Parameters of the ``retrieval`` stage."""
 
+    features: str = doc("Feature view: cls (the last block's CLS token, DINO's k-NN "
+                        "features, 384-d for ViT-S) or dino_linear (the linear protocol's "
+                        "concatenation); evaluation.features must write it.", default="cls")
     query_split: str = doc("Split whose images are the queries (Pet: test).", default="test")
     gallery: str = doc("'queries' = each query searches the rest of its split (itself "
                        "excluded); or a split name (e.g. trainval) searched as gallery.",
@@ -21,6 +25,10 @@ class RetrievalParams:
     seed: int = doc("Bootstrap and example-selection seed.", default=0)
     bootstrap_resamples: int = doc("Bootstrap resamples for the 95 % CIs.", default=1000)
 
+    def __post_init__(self) -> None:
+        if self.features not in VIEWS:
+            raise ValueError(f"features must be one of {list(VIEWS)}, not {self.features!r}")
+
 
 def run(spec: dict, out_dir: Path) -> None:
     """Rank the gallery for every query; write per-query values, CIs and an example grid."""
@@ -28,19 +36,24 @@ def run(spec: dict, out_dir: Path) -> None:
 
     from synreal.eval.plots import plot_retrieval_examples
     from synreal.eval.retrieval import retrieval_per_query, top_k_neighbors
-    from synreal.stages._evaluation import load_split, save_metrics, with_ci
+    from synreal.stages._evaluation import features_line, load_split, save_metrics, with_ci
 
     params = parse_params(RetrievalParams, spec["params"], "retrieval params")
-    queries = load_split(spec["inputs"]["features"], params.query_split)
-    gallery = None if params.gallery == "queries" else load_split(spec["inputs"]["features"],
-                                                                  params.gallery)
+    where = "evaluation.retrieval.features"
+    queries = load_split(spec["inputs"]["features"], params.query_split, params.features, where)
+    gallery = None if params.gallery == "queries" else load_split(
+        spec["inputs"]["features"], params.gallery, params.features, where)
     q_labels = queries.column("label")
     per_query = retrieval_per_query(
         queries.embeddings, q_labels,
         None if gallery is None else gallery.embeddings,
         None if gallery is None else gallery.column("label"))
     per_item = {k: v for k, v in per_query.items() if k != "n_relevant"}
-    metrics = {"protocol": "cosine similarity, gallery: " + params.gallery,
+    searched = ("each query against the rest of its split" if gallery is None
+                else f"gallery {params.gallery} ({len(gallery.column('id'))})")
+    protocol = (f"retrieval by cosine similarity on L2-normalised {features_line(queries)}; "
+                f"queries {params.query_split} ({len(q_labels)}), {searched}")
+    metrics = {"protocol": protocol, "features": params.features,
                "n_queries": len(q_labels),
                "n_queries_no_relevant": int(np.isnan(per_item["map"]).sum()),
                **with_ci(per_item, params.bootstrap_resamples, params.seed)}
@@ -59,5 +72,5 @@ def run(spec: dict, out_dir: Path) -> None:
                             out_dir / "retrieval_examples.png")
 
 
-STAGE = register(Stage("retrieval", 1, "Retrieval mAP, mAP@R, P@1, R@k with bootstrap CIs.",
+STAGE = register(Stage("retrieval", 2, "Retrieval mAP, mAP@R, P@1, R@k with bootstrap CIs.",
                        RetrievalParams, run))
