@@ -67,3 +67,23 @@ def test_source_errors():
         build_samples("synthetic", _manifest("r", 3), None)
     with pytest.raises(ConfigError, match="one of"):
         build_samples("imagenet", None, None)
+
+
+def test_cpu_path_crops_from_the_batched_paths_working_resolution(tmp_path):
+    """augment: cpu loads each image as the batched path decodes it (not the raw 512 px)."""
+    import numpy as np
+    from PIL import Image
+
+    from synreal.dino.decoded import decode_image
+    from synreal.dino.train import CropDataset
+
+    rng = np.random.default_rng(0)
+    path = tmp_path / "big.png"
+    Image.fromarray(rng.integers(0, 256, (64, 48, 3), dtype=np.uint8)).save(path)
+    seen = []
+    dataset = CropDataset([(str(path),)], MultiCrop(16, 8, (0.4, 1.0), (0.05, 0.4),
+                                                    ViewPlan.single(1)), seed=0, side=24)
+    dataset.multicrop = lambda images: seen.extend(images) or images
+    dataset[0]
+    assert tuple(seen[0].shape) == (3, 24, 24)
+    assert torch.equal(seen[0], decode_image(str(path), 24))

@@ -227,3 +227,65 @@ def test_decoded_samples_are_centre_crops_at_the_working_size(tmp_path):
     assert decoded.shape == (2, 2, 3, 10, 10) and decoded.dtype == torch.uint8
     assert decoded[0, 0].float().mean() > 190 and math.isclose(decoded[0, 1].float().mean(), 50)
     assert torch.equal(decoded[0, 0], decoded[1, 1])
+
+
+# ============ official DINO blur (facebookresearch/dino main_dino.py, utils.GaussianBlur) ==
+
+#: DataAugmentationDINO as written in the official code: view -> (blur p, solarize p), and
+#: utils.GaussianBlur's radius_min / radius_max (PIL pixels, the same for every crop size).
+OFFICIAL_VIEWS = {"global1": (1.0, 0.0), "global2": (0.1, 0.2), "local": (0.5, 0.0)}
+OFFICIAL_RADIUS = (0.1, 2.0)
+
+
+def _cpu_view_ops(transform):
+    """(blur p, sigma range, kernel, solarize p) of an augment.view_transform Compose."""
+    from torchvision.transforms import v2
+
+    blur = next(t for t in transform.transforms if isinstance(t, v2.RandomApply)
+                and isinstance(t.transforms[0], v2.GaussianBlur))
+    solar = next(t for t in transform.transforms if isinstance(t, v2.RandomSolarize))
+    return blur.p, tuple(blur.transforms[0].sigma), blur.transforms[0].kernel_size[0], solar.p
+
+
+@pytest.mark.parametrize(("global_size", "local_size"), [(224, 96), (64, 32)])
+def test_both_paths_use_the_official_blur_and_solarization(global_size, local_size):
+    cpu = MultiCrop(global_size, local_size, (0.4, 1.0), (0.05, 0.4), ViewPlan.single(2))
+    batched = BatchMultiCrop(global_size, local_size, (0.4, 1.0), (0.05, 0.4),
+                             ViewPlan.single(2))
+    cpu_views = {"global1": cpu.globals[0], "global2": cpu.globals[1], "local": cpu.local}
+    batch_views = {"global1": batched.globals[0], "global2": batched.globals[1],
+                   "local": batched.local}
+    for name, (blur_p, solarize_p) in OFFICIAL_VIEWS.items():
+        p, sigma, kernel, solar = _cpu_view_ops(cpu_views[name])
+        assert (p, solar) == (blur_p, solarize_p), name
+        assert sigma == pytest.approx(OFFICIAL_RADIUS), f"{name}: sigma scaled by crop size"
+        view = batch_views[name]
+        assert (view.blur_p, view.solarize_p) == (blur_p, solarize_p), name
+        assert view.sigma == pytest.approx(OFFICIAL_RADIUS), name
+        assert view.kernel == kernel == 13  # +-3 sigma of 2.0 px
+
+
+def test_batched_local_crops_draw_the_full_official_sigma_range():
+    view = BatchView(96, (0.05, 0.4), blur_p=0.5, solarize_p=0.0)
+    sigma = view.sample(4000, 64, 64, torch.Generator().manual_seed(0)).sigma
+    assert 0.1 <= sigma.min() < 0.15 and 1.95 < sigma.max() <= 2.0  # not 0.86 (96/224 * 2)
+
+
+@pytest.mark.parametrize("radius", [0.7, 1.3, 2.0])
+def test_blur_equals_pil_gaussian_blur_of_the_same_radius(radius):
+    """The official blur is PIL's at ``radius`` (its standard deviation) on the crop itself."""
+    from PIL import ImageFilter
+
+    rng = np.random.default_rng(0)
+    image = Image.fromarray(rng.integers(0, 256, (24, 24, 3), dtype=np.uint8)).resize(
+        (96, 96), Image.BICUBIC)
+    pil = np.asarray(image.filter(ImageFilter.GaussianBlur(radius)), np.float64) / 255
+    tensor = torch.from_numpy(np.asarray(image, np.float32) / 255).permute(2, 0, 1)[None]
+    ours = gaussian_blur(tensor, torch.tensor([radius]), BatchView(96, (0.05, 0.4), 0.5,
+                                                                    0.0).kernel)
+    ours = ours[0].permute(1, 2, 0).numpy()
+    inner = (slice(12, -12), slice(12, -12))  # away from the borders (padding rules differ)
+    assert np.abs(ours - pil)[inner].mean() < 1.2 / 255
+    # the size-scaled sigma this replaced is far from PIL's result: the check has teeth
+    scaled = gaussian_blur(tensor, torch.tensor([radius * 96 / 224]), 13)[0]
+    assert np.abs(scaled.permute(1, 2, 0).numpy() - pil)[inner].mean() > 4 / 255

@@ -208,7 +208,7 @@ def test_always_blank_fails_naming_the_image(tmp_path, monkeypatch):
 @pytest.mark.parametrize("fmt", ["jpg", "webp"])
 def test_other_image_formats_and_resampling(tmp_path, fmt):
     params = GenerateParams(backend="toy", per_class=1, native_resolution=48, image_size=16,
-                            resample="bicubic", image_format=fmt)
+                            image_format=fmt)
     manifest = generate_dataset(params, tmp_path, progress=False)
     assert all(p.endswith(f".{fmt}") for p in manifest["path"])
     assert (manifest["native_resolution"] == 48).all() and (manifest["width"] == 16).all()

@@ -3,8 +3,10 @@
 Two global crops (RandomResizedCrop scale (0.4, 1)) and ``n`` local crops ((0.05, 0.4)), each
 with horizontal flip, colour jitter (0.4, 0.4, 0.2, 0.1; p = 0.8) and grayscale (p = 0.2);
 Gaussian blur with p = 1.0 on the first global view, 0.1 on the second plus solarisation
-(p = 0.2), and 0.5 on local views. Blur sigma (0.1-2.0 px at 224 px in the official code) is
-scaled with the crop size so small demo crops are blurred as much, relatively, as 224 px ones.
+(p = 0.2), and 0.5 on local views. The blur's sigma is uniform in (0.1, 2.0) pixels of the
+crop for every view, global or local, as official DINO's ``utils.GaussianBlur`` (PIL
+``ImageFilter.GaussianBlur(radius)``, whose radius is the standard deviation) draws it: not
+scaled by crop size, so a 96 px local crop is blurred as strongly, in pixels, as a 224 px one.
 
 Each crop can come from a different source image (MixDiff: some views from the real image,
 some from its synthetic variation); :class:`ViewPlan` says which.
@@ -20,19 +22,34 @@ from torchvision.transforms import InterpolationMode, v2
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
+#: Blur sigma range in pixels of the crop (official ``GaussianBlur(radius_min, radius_max)``).
+BLUR_SIGMA = (0.1, 2.0)
+#: Blur probability of global view 1, global view 2 and every local view (main_dino.py).
+BLUR_P = {"global1": 1.0, "global2": 0.1, "local": 0.5}
+#: Solarisation probability per view: the second global view only.
+SOLARIZE_P = {"global1": 0.0, "global2": 0.2, "local": 0.0}
+
+
+def blur_kernel_size(size: int) -> int:
+    """Odd Gaussian kernel side covering +-3 sigma of the largest sigma (13 px).
+
+    Clipped to ``2 * size - 1`` on crops smaller than the kernel (reflect padding needs a
+    pad below the image side); 96 and 224 px crops get the full kernel.
+    """
+    return min(2 * round(3 * BLUR_SIGMA[1]) + 1, 2 * size - 1)
+
 
 def view_transform(size: int, scale: tuple[float, float], blur_p: float, solarize_p: float,
                    mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
     """One view: uint8 ``(3, H, W)`` tensor -> normalised float ``(3, size, size)``."""
-    sigma = (0.1 * size / 224, 2.0 * size / 224)
-    kernel = max(3, 2 * round(3 * sigma[1]) + 1)
+    kernel = blur_kernel_size(size)
     return v2.Compose([
         v2.RandomResizedCrop(size, scale=scale, interpolation=InterpolationMode.BICUBIC,
                              antialias=True),
         v2.RandomHorizontalFlip(p=0.5),
         v2.RandomApply([v2.ColorJitter(0.4, 0.4, 0.2, 0.1)], p=0.8),
         v2.RandomGrayscale(p=0.2),
-        v2.RandomApply([v2.GaussianBlur(kernel, sigma=sigma)], p=blur_p),
+        v2.RandomApply([v2.GaussianBlur(kernel, sigma=BLUR_SIGMA)], p=blur_p),
         v2.RandomSolarize(threshold=128, p=solarize_p),
         v2.ToDtype(torch.float32, scale=True),
         v2.Normalize(mean, std),
@@ -81,9 +98,10 @@ class MultiCrop:
     def __init__(self, global_size: int, local_size: int, global_scale: tuple[float, float],
                  local_scale: tuple[float, float], plan: ViewPlan) -> None:
         self.plan = plan.checked()
-        self.globals = (view_transform(global_size, global_scale, 1.0, 0.0),
-                        view_transform(global_size, global_scale, 0.1, 0.2))
-        self.local = view_transform(local_size, local_scale, 0.5, 0.0)
+        self.globals = tuple(view_transform(global_size, global_scale, BLUR_P[view],
+                                            SOLARIZE_P[view]) for view in ("global1", "global2"))
+        self.local = view_transform(local_size, local_scale, BLUR_P["local"],
+                                    SOLARIZE_P["local"])
 
     def __call__(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         """Crops in order: global 1, global 2, locals; each from its planned source image."""

@@ -13,8 +13,9 @@ so a GPU is not fed by dozens of CPU workers each augmenting one image at a time
 * colour jitter (brightness 0.4, contrast 0.4, saturation 0.2, hue 0.1; p = 0.8), the four
   in a random order per sample as torchvision does;
 * grayscale (p = 0.2); Gaussian blur (p = 1.0 / 0.1 / 0.5 on global 1 / global 2 / local
-  views, sigma uniform in (0.1, 2.0) * size / 224, reflect padding); solarisation (p = 0.2,
-  second global view only); ImageNet normalisation.
+  views, sigma uniform in (0.1, 2.0) pixels whatever the crop size, as official DINO's PIL
+  blur, reflect padding); solarisation (p = 0.2, second global view only); ImageNet
+  normalisation.
 
 Every op works in float32 in [0, 1]; torchvision's per-sample path rounds to uint8 after
 each op, so single pixels differ by up to about 1/255 per op. Random parameters are drawn on
@@ -35,7 +36,15 @@ import torch
 import torch.nn.functional as F
 from torchvision.ops import roi_align
 
-from synreal.dino.augment import IMAGENET_MEAN, IMAGENET_STD, ViewPlan
+from synreal.dino.augment import (
+    BLUR_P,
+    BLUR_SIGMA,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    SOLARIZE_P,
+    ViewPlan,
+    blur_kernel_size,
+)
 
 RATIO = (3 / 4, 4 / 3)
 #: Grayscale weights of torchvision's rgb_to_grayscale (ITU-R 601-2 luma).
@@ -215,9 +224,9 @@ class BatchView:
                  solarize_p: float) -> None:
         self.size, self.scale = size, scale
         self.blur_p, self.solarize_p = blur_p, solarize_p
-        # the size-scaled sigma and kernel of augment.view_transform
-        self.sigma = (0.1 * size / 224, 2.0 * size / 224)
-        self.kernel = max(3, 2 * round(3 * self.sigma[1]) + 1)
+        # the sigma range and kernel of augment.view_transform (official: not size-scaled)
+        self.sigma = BLUR_SIGMA
+        self.kernel = blur_kernel_size(size)
 
     def sample(self, n: int, height: int, width: int, generator: torch.Generator) -> ViewParams:
         """Random parameters of ``n`` samples drawn from ``generator`` (CPU)."""
@@ -281,9 +290,9 @@ class BatchMultiCrop:
                  local_scale: tuple[float, float], plan: ViewPlan,
                  mean=IMAGENET_MEAN, std=IMAGENET_STD) -> None:
         self.plan = plan.checked()
-        self.globals = (BatchView(global_size, global_scale, 1.0, 0.0),
-                        BatchView(global_size, global_scale, 0.1, 0.2))
-        self.local = BatchView(local_size, local_scale, 0.5, 0.0)
+        self.globals = tuple(BatchView(global_size, global_scale, BLUR_P[view], SOLARIZE_P[view])
+                             for view in ("global1", "global2"))
+        self.local = BatchView(local_size, local_scale, BLUR_P["local"], SOLARIZE_P["local"])
         self.mean, self.std = torch.tensor(mean), torch.tensor(std)
 
     def views(self) -> list[tuple[BatchView, int]]:

@@ -1,10 +1,13 @@
 """A pretraining set decoded once into one uint8 tensor, for batched on-device augmentation.
 
 JPEG/PNG decoding is what limits the per-sample DataLoader path; decoding every image once
-at a fixed working resolution removes it from the training loop. Each image's short side is
-resized to ``side`` (antialiased bilinear) and the central ``side x side`` square kept, so
-crops are cut from that square (no difference for square datasets such as AFHQ; the official
-recipe crops from the whole image).
+at a fixed working resolution removes it from the training loop. Each image is brought to
+``side`` by :func:`synreal.data.downscale.downscale` (short side resized, antialiased bicubic,
+central ``side x side`` square kept), the resize generated images got at generation, so real
+and synthetic images reach DINO through the same filter; crops are cut from that square (no
+difference for square datasets such as AFHQ; the official recipe crops from the whole image).
+The per-image path (``augment: cpu``) loads its images through :func:`decode_image` too, so
+both paths crop from the same working resolution.
 
 Memory: ``N * sources * 3 * side**2`` bytes, 192 KiB per image at ``side = 256``: 15,000
 AFHQ images take 2.9 GB, ImageNet-1k (1.28 M) 246 GB, for which the CPU path remains.
@@ -16,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import torch
-from torchvision.transforms.v2 import functional as TF
+from PIL import Image
 from tqdm import tqdm
 
 
@@ -26,12 +29,12 @@ def default_side(global_crop_size: int) -> int:
 
 
 def decode_image(path: str, side: int) -> torch.Tensor:
-    """One image as uint8 ``(3, side, side)``: short side resized to ``side``, centre-cropped."""
+    """One image as uint8 ``(3, side, side)``: :func:`~synreal.data.downscale.downscale`d."""
+    from synreal.data.downscale import downscale
     from synreal.data.manifest import load_rgb
 
-    image = torch.from_numpy(np.array(load_rgb(path))).permute(2, 0, 1)
-    image = TF.resize(image, side, antialias=True)
-    return TF.center_crop(image, [side, side]).contiguous()
+    square = downscale(Image.fromarray(load_rgb(path)), side)
+    return torch.from_numpy(np.array(square)).permute(2, 0, 1).contiguous()
 
 
 def decode_samples(samples: list[tuple[str, ...]], side: int,

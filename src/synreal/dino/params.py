@@ -91,11 +91,13 @@ class DinoParams:
                        "augmented on the training device with per-sample parameters; needed "
                        "to feed a GPU at thousands of images/s, but the data must fit in "
                        "memory and resampling is bilinear instead of bicubic.", default="cpu")
-    decoded_size: int = doc("augment batched: side of the square each image is decoded to "
-                            "once (short side resized, centre-cropped), held on the training "
-                            "device (each GPU of a job holds the whole set): 3 * side^2 bytes "
-                            "per image, 192 KiB at 256, 2.9 GB for 15k images. 0 = 8/7 of "
-                            "global_crop_size (256 for 224).", default=0)
+    decoded_size: int = doc("Working resolution of both augment paths: each image is first "
+                            "brought to a side x side square (short side resized with the "
+                            "filter generation uses, centre-cropped), then cropped. batched "
+                            "holds the set decoded once on the training device (each GPU of "
+                            "a job holds the whole set): 3 * side^2 bytes per image, 192 KiB "
+                            "at 256, 2.9 GB for 15k images. 0 = 8/7 of global_crop_size (256 "
+                            "for 224).", default=0)
     # --- bookkeeping -----------------------------------------------------------------------
     seed: int = doc("Seed of initialisation, data order and augmentations.", default=0)
     checkpoint_every: int = doc("Save a resumable checkpoint every N steps (and at the end).",

@@ -33,7 +33,7 @@ from synreal.dino.checkpoint import (
     load_training_state,
     save_training_state,
 )
-from synreal.dino.decoded import decode_samples, default_side
+from synreal.dino.decoded import decode_image, decode_samples, default_side
 from synreal.dino.head import DINOHead, MultiCropNetwork
 from synreal.dino.loss import DINOLoss
 from synreal.dino.monitor import collapse_stats, mutual_information
@@ -68,28 +68,37 @@ class Preempted(SystemExit):
 class CropDataset(Dataset):
     """Samples of 1 (or 2, MixDiff) images -> list of crops, deterministic per (epoch, index).
 
-    Each sample's augmentation draws from its own seeded RNG, so results do not depend on
-    worker count or on where a resumed run restarts.
+    Each image is first brought to the working resolution ``side`` exactly as the batched
+    path decodes it (:func:`~synreal.dino.decoded.decode_image`), so both paths crop from the
+    same pixels (``side`` None: as stored, for tools that crop files directly). Each sample's
+    augmentation draws from its own seeded RNG, so results do not depend on worker count or
+    on where a resumed run restarts.
     """
 
-    def __init__(self, samples: list[tuple[str, ...]], multicrop: MultiCrop, seed: int) -> None:
+    def __init__(self, samples: list[tuple[str, ...]], multicrop: MultiCrop, seed: int,
+                 side: int | None = None) -> None:
         self.samples = samples
         self.multicrop = multicrop
         self.seed = seed
+        self.side = side
         self.epoch = 0
 
     def __len__(self) -> int:
         return len(self.samples)
 
     def __getitem__(self, index: int) -> list[torch.Tensor]:
-        from synreal.data.manifest import load_rgb
-
-        images = [torch.from_numpy(np.array(load_rgb(p))).permute(2, 0, 1)
+        images = [decode_image(p, self.side) if self.side else _as_stored(p)
                   for p in self.samples[index]]
         seed = int(np.random.SeedSequence([self.seed, self.epoch, index]).generate_state(1)[0])
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
             return self.multicrop(images)
+
+
+def _as_stored(path: str) -> torch.Tensor:
+    from synreal.data.manifest import load_rgb
+
+    return torch.from_numpy(np.array(load_rgb(path))).permute(2, 0, 1)
 
 
 def epoch_batches(n: int, batch: int, epoch: int, seed: int, rank: int,
@@ -281,7 +290,9 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
     multicrop = MultiCrop(params.global_crop_size, params.local_crop_size,
                           tuple(params.global_crops_scale), tuple(params.local_crops_scale),
                           view_plan)
-    dataset = CropDataset(samples, multicrop, params.seed)
+    # both augmentation paths crop from images brought to one working resolution
+    side = params.decoded_size or default_side(params.global_crop_size)
+    dataset = CropDataset(samples, multicrop, params.seed, side)
     # batch_size is the global batch: the same key trains the same way on any GPU count
     if params.batch_size % world:
         raise ConfigError(f"pretrain batch_size {params.batch_size} (images per step over all "
@@ -294,7 +305,6 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                         f"{params.batch_size}; lower pretrain batch_size.")
     decoded = None  # augment batched: the set decoded once, augmented on the device in batches
     if params.augment == "batched":
-        side = params.decoded_size or default_side(params.global_crop_size)
         decoded = DecodedBatches(
             decode_samples(samples, side, params.num_workers),
             BatchMultiCrop(params.global_crop_size, params.local_crop_size,

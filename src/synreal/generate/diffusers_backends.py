@@ -3,6 +3,11 @@
 Each backend loads its pipeline once through :func:`synreal.generate.loading.load_pipeline`
 and then generates batches. Every image gets its own CPU ``torch.Generator`` seeded with its
 planned seed, so an image does not depend on its batch neighbours or on the device's RNG.
+
+Image variations get their condition image as the model card of
+lambdalabs/sd-image-variations-diffusers v2.0 prescribes (:func:`variation_condition`):
+the v2.0 weights were trained on images resized *without* anti-aliasing, and the card warns
+that resizing differently at inference changes the results markedly.
 """
 
 from __future__ import annotations
@@ -12,7 +17,13 @@ from typing import Any
 from PIL import Image
 
 from synreal.errors import DataError
-from synreal.generate.loading import load_pipeline, model_hash, resolve_model_path, set_scheduler
+from synreal.generate.loading import (
+    load_pipeline,
+    load_vae,
+    model_hash,
+    resolve_model_path,
+    set_scheduler,
+)
 from synreal.generate.params import GenerateParams
 from synreal.generate.plan import ImageJob
 from synreal.generate.registry import Generated, register
@@ -36,18 +47,31 @@ class DiffusersBackend:
 
     def __init__(self, params: GenerateParams, device: str = "cpu") -> None:
         self.params = params
+        components = {}
+        if params.vae_path:  # checked at config time: sdxl only
+            components["vae"] = load_vae(params.vae_path, model_id=params.vae_id,
+                                         device=device, dtype=params.dtype)
         self.pipe = load_pipeline(self.kind, params.model_path, model_id=params.model_id,
-                                  device=device, dtype=params.dtype, scheduler=params.scheduler)
+                                  device=device, dtype=params.dtype, scheduler=params.scheduler,
+                                  channels_last=params.channels_last,
+                                  compile_unet=params.torch_compile, **components)
         self.scheduler = set_scheduler(self.pipe, "default")
         self.resolution = params.native_resolution or native_size(self.pipe)
         self.hash = model_hash(resolve_model_path(params.model_path, params.model_id))
+        if params.vae_path:
+            vae_folder = resolve_model_path(params.vae_path, params.vae_id, "vae_path",
+                                            marker="config.json")
+            self.hash = f"{self.hash}+vae:{model_hash(vae_folder)}"
 
     def describe(self) -> dict[str, Any]:
-        """Columns shared by every image of this backend."""
+        """Columns shared by every image of this backend (what made it, speed options too)."""
         return {"model_id": self.params.model_id, "model_hash": self.hash,
                 "scheduler": self.scheduler, "steps": self.params.steps,
                 "cfg_scale": float(self.params.cfg_scale),
-                "native_resolution": self.resolution}
+                "native_resolution": self.resolution,
+                "vae_id": self.params.vae_id if self.params.vae_path else None,
+                "attention": "sdpa", "channels_last": bool(self.params.channels_last),
+                "torch_compile": bool(self.params.torch_compile)}
 
     def _common(self, seeds: list[int]) -> dict[str, Any]:
         return {"num_inference_steps": self.params.steps,
@@ -84,6 +108,7 @@ class StableDiffusionXLBackend(DiffusersBackend):
             self.refiner = load_pipeline(
                 "sdxl-refiner", params.refiner_path, model_id=params.refiner_id, device=device,
                 dtype=params.dtype, scheduler=params.scheduler, key="refiner_path",
+                channels_last=params.channels_last, compile_unet=params.torch_compile,
                 vae=self.pipe.vae, text_encoder_2=self.pipe.text_encoder_2)
             refiner_hash = model_hash(resolve_model_path(params.refiner_path, params.refiner_id))
             self.hash = f"{self.hash}+{refiner_hash}"
@@ -116,16 +141,54 @@ class ImageVariationBackend(DiffusersBackend):
     """MixDiff's generator: one variation of each real image.
 
     The condition is the real image's CLIP image embedding; the weights are e.g.
-    ``lambdalabs/sd-image-variations-diffusers`` (512 px).
+    ``lambdalabs/sd-image-variations-diffusers`` v2.0 (512 px), given their condition
+    images as the model card prescribes (:func:`variation_condition`).
     """
 
     kind = "sd-image-variations"
 
+    def describe(self) -> dict[str, Any]:
+        """As the base class, plus how the condition image was prepared."""
+        side = self.condition_side()
+        return {**super().describe(), "condition_preprocessing":
+                f"resize {side}x{side} bicubic without antialias, CLIP normalisation "
+                "(sd-image-variations-diffusers v2.0 model card)"}
+
+    def condition_side(self) -> int:
+        """Input side of the pipeline's CLIP image encoder (224 for the real weights)."""
+        return int(self.pipe.image_encoder.config.image_size)
+
     def generate(self, jobs: list[ImageJob], seeds: list[int]) -> list[Generated]:
         """One variation per job's source image."""
-        images = [_load_source(job) for job in jobs]
-        out = self.pipe(image=images, **self._common(seeds))
+        condition = variation_condition([_load_source(job) for job in jobs],
+                                        self.condition_side())
+        out = self.pipe(image=condition, **self._common(seeds))
         return [Generated(image) for image in out.images]
+
+
+#: CLIP's normalisation, as the sd-image-variations model card writes it.
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def variation_condition(images: list[Image.Image], side: int) -> Any:
+    """Condition batch ``(B, 3, side, side)`` float32 as the v2.0 model card prepares it.
+
+    ``ToTensor``, ``Resize((side, side), bicubic, antialias=False)``, ``Normalize`` with
+    CLIP's mean and std: a squash to the square (no centre crop), without the anti-aliasing
+    the pipeline's own CLIPImageProcessor would apply.
+    """
+    import numpy as np
+    import torch
+    from torchvision.transforms import InterpolationMode
+    from torchvision.transforms.v2 import functional as TF
+
+    batch = []
+    for image in images:
+        x = torch.from_numpy(np.asarray(image.convert("RGB"), np.float32) / 255).permute(2, 0, 1)
+        x = TF.resize(x, [side, side], interpolation=InterpolationMode.BICUBIC, antialias=False)
+        batch.append(TF.normalize(x, list(CLIP_MEAN), list(CLIP_STD)))
+    return torch.stack(batch)
 
 
 def _load_source(job: ImageJob) -> Image.Image:

@@ -4,6 +4,11 @@ Weights come from the study config as a local path: a folder written by
 ``save_pretrained`` / ``hf download --local-dir``, or a Hugging Face cache folder
 (``.../models--org--name`` or one of its ``snapshots/<revision>``). A missing path raises a
 :class:`~synreal.errors.ConfigError` naming the model to download and where to put it.
+
+Speed options that keep the images (up to float rounding): SDPA attention
+(``torch.nn.functional.scaled_dot_product_attention``) in every attention layer,
+channels_last UNet and VAE, an optional ``torch.compile`` of the UNet, and for SDXL in fp16
+a replacement VAE that does not overflow (madebyollin/sdxl-vae-fp16-fix).
 """
 
 from __future__ import annotations
@@ -25,8 +30,12 @@ SCHEDULERS: dict[str, tuple[str, dict[str, Any]]] = {
     "euler": ("EulerDiscreteScheduler", {}),
     "euler_a": ("EulerAncestralDiscreteScheduler", {}),
     "heun": ("HeunDiscreteScheduler", {}),
-    "dpmpp_2m": ("DPMSolverMultistepScheduler", {}),
-    "dpmpp_2m_karras": ("DPMSolverMultistepScheduler", {"use_karras_sigmas": True}),
+    # DPM-Solver++ 2M (Lu et al. 2022): second-order multistep, ~25 steps for guided sampling
+    "dpmpp_2m": ("DPMSolverMultistepScheduler",
+                 {"algorithm_type": "dpmsolver++", "solver_order": 2}),
+    "dpmpp_2m_karras": ("DPMSolverMultistepScheduler",
+                        {"algorithm_type": "dpmsolver++", "solver_order": 2,
+                         "use_karras_sigmas": True}),
     "unipc": ("UniPCMultistepScheduler", {}),
 }
 
@@ -34,23 +43,26 @@ _HEX64 = re.compile(r"^[0-9a-f]{64}$")
 _SMALL_FILE = 16 * 2**20
 
 
-def resolve_model_path(path: str | Path | None, model_id: str, key: str = "model_path") -> Path:
-    """The folder holding ``model_index.json`` for ``path``, or a ConfigError saying what to do.
+def resolve_model_path(path: str | Path | None, model_id: str, key: str = "model_path",
+                       marker: str = "model_index.json") -> Path:
+    """The folder holding ``marker`` for ``path``, or a ConfigError saying what to do.
 
-    Accepts a diffusers folder, a HF cache repo folder (newest snapshot wins) or a snapshot.
+    Accepts a save_pretrained folder, a HF cache repo folder (newest snapshot wins) or a
+    snapshot. ``marker``: ``model_index.json`` for a pipeline, ``config.json`` for one model
+    (a VAE, a captioner).
     """
     hint = (f"download {model_id} with `hf download {model_id} --local-dir <folder>` on a "
             f"machine with internet, copy it here and set generate {key} to that folder")
     if not path:
         raise ConfigError(f"generate {key} is not set; {hint}.")
     folder = Path(path).expanduser()
-    if (folder / "model_index.json").is_file():
+    if (folder / marker).is_file():
         return folder
-    snapshots = sorted((folder / "snapshots").glob("*/model_index.json"),
+    snapshots = sorted((folder / "snapshots").glob(f"*/{marker}"),
                        key=lambda p: p.stat().st_mtime)
     if snapshots:
         return snapshots[-1].parent
-    what = "does not exist" if not folder.exists() else "has no model_index.json"
+    what = "does not exist" if not folder.exists() else f"has no {marker}"
     raise ConfigError(f"generate {key} {folder} {what}; {hint}.")
 
 
@@ -90,12 +102,10 @@ def model_hash(folder: Path) -> str:
 def set_scheduler(pipe: Any, name: str) -> str:
     """Replace ``pipe.scheduler`` by the one called ``name``; return its recorded name.
 
-    ``default`` keeps the shipped scheduler. The name is the class, plus ``(karras)`` when
-    it uses Karras sigmas.
+    ``default`` keeps the shipped scheduler. See :func:`scheduler_name` for the name.
     """
     if name == "default":
-        karras = pipe.scheduler.config.get("use_karras_sigmas", False)
-        return type(pipe.scheduler).__name__ + ("(karras)" if karras else "")
+        return scheduler_name(pipe.scheduler)
     if name not in SCHEDULERS:
         raise ConfigError(f"unknown generate scheduler {name!r}; choose one of "
                           f"{['default', *SCHEDULERS]}.")
@@ -114,6 +124,20 @@ _PIPELINES = {
 }
 
 
+def scheduler_name(scheduler: Any) -> str:
+    """The class, plus what changes its sampling: DPM-Solver's algorithm and order, Karras.
+
+    Example: ``DPMSolverMultistepScheduler(dpmsolver++, order 2)``.
+    """
+    config = scheduler.config
+    details = []
+    if "algorithm_type" in config and "solver_order" in config:
+        details += [str(config["algorithm_type"]), f"order {config['solver_order']}"]
+    if config.get("use_karras_sigmas", False):
+        details.append("karras")
+    return type(scheduler).__name__ + (f"({', '.join(details)})" if details else "")
+
+
 def _component_kwargs(kind: str, folder: Path) -> dict[str, Any]:
     index = json.loads((folder / "model_index.json").read_text())
     kwargs: dict[str, Any] = {}
@@ -126,6 +150,7 @@ def _component_kwargs(kind: str, folder: Path) -> dict[str, Any]:
 
 def load_pipeline(kind: str, path: str | Path | None, *, model_id: str = "", device: str = "cpu",
                   dtype: str = "auto", scheduler: str = "default", key: str = "model_path",
+                  channels_last: bool = False, compile_unet: bool = False,
                   **components: Any) -> Any:
     """Load a ``kind`` pipeline (sd, sdxl, sdxl-refiner, sd-image-variations) from disk.
 
@@ -136,7 +161,9 @@ def load_pipeline(kind: str, path: str | Path | None, *, model_id: str = "", dev
         dtype: auto, fp32, fp16 or bf16 (see :func:`torch_dtype`).
         scheduler: a name in :data:`SCHEDULERS` or ``default``.
         key: config key named in errors.
-        components: already loaded components to share (e.g. the refiner's VAE).
+        channels_last, compile_unet: speed options (see :func:`speed_up`).
+        components: already loaded components to use (the refiner's shared VAE, a
+            replacement VAE from :func:`load_vae`).
     """
     folder = resolve_model_path(path, model_id, key)  # before the slow import: fail fast
     torch_type = torch_dtype(dtype, device)
@@ -150,10 +177,80 @@ def load_pipeline(kind: str, path: str | Path | None, *, model_id: str = "", dev
     )
     set_scheduler(pipe, scheduler)
     pipe.set_progress_bar_config(disable=True)
-    return pipe.to(device)
+    return speed_up(pipe.to(device), channels_last, compile_unet)
+
+
+def speed_up(pipe: Any, channels_last: bool, compile_unet: bool) -> Any:
+    """SDPA attention everywhere; optionally channels_last UNet/VAE and a compiled UNet."""
+    import torch
+    from diffusers.models.attention_processor import AttnProcessor2_0
+
+    for model in (pipe.unet, getattr(pipe, "vae", None)):
+        if model is not None and getattr(model, "attn_processors", None):
+            model.set_attn_processor(AttnProcessor2_0())
+        if model is not None and channels_last:
+            model.to(memory_format=torch.channels_last)
+    if compile_unet:
+        pipe.unet = torch.compile(pipe.unet)
+    return pipe
+
+
+def load_vae(path: str | Path | None, *, model_id: str = "", device: str = "cpu",
+             dtype: str = "auto", key: str = "vae_path") -> Any:
+    """A replacement ``AutoencoderKL`` from a local save_pretrained folder (``config.json``)."""
+    folder = resolve_model_path(path, model_id, key, marker="config.json")
+    torch_type = torch_dtype(dtype, device)
+    from diffusers import AutoencoderKL
+
+    return AutoencoderKL.from_pretrained(folder, dtype=torch_type,
+                                         local_files_only=True).to(device)
 
 
 def _fp32() -> Any:
     import torch
 
     return torch.float32
+
+
+#: Generator params that name a local weights folder: key -> (its hub-id key, the file that
+#: marks the folder, tiny kind the rehearsal builds there; None = the backend's pipeline).
+WEIGHT_KEYS: dict[str, tuple[str, str, str | None]] = {
+    "model_path": ("model_id", "model_index.json", None),
+    "refiner_path": ("refiner_id", "model_index.json", "sdxl-refiner"),
+    "vae_path": ("vae_id", "config.json", "sdxl-vae"),
+    "captioner_path": ("captioner_id", "config.json", "blip"),
+}
+
+
+def used_weight_keys(params: dict) -> list[str]:
+    """The weights keys a generator's params (a config dict) actually load."""
+    backend = str(params.get("backend", "sdxl"))
+    keys = [] if backend.startswith("toy") else ["model_path"]
+    if params.get("use_refiner"):
+        keys.append("refiner_path")
+    keys += [k for k in ("vae_path", "captioner_path") if params.get(k)]
+    return keys
+
+
+def check_weights(params: dict, base: Path, where: str = "generate") -> None:
+    """Every weights folder the generator loads exists and is of its kind, before any job.
+
+    Raises a ConfigError naming ``<where>.<key>`` and what to download, e.g. for a study's
+    ``generators.afhq_syn.params``. A captioner folder must also hold a BLIP-2/BLIP model.
+    """
+    from synreal.generate.params import GenerateParams
+
+    defaults = GenerateParams()
+    for key in used_weight_keys(params):
+        id_key, marker, _ = WEIGHT_KEYS[key]
+        path = params.get(key)
+        try:
+            folder = resolve_model_path(Path(base) / path if path else None,
+                                        str(params.get(id_key, getattr(defaults, id_key))),
+                                        key, marker)
+            if key == "captioner_path":
+                from synreal.generate.captions import captioner_class
+
+                captioner_class(folder)
+        except ConfigError as error:
+            raise ConfigError(f"{where}.{key}: {error}") from None

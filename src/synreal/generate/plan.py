@@ -17,7 +17,7 @@ import pandas as pd
 
 from synreal.errors import ConfigError, DataError
 from synreal.generate.params import GenerateParams
-from synreal.generate.prompts import class_prompts, prompt_set
+from synreal.generate.prompts import class_caption_prompts, class_prompts, prompt_set
 from synreal.generate.seeds import image_seed
 
 TEXT_BACKENDS = ("sd", "sdxl", "toy")
@@ -37,6 +37,8 @@ class ImageJob:
         seed: seed of the first attempt; blank images move on to later attempts.
         source_id: real image id (image variations only).
         source_path: real image file (image variations only).
+        caption: caption of a real image in the prompt (captioned prompts only).
+        caption_source_id: id of the real image that caption describes.
     """
 
     id: str
@@ -48,6 +50,8 @@ class ImageJob:
     seed: int
     source_id: str | None = None
     source_path: str | None = None
+    caption: str | None = None
+    caption_source_id: str | None = None
 
 
 def folder_name(class_name: str) -> str:
@@ -86,7 +90,8 @@ def class_counts(params: GenerateParams, classes: tuple[str, ...],
 VARIATION_BACKENDS = ("sd-image-variations", "toy-variations")
 
 
-def build_plan(params: GenerateParams, manifest: pd.DataFrame | None = None) -> list[ImageJob]:
+def build_plan(params: GenerateParams, manifest: pd.DataFrame | None = None,
+               captions: pd.DataFrame | None = None) -> list[ImageJob]:
     """Every image of the dataset, class by class, in index order.
 
     Args:
@@ -94,6 +99,8 @@ def build_plan(params: GenerateParams, manifest: pd.DataFrame | None = None) -> 
         manifest: the real dataset's manifest (rows to use, e.g. its train split). Required
             by ``sd-image-variations`` (one counterpart per row); for text backends it fixes
             the class list, the labels and, with ``per_class: null``, the counts.
+        captions: the real images' captions (:func:`synreal.generate.captions.ensure_captions`),
+            required when ``params.captioner_path`` is set.
     """
     if params.backend in VARIATION_BACKENDS:
         return _variation_plan(params, manifest)
@@ -110,12 +117,36 @@ def build_plan(params: GenerateParams, manifest: pd.DataFrame | None = None) -> 
                 "real dataset's, or make the list match its folders.")
     prompts = prompt_set(params.dataset, classes, params.templates)
     counts = class_counts(params, prompts.classes, manifest)
+    if params.captioner_path:
+        return _caption_plan(params, prompts, counts, captions)
     jobs = []
     for label, name in enumerate(prompts.classes):
         texts = class_prompts(prompts, name, counts[name], params.seed, params.rare_scenarios)
         for i, (template, prompt) in enumerate(texts):
             jobs.append(ImageJob(f"{folder_name(name)}_{i:06d}", label, name, i, template,
                                  prompt, image_seed(params.seed, name, i)))
+    return jobs
+
+
+def _caption_plan(params: GenerateParams, prompts, counts: dict[str, int],
+                  captions: pd.DataFrame | None) -> list[ImageJob]:
+    """SynBench's "class name, caption" prompts, one real image's caption per image."""
+    from synreal.generate.captions import class_captions
+
+    if captions is None:
+        raise ConfigError("generate captioner_path is set but no captions were given; "
+                          "generate_dataset captions the real images first (or pass "
+                          "captions=ensure_captions(...)).")
+    by_class = class_captions(captions)
+    jobs = []
+    for label, name in enumerate(prompts.classes):
+        texts = class_caption_prompts(prompts, name, counts[name], params.seed,
+                                      by_class.get(name, []), params.caption_template,
+                                      params.rare_scenarios)
+        for i, (template, prompt, caption, source) in enumerate(texts):
+            jobs.append(ImageJob(f"{folder_name(name)}_{i:06d}", label, name, i, template,
+                                 prompt, image_seed(params.seed, name, i),
+                                 caption=caption, caption_source_id=source))
     return jobs
 
 
@@ -158,9 +189,14 @@ def select_shards(n_shards: int, shard_range: tuple[int, int] | None = None, ran
     return list(range(rank, n_shards, world_size))
 
 
+#: Parameters that change speed only (images equal up to float rounding): a run resumed
+#: with other values keeps its shards.
+THROUGHPUT_KEYS = ("batch_size", "caption_batch_size", "channels_last", "torch_compile")
+
+
 def plan_digest(params: GenerateParams, jobs: list[ImageJob]) -> str:
     """Hash of everything that decides the images: params (except throughput knobs) + jobs."""
-    fixed = {k: v for k, v in asdict(params).items() if k not in ("batch_size",)}
+    fixed = {k: v for k, v in asdict(params).items() if k not in THROUGHPUT_KEYS}
     payload = json.dumps({"params": fixed, "jobs": [asdict(j) for j in jobs]},
                          sort_keys=True, default=str)
     return hashlib.sha256(payload.encode()).hexdigest()[:16]

@@ -10,15 +10,20 @@ one third of a class's prompts and "small" in another third; "in a bright enviro
 appended to one third and "in a dark environment" to another; "occluded by human body"
 follows the class name in every prompt. The thirds are exact per class and assigned by a
 seeded shuffle, independent of the template cycle.
+
+With a captioner (SynBench's default, after SynRep), prompts are "class name, caption" of
+a real training image of the class (:func:`class_caption_prompts`); the templates are then
+not used.
 """
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from synreal.errors import ConfigError
+from synreal.errors import ConfigError, DataError
 from synreal.generate.seeds import class_key
 
 #: Generic templates for any class list (CLIP-style photo prompts).
@@ -164,4 +169,48 @@ def class_prompts(prompts: PromptSet, class_name: str, n: int, seed: int,
         subject = subjects[i % len(subjects)]
         out.append((template, compose(template, subject, SCALE_PHRASES[scale[i]],
                                       BRIGHTNESS_PHRASES[light[i]], person)))
+    return out
+
+
+def caption_subject(subjects: tuple[str, ...], caption: str, index: int) -> str:
+    """The class words for a captioned prompt: the subject the caption names, else cycled.
+
+    A class with several subjects (AFHQ ``wild``: lion, tiger, ...) names the species its
+    real image's caption already mentions, so a prompt never says "fox, a lion in the grass".
+
+    Example:
+        >>> caption_subject(("lion", "tiger"), "a tiger lying in the grass", 0)
+        'tiger'
+    """
+    for subject in subjects:
+        if re.search(rf"\b{re.escape(subject)}s?\b", caption, flags=re.IGNORECASE):
+            return subject
+    return subjects[index % len(subjects)]
+
+
+def class_caption_prompts(prompts: PromptSet, class_name: str, n: int, seed: int,
+                          captions: list[tuple[str, str]], caption_template: str,
+                          rare_scenarios: tuple[str, ...] = ()
+                          ) -> list[tuple[str, str, str, str]]:
+    """``(template, prompt, caption, real image id)`` for images ``0..n-1`` of a class.
+
+    SynBench's "class name, caption" prompts: image ``i`` takes the caption of the class's
+    real image ``i mod len(captions)`` (ids in order) and fills ``caption_template``; the
+    rare-scenario phrases are added as :func:`compose` adds them to a template.
+    """
+    if n and not captions:
+        raise DataError(f"class {class_name!r} has no captioned real training image to "
+                        "prompt with; set its per_class to 0 or remove captioner_path.")
+    subjects = prompts.subjects[class_name]
+    scale = (scenario_assignment(n, seed, class_name, "scale") if "scale" in rare_scenarios
+             else [2] * n)
+    light = (scenario_assignment(n, seed, class_name, "brightness")
+             if "brightness" in rare_scenarios else [2] * n)
+    out = []
+    for i in range(n):
+        source_id, caption = captions[i % len(captions)]
+        filled = caption_template.replace("{caption}", caption)
+        prompt = compose(filled, caption_subject(subjects, caption, i), SCALE_PHRASES[scale[i]],
+                         BRIGHTNESS_PHRASES[light[i]], "person" in rare_scenarios)
+        out.append((caption_template, prompt, caption, source_id))
     return out

@@ -1,6 +1,7 @@
 """Entry point: generate a whole synthetic dataset (or this process's shards of it).
 
-``generate_dataset`` plans every image, makes the shards that are missing (or the ones
+``generate_dataset`` captions the real images first when a captioner is set (cached in
+``captions.parquet``), plans every image, makes the shards that are missing (or the ones
 assigned to this process), and writes ``manifest.parquet`` once all shards exist. Rerunning
 it after a crash or kill makes only the missing shards; running it with ``rank``/
 ``world_size`` (one process per GPU) or explicit ``shard_range`` splits the work without
@@ -21,10 +22,12 @@ import pandas as pd
 from PIL import Image
 from tqdm import tqdm
 
+from synreal.data.downscale import FILTER, downscale
 from synreal.errors import ConfigError, DataError
 from synreal.generate.blank import is_blank
 from synreal.generate.params import GenerateParams
 from synreal.generate.plan import (
+    VARIATION_BACKENDS,
     ImageJob,
     build_plan,
     folder_name,
@@ -47,7 +50,8 @@ MANIFEST_FILE = "manifest.parquet"
 
 #: Columns every generated manifest starts with (those of a real manifest first).
 BASE_COLUMNS = ("id", "path", "relpath", "label", "label_name", "split", "sha256", "width",
-                "height", "mode", "constant", "prompt", "template", "negative_prompt", "seed",
+                "height", "mode", "constant", "prompt", "template", "caption",
+                "caption_source_id", "negative_prompt", "seed",
                 "regenerations", "cfg_scale", "steps", "scheduler", "model_id", "model_hash",
                 "native_resolution", "resample", "source_id", "shard", "index")
 
@@ -76,7 +80,7 @@ def generate_dataset(params: GenerateParams, out_dir: Path, *,
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    jobs = build_plan(params, source_manifest)
+    jobs = plan_with_captions(params, out_dir, source_manifest, device)
     if not jobs:
         raise ConfigError("generate has nothing to make: every class count is 0.")
     bounds = shard_bounds(len(jobs), params.shard_size)
@@ -97,6 +101,18 @@ def generate_dataset(params: GenerateParams, out_dir: Path, *,
                        out_dir)
 
 
+def plan_with_captions(params: GenerateParams, out_dir: Path,
+                       source_manifest: pd.DataFrame | None, device: str = "cpu"
+                       ) -> list[ImageJob]:
+    """The plan; with a captioner, the real images are captioned (or read from cache) first."""
+    captions = None
+    if params.captioner_path and params.backend not in VARIATION_BACKENDS:
+        from synreal.generate.captions import ensure_captions
+
+        captions = ensure_captions(params, out_dir, source_manifest, device)
+    return build_plan(params, source_manifest, captions)
+
+
 def make_shard(backend: Backend, params: GenerateParams, out_dir: Path, shard: int,
                jobs: list[ImageJob], bar: tqdm | None = None) -> None:
     """Generate, resize, encode and write one shard's images, batch by batch."""
@@ -106,7 +122,7 @@ def make_shard(backend: Backend, params: GenerateParams, out_dir: Path, shard: i
         for start in range(0, len(jobs), params.batch_size):
             batch = jobs[start:start + params.batch_size]
             for job, made, seed, retries in generate_unblank(backend, params, batch):
-                image = resize(made.image, params.image_size, params.resample)
+                image = resize(made.image, params.image_size)
                 row = image_row(job, image, seed, retries, params, shared, made.extra)
                 writer.add(folder_name(job.label_name), f"{job.id}.{suffix}",
                            encode_image(image, params.image_format), row)
@@ -142,12 +158,9 @@ def generate_unblank(backend: Backend, params: GenerateParams, jobs: list[ImageJ
     return [(jobs[i], done[i][0], done[i][1], attempts[i]) for i in range(len(jobs))]
 
 
-def resize(image: Image.Image, size: int, resample: str) -> Image.Image:
-    """Resize to ``size`` x ``size`` with the named PIL filter (no-op at that size)."""
-    image = image.convert("RGB")
-    if image.size == (size, size):
-        return image
-    return image.resize((size, size), getattr(Image.Resampling, resample.upper()))
+def resize(image: Image.Image, size: int) -> Image.Image:
+    """``size`` x ``size`` RGB by :func:`synreal.data.downscale.downscale`, as real images get."""
+    return downscale(image, size)
 
 
 def image_row(job: ImageJob, image: Image.Image, seed: int, retries: int,
@@ -157,10 +170,11 @@ def image_row(job: ImageJob, image: Image.Image, seed: int, retries: int,
     return {
         "id": job.id, "label": job.label, "label_name": job.label_name, "split": "train",
         "width": image.width, "height": image.height, "mode": "RGB", "constant": False,
-        "prompt": job.prompt, "template": job.template,
+        "prompt": job.prompt, "template": job.template, "caption": job.caption,
+        "caption_source_id": job.caption_source_id,
         "negative_prompt": params.negative_prompt if text else None,
         "seed": int(seed), "regenerations": int(retries), **shared,
-        "resample": params.resample, "source_id": job.source_id, "index": job.index, **extra,
+        "resample": FILTER, "source_id": job.source_id, "index": job.index, **extra,
     }
 
 
@@ -183,6 +197,7 @@ def finalize(out_dir: Path, params: GenerateParams, n_shards: int, n_images: int
         "synreal.backend": params.backend,
         "synreal.model_id": params.model_id,
         "synreal.blank_regenerations": int(manifest["regenerations"].sum()),
+        **_caption_metadata(params, out_dir),
         # images live inside the artifact, which is renamed when complete: readers resolve
         # `path` from `relpath` against the manifest's own folder
         RELATIVE_PATHS_KEY: "true",
@@ -191,14 +206,28 @@ def finalize(out_dir: Path, params: GenerateParams, n_shards: int, n_images: int
     return manifest
 
 
+def _caption_metadata(params: GenerateParams, out_dir: Path) -> dict[str, str]:
+    """Manifest metadata naming the captions file and captioner (empty without one)."""
+    from synreal.generate.captions import CAPTIONS_FILE
+
+    if not (Path(out_dir) / CAPTIONS_FILE).is_file():
+        return {}
+    return {"synreal.captions": CAPTIONS_FILE, "synreal.captioner_id": params.captioner_id,
+            "synreal.caption_template": params.caption_template}
+
+
 def regenerate_image(params: GenerateParams, image_id: str, *, attempt: int = 0,
                      source_manifest: pd.DataFrame | None = None,
+                     captions: pd.DataFrame | None = None,
                      device: str = "cpu") -> Image.Image:
-    """Make one planned image alone (resized as saved); ``attempt`` = its regenerations."""
-    jobs = {job.id: job for job in build_plan(params, source_manifest)}
+    """Make one planned image alone (resized as saved); ``attempt`` = its regenerations.
+
+    ``captions``: the dataset's ``captions.parquet`` when it was generated with a captioner.
+    """
+    jobs = {job.id: job for job in build_plan(params, source_manifest, captions)}
     if image_id not in jobs:
         raise DataError(f"image id {image_id!r} is not in this generation plan.")
     job = jobs[image_id]
     backend = create(params.backend, params, device)
     seed = image_seed(params.seed, job.label_name, job.index, attempt)
-    return resize(backend.generate([job], [seed])[0].image, params.image_size, params.resample)
+    return resize(backend.generate([job], [seed])[0].image, params.image_size)

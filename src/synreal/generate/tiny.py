@@ -1,9 +1,11 @@
-"""Tiny randomly initialised diffusers pipelines, for offline tests and the CPU benchmark.
+"""Tiny randomly initialised generation models, for offline tests, the rehearsal and the bench.
 
 The components follow the real SD 1.x, SDXL and SD image-variations architectures at toy
 width (a few channels, two blocks), so they exercise the same loading and generation code
-as full-size weights while running in well under a second per image on a CPU. Nothing is
-downloaded: the CLIP tokenizer gets a small byte-level BPE vocabulary written here.
+as full-size weights while running in well under a second per image on a CPU. Besides the
+pipelines: ``sdxl-vae`` is a bare AutoencoderKL folder like madebyollin/sdxl-vae-fp16-fix
+(for ``vae_path``), ``blip`` a BLIP captioner folder (for ``captioner_path``). Nothing is
+downloaded: the tokenizers get small vocabularies written here.
 
 Example:
     >>> folder = build_tiny_pipeline("sd", tmp_path / "tiny-sd")  # doctest: +SKIP
@@ -16,14 +18,15 @@ from pathlib import Path
 from typing import Any
 
 #: Kinds of tiny pipeline this module can build.
-TINY_KINDS = ("sd", "sdxl", "sdxl-refiner", "sd-image-variations")
+TINY_KINDS = ("sd", "sdxl", "sdxl-refiner", "sd-image-variations", "sdxl-vae", "blip")
 
 #: Side of the generated images in pixels (latent 16 x VAE factor 2).
 TINY_RESOLUTION = 32
 
 _WORDS = ("a", "photo", "of", "the", "cat", "dog", "wild", "face", "close", "up", "animal",
           "large", "small", "in", "bright", "dark", "environment", "occluded", "by", "human",
-          "body", "high", "quality", "pet", "type", "blurry")
+          "body", "high", "quality", "pet", "type", "blurry", "lion", "tiger", "fox", "wolf",
+          "grass", "sitting", "lying", "looking", "camera", "with", "on", "at")
 
 
 def _byte_alphabet() -> list[str]:
@@ -82,14 +85,65 @@ def _text_encoder(tokenizer: Any, with_projection: bool = False) -> Any:
     return model_cls(config)
 
 
-def _vae() -> Any:
+def _vae(**extra: Any) -> Any:
     from diffusers import AutoencoderKL
 
     return AutoencoderKL(
         in_channels=3, out_channels=3, latent_channels=4, block_out_channels=(8, 16),
         down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
-        layers_per_block=1, norm_num_groups=4, sample_size=TINY_RESOLUTION,
+        layers_per_block=1, norm_num_groups=4, sample_size=TINY_RESOLUTION, **extra,
     )
+
+
+def _build_sdxl_vae() -> Any:
+    # the fp16-fix VAE: same architecture as the pipeline's, and safe to run in fp16
+    return _vae(force_upcast=False)
+
+
+def _build_blip() -> Any:
+    """A BLIP captioner (model + processor) whose random decoder still emits words."""
+    import torch
+    from transformers import (
+        BertTokenizer,
+        BlipConfig,
+        BlipForConditionalGeneration,
+        BlipImageProcessor,
+        BlipProcessor,
+    )
+
+    specials = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "[DEC]"]
+    vocab = {token: i for i, token in enumerate(dict.fromkeys(specials + list(_WORDS)))}
+    tokenizer = BertTokenizer(vocab=vocab, bos_token="[DEC]")
+    processor = BlipProcessor(image_processor=BlipImageProcessor(
+        size={"height": TINY_RESOLUTION, "width": TINY_RESOLUTION}), tokenizer=tokenizer)
+    config = BlipConfig(
+        text_config={"vocab_size": len(vocab), "hidden_size": 32, "intermediate_size": 37,
+                     "num_hidden_layers": 2, "num_attention_heads": 4,
+                     "max_position_embeddings": 64, "encoder_hidden_size": 32,
+                     "bos_token_id": tokenizer.bos_token_id,
+                     "sep_token_id": tokenizer.sep_token_id,
+                     "eos_token_id": tokenizer.sep_token_id,
+                     "pad_token_id": tokenizer.pad_token_id},
+        vision_config={"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
+                       "num_attention_heads": 4, "image_size": TINY_RESOLUTION,
+                       "patch_size": 8},
+        projection_dim=32)
+    model = BlipForConditionalGeneration(config)
+    with torch.no_grad():  # random logits would often pick a special token: words instead
+        bias = model.text_decoder.cls.predictions.decoder.bias
+        bias[[vocab[t] for t in specials if t != "[SEP]"]] = -1e4
+    return _Saved(model, processor)
+
+
+class _Saved:
+    """A model and its processor, saved together like a pipeline."""
+
+    def __init__(self, model: Any, processor: Any) -> None:
+        self.model, self.processor = model, processor
+
+    def save_pretrained(self, folder: Path, safe_serialization: bool = True) -> None:
+        self.model.save_pretrained(folder, safe_serialization=safe_serialization)
+        self.processor.save_pretrained(folder)
 
 
 def _unet(cross_attention_dim: int, **extra: Any) -> Any:
@@ -185,7 +239,8 @@ def _build_image_variations() -> Any:
 
 
 _BUILDERS = {"sd": _build_sd, "sdxl": _build_sdxl, "sdxl-refiner": _build_sdxl_refiner,
-             "sd-image-variations": _build_image_variations}
+             "sd-image-variations": _build_image_variations, "sdxl-vae": _build_sdxl_vae,
+             "blip": _build_blip}
 
 
 def build_tiny_pipeline(kind: str, folder: Path, seed: int = 0) -> Path:
@@ -193,7 +248,9 @@ def build_tiny_pipeline(kind: str, folder: Path, seed: int = 0) -> Path:
 
     Args:
         kind: one of :data:`TINY_KINDS`.
-        folder: destination; it then loads with ``<Pipeline>.from_pretrained(folder)``.
+        folder: destination; it then loads through the production loaders
+            (:func:`~synreal.generate.loading.load_pipeline`, ``load_vae``,
+            :func:`~synreal.generate.captions.load_captioner`).
         seed: torch seed for the random weights.
     """
     import torch

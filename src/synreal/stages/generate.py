@@ -33,16 +33,21 @@ def run(spec: dict, out_dir: Path) -> None:
     """Generate into the resumable work directory; the manifest is written last.
 
     Several processes (one per GPU, from ``torchrun`` or ``accelerate launch``) split the
-    shards between them with no overlap; rank 0 writes the manifest once all are done.
+    shards between them with no overlap; rank 0 writes the manifest once all are done. With
+    a captioner, rank 0 captions the real images first and the others read its captions.
     """
     from synreal.data.manifest import read_manifest
-    from synreal.generate.run import generate_dataset
+    from synreal.generate.run import generate_dataset, plan_with_captions
     from synreal.ranks import barrier, device_for_rank, process_rank
 
     params = parse_params(GenerateParams, spec["params"], "generate params")
     real = read_manifest(Path(spec["inputs"]["manifest"]), splits=TRAINING_SPLITS)
     rank, world, _ = process_rank()
     target = device_for_rank(device("generate") == "cuda")
+    if world > 1 and params.captioner_path:
+        if rank == 0:  # one captioning pass; the cached captions.parquet serves every rank
+            plan_with_captions(params, out_dir, real, target)
+        barrier()
     # under torchrun / accelerate launch each process makes shards rank, rank + world, ...
     if world > 1:
         print(f"generate: process {rank} of {world} makes every {world}th shard from "
@@ -56,5 +61,5 @@ def run(spec: dict, out_dir: Path) -> None:
         barrier()
 
 
-STAGE = register(Stage("generate", 1, "Generate a synthetic dataset matching a real one.",
+STAGE = register(Stage("generate", 2, "Generate a synthetic dataset matching a real one.",
                        GenerateParams, run, resumable=True))

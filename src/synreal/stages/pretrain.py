@@ -70,5 +70,5 @@ def run(spec: dict, out_dir: Path) -> None:
     plot_training_log(out_dir / "train_log.jsonl", out_dir / "loss_curve.png", params.out_dim)
 
 
-STAGE = register(Stage("pretrain", 1, "DINO pretraining on real / synthetic / mixed data.",
+STAGE = register(Stage("pretrain", 2, "DINO pretraining on real / synthetic / mixed data.",
                        DinoParams, run, resumable=True))
