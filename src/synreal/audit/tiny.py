@@ -128,3 +128,24 @@ def build_timm_weights(path: Path, model_name: str = "test_vit", seed: int = 0) 
     path.parent.mkdir(parents=True, exist_ok=True)
     save_file(timm.create_model(model_name, pretrained=False).state_dict(), str(path))
     return path
+
+
+def build_fid_inception(path: Path, seed: int = 0) -> Path:
+    """FID Inception-v3 (full size: its layout has no smaller variant) with random weights.
+
+    Convolutions get He-normal weights and batch norms unit statistics, so activations keep
+    their scale through the 90-odd layers and two image sets give distinct pool3 features.
+    """
+    import torch
+
+    from synreal.audit.inception import _architecture
+
+    torch.manual_seed(seed)
+    model = _architecture()
+    for module in model.modules():
+        if isinstance(module, torch.nn.Conv2d):
+            torch.nn.init.kaiming_normal_(module.weight, nonlinearity="relu")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(model.state_dict(), path)
+    return path
