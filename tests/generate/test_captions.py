@@ -121,9 +121,9 @@ def test_captioner_of_another_kind_is_refused(tiny_pipelines, tmp_path, real_set
 def test_sd_generates_from_captioned_prompts(tiny_pipelines, tmp_path, real_set):
     params = GenerateParams(backend="sd", model_path=str(tiny_pipelines["sd"]),
                             model_id="tiny/sd", dataset="custom", per_class=None,
-                            image_size=16, steps=2, batch_size=2, shard_size=4,
+                            image_size=16, steps=2, batch_size=2, shard_size=4, cfg_scale=2.0,
                             captioner_path=str(tiny_pipelines["blip"]), caption_max_tokens=4)
     manifest = generate_dataset(params, tmp_path / "syn", source_manifest=real_set,
                                 progress=False)
     assert len(manifest) == len(real_set) and manifest["caption"].notna().all()
-    assert (manifest["cfg_scale"] == 2.0).all()  # SynBench's default guidance
+    assert (manifest["cfg_scale"] == 2.0).all()  # SynBench's guidance

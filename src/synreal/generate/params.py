@@ -97,8 +97,9 @@ class GenerateParams:
     # --- sampler -----------------------------------------------------------------------------
     cfg_scale: float = doc("Classifier-free guidance scale, >= 1 (1 = no guidance): higher "
                            "follows the prompt more and lowers diversity. SynBench's default "
-                           "is 2 (swept 2-7); MixDiff used 8 for image variations.",
-                           default=2.0)
+                           "synthetic set uses 2 (swept 2-7; the full study sets 2); MixDiff "
+                           "used 8 for image variations; 7.5 is diffusers' usual default.",
+                           default=7.5)
     steps: int = doc("Denoising steps (MixDiff: beyond 50 brings nothing); dpmpp_2m reaches "
                      "about the same images in ~25.", default=50)
     scheduler: str = doc("Scheduler by name (default = the one shipped with the weights); "
