@@ -127,3 +127,29 @@ def test_sd_generates_from_captioned_prompts(tiny_pipelines, tmp_path, real_set)
                                 progress=False)
     assert len(manifest) == len(real_set) and manifest["caption"].notna().all()
     assert (manifest["cfg_scale"] == 2.0).all()  # SynBench's guidance
+
+
+@pytest.mark.parametrize("kind", ["blip", "blip-2"])
+def test_both_captioner_kinds_load_and_caption_through_the_production_path(tiny_pipelines,
+                                                                           tmp_path, real_set,
+                                                                           kind):
+    from synreal.generate.captions import captioner_class, captioner_folder, load_captioner
+
+    params = GenerateParams(backend="toy", captioner_path=str(tiny_pipelines[kind]),
+                            caption_max_tokens=4, caption_batch_size=3)
+    assert captioner_class(captioner_folder(params)).startswith(
+        "Blip2" if kind == "blip-2" else "BlipFor")
+    processor, model = load_captioner(params)
+    assert type(model).__name__ == captioner_class(captioner_folder(params))
+    frame = ensure_captions(params, tmp_path / kind, real_set)
+    assert len(frame) == len(real_set) and (frame["caption"].str.len() > 0).all()
+
+
+def test_the_rehearsal_builds_the_captioner_the_study_names():
+    from synreal.generate.loading import tiny_kind
+
+    assert tiny_kind("captioner_path", {"captioner_id": "Salesforce/blip2-opt-2.7b"}) == "blip-2"
+    assert tiny_kind("captioner_path",
+                     {"captioner_id": "Salesforce/blip-image-captioning-base"}) == "blip"
+    assert tiny_kind("vae_path", {}) == "sdxl-vae"
+    assert tiny_kind("model_path", {"backend": "sd-image-variations"}) == "sd-image-variations"

@@ -222,6 +222,17 @@ WEIGHT_KEYS: dict[str, tuple[str, str, str | None]] = {
 }
 
 
+def tiny_kind(key: str, params: dict) -> str:
+    """The :func:`~synreal.generate.tiny.build_tiny_pipeline` kind for a weights key (rehearsal)."""
+    kind = WEIGHT_KEYS[key][2]
+    if key == "model_path":
+        return str(params.get("backend", "sdxl"))
+    if key == "captioner_path":
+        captioner = str(params.get("captioner_id", "Salesforce/blip2-opt-2.7b")).lower()
+        return "blip-2" if "blip2" in captioner or "blip-2" in captioner else "blip"
+    return str(kind)
+
+
 def used_weight_keys(params: dict) -> list[str]:
     """The weights keys a generator's params (a config dict) actually load."""
     backend = str(params.get("backend", "sdxl"))

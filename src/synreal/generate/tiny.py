@@ -4,7 +4,7 @@ The components follow the real SD 1.x, SDXL and SD image-variations architecture
 width (a few channels, two blocks), so they exercise the same loading and generation code
 as full-size weights while running in well under a second per image on a CPU. Besides the
 pipelines: ``sdxl-vae`` is a bare AutoencoderKL folder like madebyollin/sdxl-vae-fp16-fix
-(for ``vae_path``), ``blip`` a BLIP captioner folder (for ``captioner_path``). Nothing is
+(for ``vae_path``), ``blip`` and ``blip-2`` captioner folders (for ``captioner_path``). Nothing is
 downloaded: the tokenizers get small vocabularies written here.
 
 Example:
@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 #: Kinds of tiny pipeline this module can build.
-TINY_KINDS = ("sd", "sdxl", "sdxl-refiner", "sd-image-variations", "sdxl-vae", "blip")
+TINY_KINDS = ("sd", "sdxl", "sdxl-refiner", "sd-image-variations", "sdxl-vae", "blip",
+              "blip-2")
 
 #: Side of the generated images in pixels (latent 16 x VAE factor 2).
 TINY_RESOLUTION = 32
@@ -135,6 +136,46 @@ def _build_blip() -> Any:
     return _Saved(model, processor)
 
 
+def _build_blip2() -> Any:
+    """A BLIP-2 captioner (ViT, Q-Former, OPT) with a byte-level tokenizer, as SynBench's."""
+    import torch
+    from transformers import (
+        Blip2Config,
+        Blip2ForConditionalGeneration,
+        Blip2Processor,
+        BlipImageProcessor,
+        GPT2Tokenizer,
+        OPTConfig,
+    )
+
+    vocab = {c: i for i, c in enumerate(_byte_alphabet())}
+    specials = ("<pad>", "</s>", "<image>")
+    for token in specials:
+        vocab[token] = len(vocab)
+    tokenizer = GPT2Tokenizer(vocab=vocab, merges=[], bos_token="</s>", eos_token="</s>",
+                              pad_token="<pad>", unk_token="</s>",
+                              extra_special_tokens={"image_token": "<image>"})
+    queries = 4
+    processor = Blip2Processor(image_processor=BlipImageProcessor(
+        size={"height": TINY_RESOLUTION, "width": TINY_RESOLUTION}), tokenizer=tokenizer,
+        num_query_tokens=queries)
+    small = {"hidden_size": 32, "intermediate_size": 37, "num_hidden_layers": 2,
+             "num_attention_heads": 4}
+    config = Blip2Config(
+        vision_config={**small, "image_size": TINY_RESOLUTION, "patch_size": 8},
+        qformer_config={**small, "encoder_hidden_size": 32, "vocab_size": len(vocab)},
+        text_config=OPTConfig(vocab_size=len(vocab), hidden_size=32, ffn_dim=37,
+                              num_hidden_layers=2, num_attention_heads=4,
+                              word_embed_proj_dim=32, max_position_embeddings=128,
+                              bos_token_id=vocab["</s>"], eos_token_id=vocab["</s>"],
+                              pad_token_id=vocab["<pad>"]).to_dict(),
+        num_query_tokens=queries, image_token_index=vocab["<image>"])
+    model = Blip2ForConditionalGeneration(config)
+    with torch.no_grad():  # special tokens get logit 0, below the best byte's: text comes out
+        model.get_output_embeddings().weight[[vocab[t] for t in specials]] = 0.0
+    return _Saved(model, processor)
+
+
 class _Saved:
     """A model and its processor, saved together like a pipeline."""
 
@@ -240,7 +281,7 @@ def _build_image_variations() -> Any:
 
 _BUILDERS = {"sd": _build_sd, "sdxl": _build_sdxl, "sdxl-refiner": _build_sdxl_refiner,
              "sd-image-variations": _build_image_variations, "sdxl-vae": _build_sdxl_vae,
-             "blip": _build_blip}
+             "blip": _build_blip, "blip-2": _build_blip2}
 
 
 def build_tiny_pipeline(kind: str, folder: Path, seed: int = 0) -> Path:
