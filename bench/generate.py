@@ -34,6 +34,12 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--cfg-scale", type=float, default=7.5)
+    parser.add_argument("--scheduler", default="default",
+                        help="e.g. dpmpp_2m (DPM-Solver++ 2M; use with --steps 25)")
+    parser.add_argument("--dtype", default="auto", choices=["auto", "fp32", "fp16", "bf16"])
+    parser.add_argument("--vae-path", help="sdxl: fp16-safe VAE folder (sdxl-vae-fp16-fix)")
+    parser.add_argument("--no-channels-last", action="store_true")
+    parser.add_argument("--compile", action="store_true", help="torch.compile the UNet")
     parser.add_argument("--image-size", type=int, default=256,
                         help="saved size (ours resizes; vanilla keeps the native size)")
     parser.add_argument("--threads", type=int, default=0,
@@ -50,14 +56,18 @@ def _sync(device: str) -> None:
 
 
 def run_vanilla(kind: str, folder: Path, prompts: list[str], seeds: list[int], steps: int,
-                cfg: float, size: int, device: str) -> tuple[float, float, list]:
+                cfg: float, size: int, device: str,
+                scheduler: str = "default") -> tuple[float, float, list]:
     """Load time, generation seconds and images of the plain diffusers loop."""
     import diffusers
     import torch
 
     cls = {"sd": diffusers.StableDiffusionPipeline, "sdxl": diffusers.StableDiffusionXLPipeline}
     start = time.perf_counter()
+    from synreal.generate.loading import set_scheduler
+
     pipe = cls[kind].from_pretrained(folder).to(device)
+    set_scheduler(pipe, scheduler)  # the same sampler as ours: only the plumbing differs
     load = time.perf_counter() - start
     pipe(prompts[0], num_inference_steps=steps, guidance_scale=cfg, height=size, width=size)
     _sync(device)
@@ -114,21 +124,27 @@ def main() -> None:
                             dataset="custom", classes=("cat",), per_class=args.images,
                             steps=args.steps, cfg_scale=args.cfg_scale,
                             batch_size=args.batch_size, shard_size=args.images,
-                            image_size=args.image_size)
+                            image_size=args.image_size, scheduler=args.scheduler,
+                            dtype=args.dtype, vae_path=args.vae_path,
+                            channels_last=not args.no_channels_last,
+                            torch_compile=args.compile)
     jobs = build_plan(params)
     ours_load, ours_s, ours_images, size = run_ours(params, args.device)
     van_load, van_s, van_images = run_vanilla(args.backend, folder, [j.prompt for j in jobs],
                                               [j.seed for j in jobs], args.steps,
-                                              args.cfg_scale, size, args.device)
+                                              args.cfg_scale, size, args.device,
+                                              args.scheduler)
     ours_ips, van_ips = len(jobs) / ours_s, len(jobs) / van_s
     print(f"device {args.device}  backend {args.backend}  images {len(jobs)}  steps "
-          f"{args.steps}  native {size}px  batch {args.batch_size}")
+          f"{args.steps} ({args.scheduler})  native {size}px  batch {args.batch_size}")
     print(f"vanilla diffusers : {van_ips:8.3f} images/s   (load {van_load:.1f} s)")
     print(f"synreal generate  : {ours_ips:8.3f} images/s   (load {ours_load:.1f} s, incl. "
           f"resize to {args.image_size}px + PNG + sha256 + write)")
     print(f"ratio synreal / vanilla: {ours_ips / van_ips:.2f}x")
     if args.device == "cpu":
-        resized = [im.resize(ours_images[0].size, 1) for im in van_images]
+        from synreal.data.downscale import downscale
+
+        resized = [downscale(im, ours_images[0].size[0]) for im in van_images]
         diff = max(np.abs(np.asarray(a, np.int16) - np.asarray(b, np.int16)).max()
                    for a, b in zip(resized, ours_images, strict=True))
         print(f"same seeds -> same images: max pixel difference {diff} (0-255, after resize)")

@@ -47,13 +47,15 @@ class DiffusersBackend:
 
     def __init__(self, params: GenerateParams, device: str = "cpu") -> None:
         self.params = params
+        # a GPU (tensor-core convolution) layout: on a CPU it only costs conversions
+        self.channels_last = bool(params.channels_last) and str(device).startswith("cuda")
         components = {}
         if params.vae_path:  # checked at config time: sdxl only
             components["vae"] = load_vae(params.vae_path, model_id=params.vae_id,
                                          device=device, dtype=params.dtype)
         self.pipe = load_pipeline(self.kind, params.model_path, model_id=params.model_id,
                                   device=device, dtype=params.dtype, scheduler=params.scheduler,
-                                  channels_last=params.channels_last,
+                                  channels_last=self.channels_last,
                                   compile_unet=params.torch_compile, **components)
         self.scheduler = set_scheduler(self.pipe, "default")
         self.resolution = params.native_resolution or native_size(self.pipe)
@@ -70,7 +72,7 @@ class DiffusersBackend:
                 "cfg_scale": float(self.params.cfg_scale),
                 "native_resolution": self.resolution,
                 "vae_id": self.params.vae_id if self.params.vae_path else None,
-                "attention": "sdpa", "channels_last": bool(self.params.channels_last),
+                "attention": "sdpa", "channels_last": self.channels_last,
                 "torch_compile": bool(self.params.torch_compile)}
 
     def _common(self, seeds: list[int]) -> dict[str, Any]:
@@ -108,7 +110,7 @@ class StableDiffusionXLBackend(DiffusersBackend):
             self.refiner = load_pipeline(
                 "sdxl-refiner", params.refiner_path, model_id=params.refiner_id, device=device,
                 dtype=params.dtype, scheduler=params.scheduler, key="refiner_path",
-                channels_last=params.channels_last, compile_unet=params.torch_compile,
+                channels_last=self.channels_last, compile_unet=params.torch_compile,
                 vae=self.pipe.vae, text_encoder_2=self.pipe.text_encoder_2)
             refiner_hash = model_hash(resolve_model_path(params.refiner_path, params.refiner_id))
             self.hash = f"{self.hash}+{refiner_hash}"

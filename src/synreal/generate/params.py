@@ -123,9 +123,9 @@ class GenerateParams:
                           "out; measure with bench/generate.py on the GPU.", default=4)
     dtype: str = doc("auto (fp16 on GPU, fp32 on CPU), fp32, fp16 or bf16 (GPU only).",
                      default="auto")
-    channels_last: bool = doc("UNet and VAE in channels_last memory layout (faster convolutions "
-                              "on tensor-core GPUs; same results up to float rounding).",
-                              default=True)
+    channels_last: bool = doc("On a GPU, UNet and VAE in channels_last memory layout (faster "
+                              "convolutions on tensor cores; same results up to float "
+                              "rounding). Ignored on a CPU.", default=True)
     torch_compile: bool = doc("Compile the UNet with torch.compile: a one-off compile of a "
                               "minute or two, then faster steps on a GPU; needs a C++ "
                               "compiler on a CPU.", default=False)
