@@ -57,8 +57,12 @@ def test_every_table_reads_only_artifacts_it_names_as_inputs(config):
     for table in plan.tables.values():
         for row in table.params.get("runs", {}).values():
             for key, path in row.items():
-                if key not in ("labels", "paper"):
+                if key not in ("labels", "paper", "replicates"):
                     assert path in table.needs, (table.name, key)
+            for replicate in row.get("replicates", []):
+                for key, path in replicate.items():
+                    if key != "seed":
+                        assert path in table.needs, (table.name, key)
 
 
 @pytest.mark.parametrize(("drop", "table", "message"), [
@@ -77,3 +81,144 @@ def test_pretrain_finetune_needs_a_mixed_run(config):
     config["tables"] = ["datasets", "pretrain_finetune"]
     with pytest.raises(ConfigError, match="mixed-data pretraining run"):
         _plan(config)
+
+
+def _replicated(config, replicates=2, controls=True):
+    config["replicates"] = replicates
+    if controls:
+        config["controls"] = {"negative": True, "positive": True}
+    return _plan(config)
+
+
+def test_each_replicate_seed_is_its_own_pretraining_run_and_the_first_keeps_its_key(config):
+    single = _plan(config)
+    plan = _replicated(config, 3, controls=False)
+    assert plan.seeds == [0, 1, 2]
+    for name, jobs in plan.replicates.items():
+        assert jobs[0].key == single.pretrain[name].key  # existing caches stay valid
+        assert [job.params["dino"]["seed"] for job in jobs] == [0, 1, 2]
+        assert len({job.key for job in jobs}) == 3
+        features = [e["features"].upstream["checkpoint"] for e in plan.replicate_evaluations[name]]
+        assert features == [job.ref for job in jobs]
+    tuned = plan.tuned_replicates[("synthetic", "ssl", "real")]
+    assert [job.upstream["checkpoint"] for job in tuned] == \
+        [job.ref for job in plan.replicates["synthetic"]]
+    assert [job.params["tune"]["seed"] for job in tuned] == [0, 1, 2]
+    assert tuned[0].key == single.tuned[("synthetic", "ssl", "real")].key
+
+
+def test_a_seed_list_and_a_run_list_replicate_only_those_runs(config):
+    plan = _replicated(config, {"seeds": [5, 7], "runs": ["real", "synthetic"]})
+    assert plan.seeds == [5, 7]
+    assert [j.params["dino"]["seed"] for j in plan.replicates["real"]] == [5, 7]
+    assert len(plan.replicates["mix50"]) == 1
+    # the controls follow the run they copy (real)
+    assert len(plan.replicates["control_positive"]) == 2
+    main = plan.tables["main"].params["runs"]
+    assert {len(row["replicates"]) for row in main.values()} == {2}
+    mix = plan.tables["mix_ratio"].params["runs"]
+    assert sorted(len(row["replicates"]) for row in mix.values()) == [1, 2, 2]
+
+
+def test_the_main_table_has_the_control_rows_on_disjoint_halves(config):
+    plan = _replicated(config)
+    main = plan.tables["main"]
+    assert main.params["order"] == ["real", "synthetic", "control_reference",
+                                    "control_negative", "control_positive"]
+    assert main.params["controls"] == {"reference": "control_reference",
+                                       "negative": "control_negative",
+                                       "positive": "control_positive"}
+    parts = {part: job.params["part"] for part, job in plan.controls.items()}
+    assert parts == {"reference": "reference", "negative": "negative", "positive": "positive"}
+    negative = plan.replicates["control_negative"][0]
+    assert negative.upstream["real"] == plan.controls["negative"].ref
+    assert plan.replicates["control_positive"][0].params["data"]["source"] == "synthetic"
+    for run in ("control_reference", "control_negative", "control_positive"):
+        for job in plan.replicates[run]:
+            assert job.target in main.needs
+
+
+def test_the_control_halves_are_disjoint_stratified_and_cover_the_split():
+    import pandas as pd
+
+    from synreal.stages.control import split_halves
+
+    rows = pd.DataFrame({"id": [f"{c}{i}" for c in "abc" for i in range(7)],
+                         "label": [c for c in "abc" for _ in range(7)]})
+    a, b = split_halves(rows, seed=0)
+    assert set(a["id"]).isdisjoint(b["id"]) and set(a["id"]) | set(b["id"]) == set(rows["id"])
+    assert a.groupby("label").size().tolist() == [4, 4, 4]
+    assert b.groupby("label").size().tolist() == [3, 3, 3]
+    again, _ = split_halves(rows.sample(frac=1, random_state=1), seed=0)
+    assert again["id"].tolist() == a["id"].tolist()  # the order of the rows does not matter
+
+
+@pytest.mark.parametrize(("value", "message"), [
+    (0, r"^replicates is 0 but a study needs at least one training seed; set replicates: 1"),
+    ([0, 1, 1], r"^replicates lists the seed\(s\) \[1\] more than once; .* distinct seeds"),
+    ({"seeds": [2, 2]}, r"^replicates\.seeds lists the seed\(s\) \[2\] more than once"),
+    ({"seeds": 0}, r"^replicates\.seeds is 0 but"),
+    ({"seeds": 2, "runs": ["rael"]}, r"^replicates\.runs names 'rael', which is not a "),
+])
+def test_bad_replicates_are_one_sentence_naming_the_key(config, value, message):
+    config["replicates"] = value
+    with pytest.raises(ConfigError, match=message) as error:
+        validate_config(config)
+    assert "\n" not in str(error.value)
+
+
+def test_a_control_split_too_small_for_its_held_out_half_names_the_key(config):
+    config["controls"] = {"negative": True}
+    config["datasets"]["afhq"]["toyworld"]["train"] = 3  # halves of 1 per class: 3 images
+    with pytest.raises(ConfigError, match=r"^controls: the held-out half of datasets\.afhq's "
+                                          r"training split has 3 images .* fewer than one "
+                                          r"batch of 6; render at least 4 per class"):
+        validate_config(config)
+
+
+def test_a_control_run_must_be_a_real_run(config):
+    config["controls"] = {"positive": True, "run": "synthetic"}
+    with pytest.raises(ConfigError, match=r"^controls\.run: 'synthetic' is not a pretraining "
+                                          r"run with source: real"):
+        validate_config(config)
+
+
+def test_the_control_stage_names_the_key_when_a_real_folder_is_too_small(tmp_path):
+    import pandas as pd
+
+    from synreal.data.manifest import write_manifest
+    from synreal.errors import DataError
+    from synreal.stages.control import run
+
+    rows = pd.DataFrame({"id": [f"a{i}" for i in range(6)], "path": "x", "relpath": "x",
+                         "label": [0, 1] * 3, "split": "train", "width": 8, "height": 8})
+    write_manifest(rows, tmp_path / "manifest.parquet")
+    spec = {"params": {"part": "negative", "min_images": 4},
+            "inputs": {"manifest": str(tmp_path / "manifest.parquet")}}
+    (tmp_path / "out").mkdir()
+    with pytest.raises(DataError, match=r"^controls: the training split of .* has 6 images, "
+                                        r"so its held-out half has 2, fewer than one batch of 4"):
+        run(spec, tmp_path / "out")
+
+
+def test_the_positive_control_replaces_every_image_by_class_independent_noise(tmp_path):
+    import pandas as pd
+    from PIL import Image
+
+    from synreal.data.manifest import read_manifest, write_manifest
+    from synreal.stages.control import run
+
+    rows = pd.DataFrame({"id": [f"a{i}" for i in range(10)], "path": "x", "relpath": "x",
+                         "label": [0, 1] * 5, "split": ["train"] * 8 + ["test"] * 2,
+                         "width": 20, "height": 12, "sha256": "0", "constant": False})
+    write_manifest(rows, tmp_path / "manifest.parquet")
+    spec = {"params": {"part": "positive", "min_images": 2},
+            "inputs": {"manifest": str(tmp_path / "manifest.parquet")}}
+    (tmp_path / "out").mkdir()
+    run(spec, tmp_path / "out")
+    part = read_manifest(tmp_path / "out" / "manifest.parquet")
+    assert len(part) == 4 and set(part["split"]) == {"train"}  # half B, never a test image
+    assert sorted(part["label"]) == [0, 0, 1, 1]
+    sizes = {Image.open(path).size for path in part["path"]}
+    assert sizes == {(20, 12)}
+    assert part["sha256"].nunique() == 4

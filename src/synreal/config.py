@@ -119,6 +119,74 @@ def _check_weights(config: dict, base: Path) -> None:
                 raise ConfigError(f"generators.{name}.params.{key}: {error}") from None
 
 
+def replicate_seeds(config: dict) -> tuple[list[int] | None, int, list[str] | None]:
+    """The ``replicates`` key as (explicit seeds or None, number of seeds, runs or None = all).
+
+    ``replicates: N`` gives no explicit seeds: replicate ``i`` of a run uses the run's own
+    DINO seed plus ``i``, so the first replicate keeps the single-seed key.
+    """
+    value = config.get("replicates", 1)
+    runs = None
+    if isinstance(value, dict):
+        value, runs = value["seeds"], value.get("runs")
+    if isinstance(value, list):
+        return [int(s) for s in value], len(value), runs
+    return None, int(value), runs
+
+
+def _check_replicates(config: dict) -> None:
+    """Replicates: at least one seed, no seed twice, runs that exist."""
+    value = config.get("replicates", 1)
+    where = "replicates.seeds" if isinstance(value, dict) else "replicates"
+    seeds, count, runs = replicate_seeds(config)
+    if seeds is None and count < 1:
+        raise ConfigError(f"{where} is {count} but a study needs at least one training seed; "
+                          f"set {where}: 1 (one seed) or more, e.g. 3.")
+    if seeds is not None and not seeds:
+        raise ConfigError(f"{where} is an empty list; list at least one seed, e.g. [0, 1, 2], "
+                          "or give the number of seeds.")
+    if seeds is not None and len(set(seeds)) != len(seeds):
+        twice = sorted({s for s in seeds if seeds.count(s) > 1})
+        raise ConfigError(f"{where} lists the seed(s) {twice} more than once; each replicate "
+                          f"needs its own seed: list distinct seeds, e.g. "
+                          f"{list(range(len(seeds)))}.")
+    known = sorted((config.get("pretrain") or {}).get("runs", {}))
+    for run in runs or []:
+        if run not in known:
+            raise ConfigError(f"replicates.runs names {run!r}, which is not a pretraining run; "
+                              f"use names under pretrain.runs: {known}.")
+
+
+def _check_controls(config: dict) -> None:
+    """Controls: a real pretraining run to copy, and halves big enough to train on."""
+    controls = config.get("controls") or {}
+    if not (controls.get("negative") or controls.get("positive")):
+        return
+    runs = (config.get("pretrain") or {}).get("runs", {})
+    name = controls.get("run", "real")
+    run = runs.get(name)
+    if run is None or run["source"] != "real":
+        real = sorted(n for n, r in runs.items() if r["source"] == "real")
+        raise ConfigError(f"controls.run: {name!r} is not a pretraining run with source: real; "
+                          f"name one of {real} (the controls split its real dataset).")
+    dataset = config["datasets"].get(run.get("real", ""), {})
+    counts = dataset.get("toyworld")
+    if counts:  # rendered: the training split's size is known before any job runs
+        per_class = counts.get("train", counts.get("trainval", 0))
+        dino = {**(config["pretrain"].get("params") or {}), **(run.get("params") or {})}
+        batch = int(dino.get("batch_size", 64))
+        from synreal.data.toyworld import BREEDS, COARSE_CLASSES
+
+        classes = len(BREEDS) if dataset["format"] == "oxford_pet" else len(COARSE_CLASSES)
+        half = (per_class // 2) * classes
+        if per_class < 2 or half < batch:
+            raise ConfigError(
+                f"controls: the held-out half of datasets.{run['real']}'s training split has "
+                f"{half} images ({per_class} per class split in two), fewer than one batch of "
+                f"{batch}; render at least {2 * -(-batch // classes)} "
+                f"per class (datasets.{run['real']}.toyworld) or lower the batch size.")
+
+
 def validate_config(config: dict, base: Path | None = None, check_paths: bool = True) -> dict:
     """Return a validated copy of ``config`` with defaults filled; raise one ConfigError.
 
@@ -135,6 +203,8 @@ def validate_config(config: dict, base: Path | None = None, check_paths: bool = 
     resolved = copy.deepcopy(config)
     _fill_defaults(schema, resolved, schema)
     _check_references(resolved)
+    _check_replicates(resolved)
+    _check_controls(resolved)
     if check_paths:
         _check_paths(resolved, Path(base or Path.cwd()))
         _check_weights(resolved, Path(base or Path.cwd()))

@@ -111,6 +111,19 @@ class Plan:
     #: (pretrain run, mode, tuning data role) -> its frozen evaluation jobs
     tuned_evaluations: dict[tuple[str, str, str], dict[str, Job]] = field(
         default_factory=dict)
+    #: the replicate seeds' values (``replicates``); one entry when the study has one seed
+    seeds: list[int] = field(default_factory=list)
+    #: run name -> its pretraining job per replicate seed (the first is ``pretrain[name]``)
+    replicates: dict[str, list[Job]] = field(default_factory=dict)
+    #: run name -> its frozen evaluation jobs per replicate seed
+    replicate_evaluations: dict[str, list[dict[str, Job]]] = field(default_factory=dict)
+    #: (run, mode, role) -> realtune job per replicate seed of its pretraining run
+    tuned_replicates: dict[tuple[str, str, str], list[Job]] = field(default_factory=dict)
+    #: (run, mode, role) -> frozen evaluation jobs per replicate seed
+    tuned_replicate_evaluations: dict[tuple[str, str, str], list[dict[str, Job]]] = field(
+        default_factory=dict)
+    #: control part (reference, negative, positive) -> its dataset job (``controls``)
+    controls: dict[str, Job] = field(default_factory=dict)
     #: the report's figures (a :class:`synreal.plan_tables.FiguresJob`)
     figures: object = None
     #: guidance scale -> (generator job, audit job, pretrain job or None)
@@ -179,17 +192,59 @@ def _dataset_ref(plan: Plan, name: str, where: str) -> Job:
     return found
 
 
-def _pretrain_job(plan: Plan, name: str, run: dict) -> Job:
+def replicate_seed(seed: int, replicate: int, seeds: list[int] | None) -> int:
+    """The seed of replicate ``replicate`` of a job whose own seed is ``seed``.
+
+    ``seeds`` (``replicates`` given as a list) names them; otherwise replicate ``i`` adds
+    ``i``, so replicate 0 keeps the job's own seed and its single-seed key.
+    """
+    return seeds[replicate] if seeds is not None else seed + replicate
+
+
+def _pretrain_job(plan: Plan, name: str, run: dict, replicate: int = 0,
+                  datasets: dict[str, Job] | None = None) -> Job:
+    """Pretraining run ``name``'s job for one replicate seed (``datasets``: role -> job)."""
+    from synreal.config import replicate_seeds
     from synreal.stages.pretrain import resolve
 
     settings = plan.config["pretrain"]
     upstream, inputs = {}, {}
     for role in ("real", "synthetic"):
-        if role in run:
+        if datasets and role in datasets:
+            job = datasets[role]
+        elif role in run:
             job = _dataset_ref(plan, run[role], f"pretrain.runs.{name}.{role}")
-            upstream[role], inputs[role] = job.ref, f"{job.out_dir}/manifest.parquet"
+        else:
+            continue
+        upstream[role], inputs[role] = job.ref, f"{job.out_dir}/manifest.parquet"
     params = resolve({**settings["params"], **run.get("params", {})}, run, name)
+    seeds, _, _ = replicate_seeds(plan.config)
+    params["dino"]["seed"] = replicate_seed(params["dino"]["seed"], replicate, seeds)
     return plan.add(Job("pretrain", params, upstream, inputs))
+
+
+def replicated_runs(config: dict) -> set[str]:
+    """Names of the pretraining runs that run once per replicate seed."""
+    from synreal.config import replicate_seeds
+
+    _, count, runs = replicate_seeds(config)
+    names = set((config.get("pretrain") or {}).get("runs", {}))
+    if count < 2:
+        return set()
+    return set(runs) & names if runs is not None else names
+
+
+def _replicated(plan: Plan, name: str, run: dict, datasets: dict[str, Job] | None = None,
+                like: str | None = None) -> None:
+    """Every replicate of run ``name`` (those of run ``like``: its seeds) and their evaluations."""
+    from synreal.config import replicate_seeds
+
+    _, count, _ = replicate_seeds(plan.config)
+    copies = count if (like or name) in replicated_runs(plan.config) else 1
+    jobs = [_pretrain_job(plan, name, run, i, datasets) for i in range(copies)]
+    plan.replicates[name] = jobs
+    plan.replicate_evaluations[name] = [_evaluation_jobs(plan, job) for job in jobs]
+    plan.pretrain[name], plan.evaluations[name] = jobs[0], plan.replicate_evaluations[name][0]
 
 
 def _audit_job(plan: Plan, name: str, like: str | None = None,
@@ -261,6 +316,8 @@ def _resolved(cls: type, values: dict, where: str) -> dict:
 
 def build_jobs(config: dict) -> Plan:
     """Resolve a validated config (defaults filled) into its stage jobs (tables: plan.py)."""
+    from synreal.config import replicate_seeds
+
     plan = Plan(config)
     for name, dataset in config["datasets"].items():
         plan.datasets[name] = _dataset_jobs(plan, name, dataset)
@@ -270,9 +327,12 @@ def build_jobs(config: dict) -> Plan:
         if "evaluation" not in config:
             raise ConfigError("the config has pretrain runs but no 'evaluation' section; add "
                               "one naming the evaluation dataset.")
+        seeds, count, _ = replicate_seeds(config)
+        plan.seeds = seeds or [replicate_seed(config["study"]["seed"], i, None)
+                               for i in range(count)]
         for name, run in config["pretrain"]["runs"].items():
-            plan.pretrain[name] = _pretrain_job(plan, name, run)
-            plan.evaluations[name] = _evaluation_jobs(plan, plan.pretrain[name])
+            _replicated(plan, name, run)
+        _controls(plan)
     plan.tables["datasets"] = TableJob("datasets", {
         "study": config["study"]["name"],
         "datasets": {name: job.out_dir for name, job in plan.datasets.items()},
@@ -288,8 +348,42 @@ def build_jobs(config: dict) -> Plan:
     return plan
 
 
+#: The main table's control runs: part -> (run name, data role of its control dataset).
+CONTROL_RUNS = {"reference": ("control_reference", "real"),
+                "negative": ("control_negative", "real"),
+                "positive": ("control_positive", "synthetic")}
+
+
+def _controls(plan: Plan) -> None:
+    """The control datasets and their DINO runs (``controls``), replicated like their run."""
+    from synreal.stages.control import ControlParams
+
+    settings = plan.config.get("controls") or {}
+    parts = [part for part in ("negative", "positive") if settings.get(part)]
+    if not parts:
+        return
+    name = settings.get("run", "real")
+    run = plan.config["pretrain"]["runs"][name]
+    real = _dataset_ref(plan, run["real"], f"pretrain.runs.{name}.real")
+    batch = plan.pretrain[name].params["dino"]["batch_size"]
+    for part in ["reference", *parts]:
+        params = _resolved(ControlParams, {"part": part, "seed": plan.config["study"]["seed"],
+                                           "min_images": batch, "where": "controls"},
+                           "controls")
+        dataset = plan.add(Job("control", params, {"dataset": real.ref},
+                               {"manifest": f"{real.out_dir}/manifest.parquet"}))
+        plan.controls[part] = dataset
+        run_name, role = CONTROL_RUNS[part]
+        control_run = {"source": role, role: run["real"], "params": run.get("params", {})}
+        _replicated(plan, run_name, control_run, {role: dataset}, like=name)
+
+
 def _realtune(plan: Plan) -> None:
-    """RealTune / SynTune jobs: ssl (table realtune) and supervised (table pretrain_finetune)."""
+    """RealTune / SynTune jobs: ssl (table realtune) and supervised (table pretrain_finetune).
+
+    One job per replicate seed of the tuned run; replicate ``i`` tunes with seed ``i`` too.
+    """
+    from synreal.config import replicate_seeds
     from synreal.stages.pretrain import resolve
     from synreal.stages.realtune import RealtuneParams
 
@@ -306,6 +400,7 @@ def _realtune(plan: Plan) -> None:
             raise ConfigError(f"realtune.runs: no pretrain run called {run!r}; known: "
                               f"{sorted(plan.pretrain)}.")
     seed = config["study"]["seed"]
+    seeds, _, _ = replicate_seeds(config)
     for mode in ("ssl", "supervised"):
         section = settings.get(mode)
         if not section:
@@ -314,11 +409,11 @@ def _realtune(plan: Plan) -> None:
                                           "mode": mode}, f"realtune.{mode}.params")
         data = {"real": section.get("real", evaluation["dataset"]),
                 "synthetic": section["synthetic"]}
-        for run in runs[mode]:
-            pretrain = plan.pretrain[run]
+        for run, replicate, pretrain in _each_replicate(plan, runs[mode]):
             for role, name in data.items():
                 source = _dataset_ref(plan, name, f"realtune.{mode}.{role}")
-                params = {"tune": tune}
+                params = {"tune": {**tune, "seed": replicate_seed(tune["seed"], replicate,
+                                                                  seeds)}}
                 upstream = {"checkpoint": pretrain.ref, "data": source.ref}
                 inputs = {"checkpoint": pretrain.out_dir,
                           "data": f"{source.out_dir}/manifest.parquet"}
@@ -328,8 +423,19 @@ def _realtune(plan: Plan) -> None:
                 else:
                     upstream["dataset"], inputs["manifest"] = eval_job.ref, eval_manifest
                 job = plan.add(Job("realtune", params, upstream, inputs))
-                plan.tuned[(run, mode, role)] = job
-                plan.tuned_evaluations[(run, mode, role)] = _evaluation_jobs(plan, job)
+                key = (run, mode, role)
+                plan.tuned_replicates.setdefault(key, []).append(job)
+                plan.tuned_replicate_evaluations.setdefault(key, []).append(
+                    _evaluation_jobs(plan, job))
+                plan.tuned[key] = plan.tuned_replicates[key][0]
+                plan.tuned_evaluations[key] = plan.tuned_replicate_evaluations[key][0]
+
+
+def _each_replicate(plan: Plan, runs: list[str]):
+    """(run, replicate index, pretraining job) of every replicate seed of ``runs``."""
+    for run in runs:
+        for replicate, job in enumerate(plan.replicates[run]):
+            yield run, replicate, job
 
 
 def mix_run(plan: Plan) -> str:

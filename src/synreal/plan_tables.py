@@ -15,18 +15,39 @@ from synreal.plan_jobs import Job, Plan, TableJob, _facts, mix_run
 from synreal.report import paper_numbers
 
 
-def _row(plan: Plan, evaluation: dict[str, Job], model: Job, labels: dict,
+def _row(plan: Plan, evaluations: list[dict[str, Job]], models: list[Job], labels: dict,
          paper: str | None = None) -> dict:
-    row = {"labels": labels, "pretrain": model.out_dir,
-           **{stage: job.out_dir for stage, job in evaluation.items()}}
+    """A table row: its labels and, per replicate seed, the artifacts its cells read.
+
+    The top-level directories are the first seed's (captions and keys read them);
+    ``replicates`` lists every seed's, which the builders average with a two-level CI.
+    """
+    replicates = [{"seed": plan.seeds[i] if i < len(plan.seeds) else i,
+                   "pretrain": model.out_dir,
+                   **{stage: job.out_dir for stage, job in evaluation.items()}}
+                  for i, (model, evaluation) in enumerate(zip(models, evaluations, strict=True))]
+    row = {"labels": labels, **{k: v for k, v in replicates[0].items() if k != "seed"},
+           "replicates": replicates}
     if paper is not None:
         row["paper"] = paper
     return row
 
 
+def _run_row(plan: Plan, name: str, labels: dict, paper: str | None = None) -> dict:
+    """The row of pretraining run ``name``: every replicate seed of it."""
+    return _row(plan, plan.replicate_evaluations[name], plan.replicates[name], labels, paper)
+
+
+def _tuned_row(plan: Plan, key: tuple[str, str, str], labels: dict,
+               paper: str | None = None) -> dict:
+    """The row of a RealTune job: every replicate seed of its pretraining run."""
+    return _row(plan, plan.tuned_replicate_evaluations[key], plan.tuned_replicates[key],
+                labels, paper)
+
+
 def _needs(rows: dict) -> list[str]:
-    dirs = {d for row in rows.values() for k, d in row.items()
-            if k not in ("labels", "paper")}
+    dirs = {d for row in rows.values() for replicate in row["replicates"]
+            for k, d in replicate.items() if k != "seed"}
     return sorted(dirs)
 
 
@@ -43,12 +64,37 @@ def _require_runs(plan: Plan, table: str, names: list[str]) -> None:
                           f"pretrain.runs (known: {sorted(plan.pretrain)}).")
 
 
+#: Row labels of the main table's controls, by part.
+CONTROL_LABELS = {
+    "reference": "control: real half A",
+    "negative": "negative control: real half B",
+    "positive": "positive control: noise",
+}
+
+
 def main_table(plan: Plan) -> TableJob:
-    """The proposal: real vs synthetic pretraining (runs named real and synthetic)."""
+    """The proposal: real vs synthetic pretraining (runs named real and synthetic).
+
+    With ``controls`` on, the control runs follow as rows; each control is compared, paired by
+    seed and test image, with the control reference (real half A), which its Finding reads
+    first.
+    """
+    from synreal.plan_jobs import CONTROL_RUNS
+
     _require_runs(plan, "main", ["real", "synthetic"])
-    rows = {label: _row(plan, plan.evaluations[label], plan.pretrain[label],
-                        {"pretraining data": label}) for label in ("real", "synthetic")}
-    return _table(plan, "main", rows, ["real", "synthetic"])
+    rows = {label: _run_row(plan, label, {"pretraining data": label})
+            for label in ("real", "synthetic")}
+    controls = {}
+    for part in plan.controls:
+        run = CONTROL_RUNS[part][0]
+        rows[run] = _run_row(plan, run, {"pretraining data": CONTROL_LABELS[part]})
+        controls[part] = run
+    counts = {name: len(row["replicates"]) for name, row in rows.items()}
+    if len(set(counts.values())) > 1:
+        raise ConfigError(f"table main pairs its runs by seed, but they have different numbers "
+                          f"of seeds {counts}; list real and synthetic (or neither) in "
+                          "replicates.runs.")
+    return _table(plan, "main", rows, ["real", "synthetic"], controls=controls)
 
 
 def _real_fraction(job: Job) -> float | None:
@@ -71,8 +117,7 @@ def mix_ratio_table(plan: Plan) -> TableJob:
     rows = {}
     for fraction in sorted(by_fraction):
         name = by_fraction[fraction]
-        rows[name] = _row(plan, plan.evaluations[name], plan.pretrain[name],
-                          {"real %": round(100 * fraction), "run": name})
+        rows[name] = _run_row(plan, name, {"real %": round(100 * fraction), "run": name})
     return _table(plan, "mix_ratio", rows, list(rows), paper_source=(
         "Syn2Co Fig. 3 (ImageNet-100 linear top-1 rises with the real share; values only "
         "in the figure)"))
@@ -89,12 +134,12 @@ def mixdiff_views_table(plan: Plan) -> TableJob:
     table = paper_numbers.MIXDIFF_TABLE7
     rows = {}
     for name, labels in (("real", ("2+8", "0")), ("synthetic", ("0", "2+8"))):
-        rows[name] = _row(plan, plan.evaluations[name], plan.pretrain[name],
-                          {"pretraining data": name, "real views (global+local)": labels[0],
-                           "synthetic views (global+local)": labels[1]}, "—")
+        rows[name] = _run_row(plan, name,
+                              {"pretraining data": name, "real views (global+local)": labels[0],
+                               "synthetic views (global+local)": labels[1]}, "—")
     for name, v in views.items():
         key = (v["real_global"], v["real_local"], v["synthetic_global"], v["synthetic_local"])
-        rows[name] = _row(plan, plan.evaluations[name], plan.pretrain[name], {
+        rows[name] = _run_row(plan, name, {
             "pretraining data": f"MixDiff ({name})",
             "real views (global+local)": f"{v['real_global']}+{v['real_local']}",
             "synthetic views (global+local)": f"{v['synthetic_global']}+{v['synthetic_local']}",
@@ -111,14 +156,12 @@ def realtune_table(plan: Plan) -> TableJob:
     table = paper_numbers.REALTUNE_TABLE10
     rows = {}
     for run in settings["runs"]:
-        rows[f"{run}/vanilla"] = _row(plan, plan.evaluations[run], plan.pretrain[run],
-                                      {"pretrained on": run, "tuning": "vanilla"},
-                                      paper_numbers.paper_cell(table, (run, "vanilla")))
+        rows[f"{run}/vanilla"] = _run_row(plan, run, {"pretrained on": run, "tuning": "vanilla"},
+                                          paper_numbers.paper_cell(table, (run, "vanilla")))
         for role, tuning in (("synthetic", "SynTune"), ("real", "RealTune")):
             key = (run, "ssl", role)
-            rows[f"{run}/{tuning}"] = _row(
-                plan, plan.tuned_evaluations[key], plan.tuned[key],
-                {"pretrained on": run, "tuning": tuning},
+            rows[f"{run}/{tuning}"] = _tuned_row(
+                plan, key, {"pretrained on": run, "tuning": tuning},
                 paper_numbers.paper_cell(table, (run, tuning)))
     return _table(plan, "realtune", rows, list(settings["runs"]), paper_source=table["source"])
 
@@ -134,15 +177,17 @@ def pretrain_finetune_table(plan: Plan) -> TableJob:
     table = paper_numbers.PRETRAIN_FINETUNE_TABLE3
     rows = {}
     for label, run in (("real", "real"), ("synthetic", "synthetic"), ("mix", mix)):
-        rows[f"{label}/none"] = _row(plan, plan.evaluations[run], plan.pretrain[run],
-                                     {"pretraining": label, "fine-tuning": "none"},
-                                     paper_numbers.paper_cell(table, (label, "none")))
+        rows[f"{label}/none"] = _run_row(plan, run, {"pretraining": label, "fine-tuning": "none"},
+                                         paper_numbers.paper_cell(table, (label, "none")))
         for role in ("synthetic", "real"):
             key = (run, "supervised", role)
-            row = _row(plan, plan.tuned_evaluations[key], plan.pretrain[run],
+            row = _row(plan, plan.tuned_replicate_evaluations[key], plan.replicates[run],
                        {"pretraining": label, "fine-tuning": role},
                        paper_numbers.paper_cell(table, (label, role)))
-            row["finetune"] = plan.tuned[key].out_dir
+            for replicate, tuned in zip(row["replicates"], plan.tuned_replicates[key],
+                                        strict=True):
+                replicate["finetune"] = tuned.out_dir
+            row["finetune"] = row["replicates"][0]["finetune"]
             rows[f"{label}/{role}"] = row
     return _table(plan, "pretrain_finetune", rows, ["real", "synthetic", mix],
                   paper_source=table["source"])
@@ -244,9 +289,17 @@ def figures_job(plan: Plan) -> FiguresJob:
         params["attention"] = {"manifest": f"{dataset.out_dir}/manifest.parquet",
                                "split": split, "images": 4,
                                "models": {name: models[name].out_dir for name in main}}
+    files = {}
     if "mix_ratio" in plan.tables:
-        params["files"] = {"mix_ratio__curve": "results/tables/mix_ratio.png"}
+        files["mix_ratio__curve"] = "results/tables/mix_ratio.png"
         needs.append("results/tables/mix_ratio.md")
+    for name in ("main", "mix_ratio", "mixdiff_views", "realtune"):  # each seed's value
+        table = plan.tables.get(name)
+        if table and any(len(row["replicates"]) > 1 for row in table.params["runs"].values()):
+            files[f"seeds__{name}"] = f"results/tables/{name}_seeds.png"
+            needs.append(f"results/tables/{name}.md")
+    if files:
+        params["files"] = files
     return FiguresJob(params, sorted(set(needs)))
 
 

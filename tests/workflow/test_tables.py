@@ -173,33 +173,82 @@ def estimate_and_ci(cell: str) -> tuple[float, float, float]:
     return float(estimate), float(lo), float(hi)
 
 
+METRIC_COLUMNS = ("linear top-1", "k-NN top-1 (k=20)", "retrieval mAP", "R@1")
+
+
+def check_written_differences(tables) -> int:
+    """Every paired-difference row of every written table is B - A of its own rows' cells
+    (within rounding), lies inside its CI, and its "differ?" row agrees with that CI.
+
+    Returns how many differences were checked.
+    """
+    checked = 0
+    for path in sorted(tables.glob("*.csv")):
+        frame = pd.read_csv(path, dtype=str).fillna("")
+        first = frame.columns[0]
+        rows = frame.set_index(first)
+        for label in [v for v in frame[first] if v.endswith(" (paired)")]:
+            b_name, a_name = label.removesuffix(" (paired)").split(" - ")
+            for column in [c for c in METRIC_COLUMNS if c in frame.columns]:
+                a = estimate_and_ci(rows.loc[a_name, column])[0]
+                b = estimate_and_ci(rows.loc[b_name, column])[0]
+                diff, lo, hi = estimate_and_ci(rows.loc[label, column])
+                # each cell is rounded to 0.1: the rounded difference may be 0.1 off
+                assert abs(diff - (b - a)) <= 0.1 + 1e-9, (path.name, label, column, a, b, diff)
+                assert lo <= diff <= hi, (path.name, label, column)
+                verdict = rows.loc[f"differ? ({label.removesuffix(' (paired)')})", column]
+                assert verdict == ("yes" if lo > 0 or hi < 0 else "no (CI contains 0)"), column
+                checked += 1
+    return checked
+
+
 def check_written_main_table(tables) -> None:
-    """The written main table: its difference row is B - A of its own rows (within rounding)
-    and its Finding quotes that number with the words and verdict its CI allows."""
+    """The written main table: its differences are B - A of its own rows (within rounding),
+    a multi-seed table says so, and its Finding reads the controls first, then quotes the
+    real-vs-synthetic difference with the words and verdict its CI (and the controls) allow."""
     from synreal.report import story
 
-    frame = pd.read_csv(tables / "main.csv", dtype=str)
-    label = frame["pretraining data"].iloc[2]
-    b_name, a_name = label.removesuffix(" (paired)").split(" - ")
+    assert check_written_differences(tables) >= 4
+    frame = pd.read_csv(tables / "main.csv", dtype=str).fillna("")
     rows = frame.set_index("pretraining data")
-    for column in ("linear top-1", "k-NN top-1 (k=20)", "retrieval mAP", "R@1"):
-        a = estimate_and_ci(rows.loc[a_name, column])[0]
-        b = estimate_and_ci(rows.loc[b_name, column])[0]
-        diff, lo, hi = estimate_and_ci(rows.loc[label, column])
-        assert abs(diff - (b - a)) <= 0.1 + 1e-9, (column, a, b, diff)
-        assert lo <= diff <= hi
-        verdict = rows.loc["differ? (95 % CI excludes 0)", column]
-        assert verdict == ("yes" if lo > 0 or hi < 0 else "no (CI contains 0)"), column
-    finding = (tables / "main.md").read_text().splitlines()[0].split("Finding:")[1]
-    diff, lo, hi = estimate_and_ci(rows.loc[label, "linear top-1"])
-    assert f"{b_name} - {a_name} {diff:+.1f} points" in finding, finding
+    label = "synthetic - real"
+    caption = (tables / "main.md").read_text().splitlines()[0]
+    finding = caption.split("Finding:")[1]
+    if "seeds" in frame.columns:
+        seeds = {int(n) for n in frame["seeds"] if n}
+        assert len(seeds) == 1, seeds
+        assert f"mean over {seeds.pop()} seeds" in caption
+        assert "CI over seeds and test images" in caption
+    diff, lo, hi = estimate_and_ci(rows.loc[f"{label} (paired)", "linear top-1"])
+    assert f"{label} {diff:+.1f} points" in finding, finding
+    controls = {}
+    for part in ("negative", "positive"):
+        found = [v for v in frame["pretraining data"]
+                 if v.startswith(f"{part} control") and v.endswith(" (paired)")]
+        if found:
+            controls[part] = estimate_and_ci(rows.loc[found[0], "linear top-1"])
+            assert f"the {part} control" in finding.split(label)[0], finding
+    failed = ("positive" in controls and not controls["positive"][2] < 0) or (
+        "negative" in controls and not controls["negative"][1] <= 0 <= controls["negative"][2])
+    if controls:
+        assert finding.strip().startswith("Controls first:"), finding
+    if "positive" in controls and not controls["positive"][2] < 0:
+        assert "NOT detected" in finding and "cannot tell the answer at this scale" in finding
+    if "negative" in controls and not controls["negative"][1] <= 0 <= controls["negative"][2]:
+        assert "SHOWS A DIFFERENCE" in finding
     if hi < 0:
         assert "real pretraining is significantly better" in finding
+    elif lo > 0:
+        assert "synthetic pretraining is significantly better" in finding
+    else:
+        assert "no significant difference" in finding
+    if failed:
+        assert finding.endswith(story.CANNOT_TELL + ".")
+    elif hi < 0:
         assert finding.endswith(story.CONSISTENT + ".")
     elif lo > 0:
         assert finding.endswith(story.CONTRADICTS + ".")
     else:
-        assert "no significant difference" in finding
         assert finding.endswith(story.CANNOT_TELL + ".")
 
 

@@ -23,3 +23,28 @@ rule pretrain:
     shell:
         f"{RUN} {{params.launch}} pretrain --spec-json {{params.spec:q}} "
         "--out results/pretrain/{wildcards.key} > {log} 2>&1"
+
+
+# The main table's control datasets (negative: held-out real half; positive: class cues
+# removed) cut from a real dataset's training split: a CPU job, before their DINO runs.
+rule control:
+    input:
+        upstream_done("control"),
+    output:
+        directory("results/control/{key}"),
+    params:
+        cli=SYNREAL,
+        spec=spec_of("control"),
+    log:
+        "results/logs/control/{key}.log",
+    conda:
+        "../../envs/report.yaml"
+    threads: 1
+    resources:
+        gpu=0,
+        slurm_partition=config["slurm"]["cpu_partition"],
+        runtime=30,
+        mem_mb=2000,
+    shell:
+        "OMP_NUM_THREADS={threads} {params.cli} control --spec-json {params.spec:q} "
+        "--out results/control/{wildcards.key} > {log} 2>&1"

@@ -69,11 +69,35 @@ def _caption(params: dict, what: str) -> str:
     probe = json.loads((Path(first["probe"]) / "metrics.json").read_text())
     images = json.loads((Path(first["pretrain"]) / "summary.json").read_text())["n_images"]
     return (f"{what} Study '{params['study']}'. Backbone {facts['model']}, DINO "
-            f"{facts['epochs']} epochs on {images} images, seed {facts['seed']}; evaluation on "
-            f"{facts['eval_dataset']} ({probe['n_train']} {facts['n_train']} / "
+            f"{facts['epochs']} epochs on {images} images, {_seeds_text(params)}; evaluation "
+            f"on {facts['eval_dataset']} ({probe['n_train']} {facts['n_train']} / "
             f"{probe['n_test']} {facts['n_test']} images), frozen {facts['protocol']} features. "
-            "Cells: % with 95 % bootstrap CI over test images (queries for retrieval, "
-            f"{facts['resamples']} resamples).{_collapse_warning(params)}")
+            f"{_cells_text(params)}{_collapse_warning(params)}")
+
+
+def _seeds_text(params: dict) -> str:
+    """The training seeds of the table's rows ("seed 0", or "seeds 0, 1")."""
+    from synreal.report.metrics import replicates
+
+    seeds = sorted({r.get("seed", params["facts"]["seed"])
+                    for run in _runs(params).values() for r in replicates(run)})
+    return f"seed{'s' if len(seeds) > 1 else ''} {', '.join(str(s) for s in seeds)}"
+
+
+def _cells_text(params: dict) -> str:
+    """What a cell is: one seed's CI over test images, or the mean over seeds with a 2-level CI."""
+    from synreal.report.metrics import replicates, seed_count
+
+    resamples = params["facts"]["resamples"]
+    if all(len(replicates(run)) == 1 for run in _runs(params).values()):
+        return ("Cells: % with 95 % bootstrap CI over test images (queries for retrieval, "
+                f"{resamples} resamples).")
+    return (f"Cells: %, mean over {seed_count(_runs(params))} (each row's training seeds), "
+            "95 % CI over seeds and test images: a two-level bootstrap that draws seeds, then "
+            "test images (queries for retrieval) within each drawn seed "
+            f"({resamples} resamples); figure {params.get('figure', '')}: each seed's value "
+            "beside the mean. With 2 seeds the seed level is coarse (it sees about half the "
+            "seed variance).")
 
 
 def _collapse_warning(params: dict) -> str:
@@ -103,14 +127,22 @@ def _collapse_warning(params: dict) -> str:
 
 
 def _run_rows(params: dict, metrics=None, paper_title: str | None = None) -> list[dict]:
-    """One row per run: its labels, a CI cell per metric, the paper's number, its key."""
-    from synreal.report.metrics import MAIN_METRICS, read_metric
+    """One row per run: its labels, seeds, a CI cell per metric, the paper's number, its key.
 
+    A cell is one seed's metric with its stored CI, or the mean over the row's seeds with a
+    two-level CI (:func:`synreal.report.metrics.run_cell`).
+    """
+    from synreal.report.metrics import MAIN_METRICS, replicates, run_cell
+
+    resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
+    several = any(len(replicates(run)) > 1 for run in _runs(params).values())
     rows = []
     for run in _runs(params).values():
         row = dict(run["labels"])
+        if several:
+            row["seeds"] = str(len(replicates(run)))
         for title, stage, key in metrics or MAIN_METRICS:
-            row[title] = str(read_metric(run[stage], key))
+            row[title] = str(run_cell(run, stage, key, resamples, seed))
         if paper_title and "paper" in run:
             row[paper_title] = run["paper"]
         row["key"] = Path(run.get("finetune", run["pretrain"])).name
@@ -118,47 +150,99 @@ def _run_rows(params: dict, metrics=None, paper_title: str | None = None) -> lis
     return rows
 
 
+def _seed_figure(params: dict, out_dir: Path, name: str, metrics=None) -> str | None:
+    """``<name>_seeds.png`` beside the table: each seed's value and the mean with its CI.
+
+    Written only when a row has several seeds; returns the file name (None otherwise).
+    """
+    from synreal.report.metrics import MAIN_METRICS, replicates, run_cell, seed_values
+    from synreal.report.plots import plot_seeds
+
+    runs = _runs(params)
+    if all(len(replicates(run)) == 1 for run in runs.values()):
+        return None
+    resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
+    panels = {title: [(" / ".join(str(v) for v in run["labels"].values()),
+                       seed_values(run, stage, key), run_cell(run, stage, key, resamples, seed))
+                      for run in runs.values()]
+              for title, stage, key in metrics or MAIN_METRICS}
+    path = Path(out_dir) / f"{name}_seeds.png"
+    plot_seeds(panels, path, f"{name} ({params['study']}): each seed and the mean [95 % CI]")
+    return f"results/tables/{path.name}"
+
+
+def _top1(params: dict, stage: str = "probe") -> dict:
+    """Linear top-1 of every row (mean over its seeds), as its table shows it."""
+    from synreal.report.metrics import run_cell
+
+    resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
+    return {name: run_cell(run, stage, "top1", resamples, seed)
+            for name, run in _runs(params).items()}
+
+
 def _with_story(caption: str, story: str) -> str:
     return f"{caption} {story}"
 
 
 def main_table(params: dict, out_dir: Path) -> None:
-    """The study proposal: DINO on real vs synthetic data, frozen Pet evaluation, paired diff."""
+    """The study proposal: DINO on real vs synthetic data, frozen Pet evaluation, paired diff.
+
+    With controls, their rows follow, and each control's paired difference from the control
+    reference; the Finding reads the controls before the real-vs-synthetic difference.
+    """
     from synreal.report import story
-    from synreal.report.metrics import (
-        MAIN_METRICS,
-        difference_label,
-        differs,
-        paired_difference,
-    )
+    from synreal.report.metrics import MAIN_METRICS, difference_label, differs, paired_difference
 
     runs = _runs(params)
+    params = {**params, "figure": _seed_figure(params, out_dir, "main") or ""}
     rows = _run_rows(params)
-    (label_a, run_a), (label_b, run_b) = list(runs.items())[:2]
     resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
-    diff = {"pretraining data": f"{difference_label(label_a, label_b)} (paired)"}
-    verdict = {"pretraining data": "differ? (95 % CI excludes 0)"}
-    cells = {}
-    for title, stage, key in MAIN_METRICS:
-        cell = paired_difference(run_a, run_b, stage, key, resamples, seed)
-        cells[title] = cell
-        diff[title], verdict[title] = str(cell), differs(cell)
-    caption = _caption(params, f"DINO pretrained on {label_a} vs {label_b} images of equal "
-                               "number, classes and resolution; the last rows give the paired "
-                               "difference and whether it is significant.")
-    frame = pd.DataFrame([*rows, diff, verdict]).fillna("")
+    controls = params.get("controls") or {}
+    first = "pretraining data"
+
+    def compare(a: str, b: str) -> tuple[list[dict], dict]:
+        label_a, label_b = (runs[n]["labels"][first] for n in (a, b))
+        label = difference_label(label_a, label_b)
+        diff, verdict, cells = {first: f"{label} (paired)"}, {first: f"differ? ({label})"}, {}
+        for title, stage, key in MAIN_METRICS:
+            cell = paired_difference(runs[a], runs[b], stage, key, resamples, seed)
+            cells[title] = cell
+            diff[title], verdict[title] = str(cell), differs(cell)
+        return [diff, verdict], cells
+
+    extra, cells = compare("real", "synthetic")
+    control_cells = {}
+    for part in ("negative", "positive"):
+        if part in controls:
+            lines, found = compare(controls["reference"], controls[part])
+            extra += lines
+            control_cells[part] = found["linear top-1"]
+    what = ("DINO pretrained on real vs synthetic images of equal number, classes and "
+            "resolution; the last rows give each paired difference (B - A, seed i of B with "
+            "seed i of A on the same test images) and whether its 95 % CI excludes 0.")
+    if controls:
+        what += (" Controls, on each half of the real run's training split (half A: the "
+                 "control reference): the negative control pretrains on the held-out half B "
+                 "(real data: it must show no difference); the positive control on half B "
+                 "with every image replaced by class-independent colour noise (it must come "
+                 "out worse).")
+    caption = _caption(params, what)
+    frame = pd.DataFrame([*rows, *extra]).fillna("")
+    label = difference_label(runs["real"]["labels"][first], runs["synthetic"]["labels"][first])
     write_table(frame, out_dir, "main",
-                _with_story(caption, story.main(cells, difference_label(label_a, label_b))))
+                _with_story(caption, story.main(cells, label, control_cells)))
 
 
 def mix_ratio_table(params: dict, out_dir: Path) -> None:
     """Syn2Co Fig. 3: linear top-1, k-NN and mAP against the share of real images."""
     from synreal.report import story
-    from synreal.report.metrics import MAIN_METRICS, read_metric
+    from synreal.report.metrics import MAIN_METRICS, run_cell
     from synreal.report.plots import plot_mix_ratio
 
+    params = {**params, "figure": _seed_figure(params, out_dir, "mix_ratio") or ""}
     rows = _run_rows(params)
-    curves = {title: [(run["labels"]["real %"], read_metric(run[stage], key))
+    resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
+    curves = {title: [(run["labels"]["real %"], run_cell(run, stage, key, resamples, seed))
                       for run in _runs(params).values()]
               for title, stage, key in MAIN_METRICS}
     plot_mix_ratio(curves, Path(out_dir) / "mix_ratio.png", params["study"])
@@ -173,10 +257,10 @@ def mix_ratio_table(params: dict, out_dir: Path) -> None:
 def mixdiff_views_table(params: dict, out_dir: Path) -> None:
     """MixDiff Table 7: how DINO's crops are split between a real image and its variation."""
     from synreal.report import story
-    from synreal.report.metrics import read_metric
 
+    params = {**params, "figure": _seed_figure(params, out_dir, "mixdiff_views") or ""}
     rows = _run_rows(params, paper_title="paper top-1")
-    top1 = {name: read_metric(run["probe"], "top1") for name, run in _runs(params).items()}
+    top1 = _top1(params)
     caption = _caption(params, "MixDiff view splits: each sample is a real image and its image "
                                "variation, the teacher's 2 global and the student's local crops "
                                "split as shown; real-only and synthetic-only rows use 2 global "
@@ -188,10 +272,10 @@ def mixdiff_views_table(params: dict, out_dir: Path) -> None:
 def realtune_table(params: dict, out_dir: Path) -> None:
     """SynBench Table 10: DINO-{real, synthetic} x {vanilla, SynTune, RealTune}."""
     from synreal.report import story
-    from synreal.report.metrics import read_metric
 
+    params = {**params, "figure": _seed_figure(params, out_dir, "realtune") or ""}
     rows = _run_rows(params, paper_title="paper top-1")
-    top1 = {name: read_metric(run["probe"], "top1") for name, run in _runs(params).items()}
+    top1 = _top1(params)
     tuned = next(run for run in _runs(params).values() if run["labels"]["tuning"] != "vanilla")
     tune_images = json.loads((Path(tuned["pretrain"]) / "summary.json").read_text())["n_images"]
     caption = _caption(params, "RealTune / SynTune in self-supervised form: DINO continued "
@@ -205,16 +289,20 @@ def realtune_table(params: dict, out_dir: Path) -> None:
 def pretrain_finetune_table(params: dict, out_dir: Path) -> None:
     """SynBench Table 3: pretraining data x supervised fine-tuning data."""
     from synreal.report import story
-    from synreal.report.metrics import MAIN_METRICS, read_metric
+    from synreal.report.metrics import MAIN_METRICS, replicates, run_cell
 
+    resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
+    several = any(len(replicates(run)) > 1 for run in _runs(params).values())
     rows, top1 = [], {}
     for name, run in _runs(params).items():
-        source = run.get("finetune", run["probe"])
-        cell = read_metric(source, "top1")
+        # fine-tuned rows read the classifier's own test predictions, seed by seed
+        stage = "finetune" if "finetune" in run else "probe"
+        cell = run_cell(run, stage, "top1", resamples, seed)
         top1[name] = cell
-        row = {**run["labels"], "test top-1": str(cell)}
+        row = {**run["labels"], **({"seeds": str(len(replicates(run)))} if several else {}),
+               "test top-1": str(cell)}
         for title, stage, key in MAIN_METRICS[1:]:
-            row[f"{title} (frozen)"] = str(read_metric(run[stage], key))
+            row[f"{title} (frozen)"] = str(run_cell(run, stage, key, resamples, seed))
         row["paper top-1"] = run.get("paper", "—")
         row["key"] = Path(run.get("finetune", run["pretrain"])).name
         rows.append(row)

@@ -73,14 +73,66 @@ def difference_label(label_a: str, label_b: str) -> str:
     return f"{label_b} - {label_a}"
 
 
+def replicates(run: dict) -> list[dict]:
+    """A row's artifact directories per replicate seed (one entry for a single-seed row)."""
+    return run.get("replicates") or [run]
+
+
+def replicate_matrix(runs: list[dict], stage: str, metric: str) -> tuple[np.ndarray, ...]:
+    """Per-item values ``(S, n)`` of each run's S seeds, on the first run's items in order."""
+    first = read_per_item(replicates(runs[0])[0][stage], metric)
+    return tuple(np.stack([read_per_item(r[stage], metric).reindex(first.index).to_numpy(
+        dtype=np.float64) for r in replicates(run)]) for run in runs)
+
+
+def run_cell(run: dict, stage: str, metric: str, resamples: int, seed: int) -> Cell:
+    """A row's metric: one seed's stored CI, or the mean over seeds with a two-level CI.
+
+    Several seeds: the mean over seeds of each seed's mean over test items, with the 95 %
+    two-level bootstrap CI (seeds, then test images within each drawn seed).
+    """
+    from synreal.eval.bootstrap import two_level_bootstrap_ci
+
+    seeds = replicates(run)
+    if len(seeds) == 1:
+        return read_metric(seeds[0][stage], metric)
+    (values,) = replicate_matrix([run], stage, metric)
+    interval = two_level_bootstrap_ci(values, n_resamples=resamples, seed=seed)
+    return Cell(interval.estimate, interval.lo, interval.hi)
+
+
+def seed_values(run: dict, stage: str, metric: str) -> list[float]:
+    """Each replicate seed's own value of the metric (its ``metrics.json`` estimate)."""
+    return [read_metric(r[stage], metric).estimate for r in replicates(run)]
+
+
+def seed_count(runs: dict[str, dict]) -> str:
+    """How many seeds the rows average, in words for a caption ("2 seeds", "1-3 seeds")."""
+    counts = sorted({len(replicates(run)) for run in runs.values()})
+    span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}-{counts[-1]}"
+    return f"{span} seed{'s' if counts[-1] > 1 else ''}"
+
+
 def paired_difference(run_a: dict, run_b: dict, stage: str, metric: str, resamples: int,
                       seed: int) -> Cell:
     """``mean(b) - mean(a)`` on the same test items, with a paired bootstrap 95 % CI.
 
-    Positive: run B scores higher. Tables label it with :func:`difference_label`.
+    Positive: run B scores higher. Tables label it with :func:`difference_label`. With
+    replicate seeds, seed ``i`` of B is paired with seed ``i`` of A, and the CI is the
+    two-level bootstrap of those per-seed, per-item differences.
     """
-    from synreal.eval.bootstrap import paired_bootstrap_diff
+    from synreal.eval.bootstrap import paired_bootstrap_diff, paired_two_level_bootstrap_diff
 
+    seeds_a, seeds_b = replicates(run_a), replicates(run_b)
+    if len(seeds_a) != len(seeds_b):
+        raise DataError(f"a paired difference pairs seeds, but the runs have {len(seeds_a)} "
+                        f"and {len(seeds_b)}; give both runs the same replicates.")
+    if len(seeds_a) > 1:
+        a, b = replicate_matrix([run_a, run_b], stage, metric)
+        if np.isnan(b).all():
+            return Cell(float("nan"), float("nan"), float("nan"))
+        interval = paired_two_level_bootstrap_diff(b, a, n_resamples=resamples, seed=seed)
+        return Cell(interval.estimate, interval.lo, interval.hi)
     a = read_per_item(run_a[stage], metric)
     b = read_per_item(run_b[stage], metric).reindex(a.index)
     if b.isna().all():

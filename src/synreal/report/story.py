@@ -35,21 +35,68 @@ def _verdict(supports: bool, opposes: bool) -> str:
     return CONTRADICTS if opposes else CANNOT_TELL
 
 
-def main(differences: dict[str, Cell], label: str = "synthetic - real") -> str:
-    """Real vs synthetic: the paired difference of linear top-1 (``label``: "B - A")."""
+def _points(label: str, cell: Cell) -> str:
+    return (f"{label} {100 * cell.estimate:+.1f} points "
+            f"[{100 * cell.lo:+.1f}, {100 * cell.hi:+.1f}]")
+
+
+def controls_read(controls: dict[str, Cell]) -> tuple[str, str | None]:
+    """What the controls say, and why the study cannot tell (None when both passed).
+
+    ``controls``: part (negative, positive) -> its paired difference from the control
+    reference, linear top-1. The positive control passes when its CI lies below 0 (the known
+    defect is detected), the negative control when its CI covers 0 (real is no different
+    from real).
+    """
+    said, failed = [], None
+    negative, positive = controls.get("negative"), controls.get("positive")
+    if positive is not None and np.isfinite(positive.estimate):
+        detected = positive.hi < 0
+        said.append(f"the positive control (class cues removed) is "
+                    f"{'detected' if detected else 'NOT detected'} "
+                    f"({_points('positive - reference', positive)})")
+        if not detected:
+            failed = ("the pipeline does not detect a known large defect, so it cannot tell "
+                      "the answer at this scale")
+    if negative is not None and np.isfinite(negative.estimate):
+        clean = negative.lo <= 0 <= negative.hi
+        said.append(f"the negative control (held-out real) "
+                    f"{'shows no difference' if clean else 'SHOWS A DIFFERENCE'} "
+                    f"({_points('negative - reference', negative)}"
+                    f"{', CI contains 0' if clean else ''})")
+        if not clean:
+            failed = failed or ("real data differs from other real data here, so a difference "
+                                "of this size is no evidence")
+    return "; ".join(said), failed
+
+
+def main(differences: dict[str, Cell], label: str = "synthetic - real",
+         controls: dict[str, Cell] | None = None) -> str:
+    """Real vs synthetic: the paired difference of linear top-1 (``label``: "B - A").
+
+    ``controls`` (part -> paired difference from the control reference, linear top-1) are
+    read first: a positive control that is not detected, or a negative control that shows a
+    difference, makes the verdict "the study cannot tell", whatever the main difference.
+    """
     cell = differences["linear top-1"]
     if not np.isfinite(cell.estimate):
         return "Finding: no paired difference could be computed."
-    points = (f"{label} {100 * cell.estimate:+.1f} points "
-              f"[{100 * cell.lo:+.1f}, {100 * cell.hi:+.1f}]")
+    points = _points(label, cell)
     if cell.hi < 0:
         here = f"real pretraining is significantly better ({points})"
     elif cell.lo > 0:
         here = f"synthetic pretraining is significantly better ({points})"
     else:
         here = f"no significant difference ({points}, CI contains 0)"
-    return (f"Finding: related work (SynBench, Syn2Co) finds real data better at equal size; "
-            f"here {here}: {_verdict(cell.hi < 0, cell.lo > 0)}.")
+    first = ""
+    if controls:
+        said, failed = controls_read(controls)
+        first = f"Controls first: {said}. "
+        if failed:
+            return (f"Finding: {first}As {failed}, the main comparison ({here}) is not "
+                    f"judged: {CANNOT_TELL}.")
+    return (f"Finding: {first}Related work (SynBench, Syn2Co) finds real data better at equal "
+            f"size; here {here}: {_verdict(cell.hi < 0, cell.lo > 0)}.")
 
 
 def _rank(xs: list[float], ys: list[float]) -> tuple[float, float]:

@@ -44,6 +44,7 @@ STAGE_MODULES = (
     "synreal.stages.toyworld",
     "synreal.stages.ingest",
     "synreal.stages.generate",
+    "synreal.stages.control",
     "synreal.stages.audit",
     "synreal.stages.pretrain",
     "synreal.stages.realtune",

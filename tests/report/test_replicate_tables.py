@@ -1,0 +1,145 @@
+"""Tables with replicate seeds and controls, written from hand-made evaluation artifacts."""
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from synreal.eval.bootstrap import paired_two_level_bootstrap_diff, two_level_bootstrap_ci
+from synreal.report import builders, story
+
+from ..workflow.test_tables import (
+    check_written_differences,
+    check_written_main_table,
+    estimate_and_ci,
+)
+
+N_TEST = 120
+FACTS = {"model": "vit_tiny", "epochs": 2, "seed": 0, "eval_dataset": "pets",
+         "n_train": "trainval", "n_test": "test", "protocol": "cls", "resamples": 500}
+
+
+def _artifacts(root, name, seed, accuracy, rng):
+    """A pretraining run's artifacts for one seed: per-item 0/1 outcomes at ``accuracy``."""
+    ids = [f"img{i:04d}" for i in range(N_TEST)]
+    correct = (rng.random(N_TEST) < accuracy).astype(float)
+    ap = np.clip(correct * 0.8 + rng.random(N_TEST) * 0.2, 0, 1)
+    ap[:3] = np.nan  # queries without a relevant item: NaN in every seed and run
+    values = {"probe": {"top1": correct}, "knn": {"top1_k20": correct[::-1].copy()},
+              "retrieval": {"map": ap, "recall_at_1": correct}}
+    dirs = {"seed": seed}
+    for stage, per_item in values.items():
+        out = root / stage / f"{name}{seed}"
+        out.mkdir(parents=True)
+        pd.DataFrame({"id": ids, **per_item}).to_parquet(out / "per_item.parquet")
+        metrics = {k: {"estimate": float(np.nanmean(v)), "lo": 0.0, "hi": 1.0}
+                   for k, v in per_item.items()}
+        (out / "metrics.json").write_text(json.dumps({**metrics, "n_train": 240,
+                                                      "n_test": N_TEST}))
+        dirs[stage] = str(out)
+    pretrain = root / "pretrain" / f"{name}{seed}"
+    pretrain.mkdir(parents=True)
+    (pretrain / "summary.json").write_text(json.dumps({"n_images": 90}))
+    dirs["pretrain"] = str(pretrain)
+    return dirs
+
+
+def _row(root, name, label, accuracies, rng):
+    replicates = [_artifacts(root, name, seed, p, rng) for seed, p in enumerate(accuracies)]
+    return {"labels": {"pretraining data": label},
+            **{k: v for k, v in replicates[0].items() if k != "seed"},
+            "replicates": replicates}
+
+
+def _params(root, accuracy, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = {"real": "real", "synthetic": "synthetic",
+              "control_reference": "control: real half A",
+              "control_negative": "negative control: real half B",
+              "control_positive": "positive control: noise"}
+    runs = {name: _row(root, name, labels[name], accuracy[name], rng) for name in labels}
+    return {"study": "t", "runs": runs, "order": list(runs), "facts": FACTS,
+            "controls": {"reference": "control_reference", "negative": "control_negative",
+                         "positive": "control_positive"}}
+
+
+GOOD = {"real": [0.6, 0.55], "synthetic": [0.45, 0.4], "control_reference": [0.6, 0.55],
+        "control_negative": [0.6, 0.55], "control_positive": [0.1, 0.1]}
+
+
+def test_main_table_reports_the_mean_over_seeds_with_two_level_cis_and_the_controls(tmp_path):
+    params = _params(tmp_path, GOOD)
+    builders.main_table(params, tmp_path / "tables")
+    tables = tmp_path / "tables"
+    check_written_main_table(tables)
+    frame = pd.read_csv(tables / "main.csv", dtype=str).fillna("")
+    assert list(frame["pretraining data"][:5]) == [
+        "real", "synthetic", "control: real half A",
+        "negative control: real half B",
+        "positive control: noise"]
+    assert set(frame["seeds"][:5]) == {"2"}
+    assert check_written_differences(tables) == 12  # 3 differences x 4 metrics
+    # the real row's cell is the two-level bootstrap of its seeds' per-item values
+    per_seed = np.stack([pd.read_parquet(f"{r['probe']}/per_item.parquet")["top1"]
+                         for r in params["runs"]["real"]["replicates"]])
+    expected = two_level_bootstrap_ci(per_seed, n_resamples=500, seed=0)
+    assert estimate_and_ci(frame["linear top-1"][0]) == pytest.approx(
+        (round(100 * expected.estimate, 1), round(100 * expected.lo, 1),
+         round(100 * expected.hi, 1)))
+    # and the mean over seeds of each seed's own value
+    from pathlib import Path
+
+    seeds = [json.loads(Path(r["probe"], "metrics.json").read_text())["top1"]["estimate"]
+             for r in params["runs"]["real"]["replicates"]]
+    assert expected.estimate == pytest.approx(np.mean(seeds))
+    # retrieval: the NaN queries are dropped from every seed and run alike
+    synthetic = np.stack([pd.read_parquet(f"{r['probe']}/per_item.parquet")["top1"]
+                          for r in params["runs"]["synthetic"]["replicates"]])
+    paired = paired_two_level_bootstrap_diff(synthetic, per_seed, n_resamples=500, seed=0)
+    row = frame.set_index("pretraining data").loc["synthetic - real (paired)", "linear top-1"]
+    assert estimate_and_ci(row)[0] == pytest.approx(round(100 * paired.estimate, 1))
+    caption = (tables / "main.md").read_text().splitlines()[0]
+    assert "mean over 2 seeds" in caption and "CI over seeds and test images" in caption
+    assert "positive control (class cues removed) is detected" in caption
+    assert "negative control (held-out real) shows no difference" in caption
+    assert (tables / "main_seeds.png").stat().st_size > 0
+
+
+def test_an_undetected_positive_control_means_the_study_cannot_tell(tmp_path):
+    accuracy = {**GOOD, "control_positive": GOOD["control_reference"]}
+    builders.main_table(_params(tmp_path, accuracy), tmp_path / "tables")
+    check_written_main_table(tmp_path / "tables")
+    finding = (tmp_path / "tables" / "main.md").read_text().splitlines()[0].split("Finding:")[1]
+    assert "NOT detected" in finding and finding.endswith(story.CANNOT_TELL + ".")
+
+
+def test_a_negative_control_that_differs_is_said_and_blocks_the_verdict(tmp_path):
+    accuracy = {**GOOD, "control_negative": [0.2, 0.25]}
+    builders.main_table(_params(tmp_path, accuracy), tmp_path / "tables")
+    check_written_main_table(tmp_path / "tables")
+    finding = (tmp_path / "tables" / "main.md").read_text().splitlines()[0].split("Finding:")[1]
+    assert "SHOWS A DIFFERENCE" in finding and finding.endswith(story.CANNOT_TELL + ".")
+
+
+def test_the_written_table_check_catches_a_difference_with_the_wrong_sign(tmp_path):
+    builders.main_table(_params(tmp_path, GOOD), tmp_path / "tables")
+    path = tmp_path / "tables" / "main.csv"
+    frame = pd.read_csv(path, dtype=str).fillna("")
+    row = frame.index[frame["pretraining data"] == "synthetic - real (paired)"][0]
+    diff, lo, hi = estimate_and_ci(frame.loc[row, "linear top-1"])
+    frame.loc[row, "linear top-1"] = f"{-diff:.1f} [{-hi:.1f}, {-lo:.1f}]"
+    frame.to_csv(path, index=False)
+    with pytest.raises(AssertionError):
+        check_written_differences(tmp_path / "tables")
+
+
+def test_single_seed_rows_keep_their_stored_cis_and_no_seed_column(tmp_path):
+    params = _params(tmp_path, {k: v[:1] for k, v in GOOD.items()})
+    builders.main_table(params, tmp_path / "tables")
+    frame = pd.read_csv(tmp_path / "tables" / "main.csv", dtype=str).fillna("")
+    assert "seeds" not in frame.columns
+    assert frame["linear top-1"][0].endswith("[0.0, 100.0]")  # the stored CI, as written
+    assert not (tmp_path / "tables" / "main_seeds.png").exists()
+    caption = (tmp_path / "tables" / "main.md").read_text().splitlines()[0]
+    assert "seed 0;" in caption and "CI over test images" in caption
