@@ -222,3 +222,25 @@ def test_the_positive_control_replaces_every_image_by_class_independent_noise(tm
     sizes = {Image.open(path).size for path in part["path"]}
     assert sizes == {(20, 12)}
     assert part["sha256"].nunique() == 4
+
+
+def test_the_cost_counts_every_seed_and_the_controls(monkeypatch):
+    import synreal.cost as cost
+    from synreal.doctor import read_throughput
+
+    study = yaml.safe_load((REPO / "config" / "studies" / "afhq_pets.yaml").read_text())
+    monkeypatch.setattr(cost, "_training_images", lambda config, base: {"afhq": 1000,
+                                                                         "pets": 100})
+    rows = read_throughput()
+
+    def hours(**keys):
+        config = validate_config({**copy.deepcopy(study), **keys}, check_paths=False)
+        return cost.study_cost(config, REPO, rows)["pretrain"]
+
+    one, _ = hours(replicates=1, controls={})
+    per_run = one / 14  # 8 runs + 6 sweep scales other than afhq_syn's own
+    three, note = hours(replicates={"seeds": 3, "runs": ["real", "synthetic"]}, controls={})
+    assert three == pytest.approx(one + 4 * per_run) and "18 runs" in note
+    full, note = hours()  # the study as written: 3 seeds and both controls
+    assert full == pytest.approx(one + 4 * per_run + 3 * 3 * per_run / 2)
+    assert note.startswith("27 runs x 100 epochs (3 seeds of 2 runs, 3 control runs")

@@ -84,12 +84,49 @@ def study_cost(config: dict, base: Path, rows: list[dict]) -> dict[str, tuple[fl
         costs["generate"] = (seconds / 3600, f"{images} images")
     pretrain = config.get("pretrain") or {}
     if pretrain.get("runs"):
-        epochs = int(pretrain.get("params", {}).get("epochs", 100))
-        arch = str(pretrain.get("params", {}).get("arch", "vit_small"))
-        speed = per_second(rows, "pretrain", arch.split("_patch")[0])
-        runs = len(pretrain["runs"]) + (len(sweep.get("scales", [])) if sweep else 0)
-        seen = sum(epochs * real.get(run.get("real") or "", 0) or
-                   epochs * max(real.values()) for run in pretrain["runs"].values())
-        seen += (runs - len(pretrain["runs"])) * epochs * max(real.values())
-        costs["pretrain"] = (seen / speed / 3600, f"{runs} runs x {epochs} epochs")
+        costs["pretrain"] = _pretrain_cost(config, real, rows)
     return costs
+
+
+def _pretrain_cost(config: dict, real: dict[str, int], rows: list[dict]) -> tuple[float, str]:
+    """GPU-hours of every DINO run: each replicate seed, the sweep's scales, the controls.
+
+    A run sees epochs x its real dataset's training images (the largest real set for a
+    synthetic one, made to match it); a replicated run counts once per seed; the CFG sweep
+    adds one run per scale other than its generator's own (that one is the synthetic run);
+    the controls add a reference, a negative and a positive run on half the training split,
+    once per seed of the run they copy.
+    """
+    from synreal.config import replicate_seeds
+    from synreal.plan_jobs import replicated_runs
+
+    pretrain = config["pretrain"]
+    epochs = int(pretrain.get("params", {}).get("epochs", 100))
+    arch = str(pretrain.get("params", {}).get("arch", "vit_small"))
+    speed = per_second(rows, "pretrain", arch.split("_patch")[0])
+    _, seeds, _ = replicate_seeds(config)
+    replicated = replicated_runs(config)
+    largest = max(real.values())
+    per_run = {name: epochs * (real.get(run.get("real") or "", 0) or largest)
+               for name, run in pretrain["runs"].items()}
+    copies = {name: seeds if name in replicated else 1 for name in per_run}
+    seen = sum(per_run[name] * copies[name] for name in per_run)
+    jobs = sum(copies.values())
+    sweep = config.get("cfg_sweep") or {}
+    if sweep.get("scales"):
+        generator = config["generators"].get(sweep.get("generator"), {})
+        own = float(generator.get("params", {}).get("cfg_scale", 7.5))
+        extra = len({float(x) for x in sweep["scales"]} - {own})
+        seen += extra * epochs * largest
+        jobs += extra
+    controls = config.get("controls") or {}
+    parts = 1 + bool(controls.get("negative")) + bool(controls.get("positive"))
+    if parts > 1:
+        run = controls.get("run", "real")
+        seen += parts * copies[run] * per_run[run] / 2
+        jobs += parts * copies[run]
+    note = f"{jobs} runs x {epochs} epochs"
+    if seeds > 1:
+        note += f" ({seeds} seeds of {len(replicated)} runs"
+        note += f", {parts} control runs at half size per seed)" if parts > 1 else ")"
+    return seen / speed / 3600, note
