@@ -60,9 +60,9 @@ def test_none_backend_is_not_measured():
 def test_classifier_backends_with_missing_weights_name_the_path(backend, tmp_path):
     missing = tmp_path / "weights.safetensors"
     mapping = tmp_path / "mapping.json"
-    mapping.write_text(json.dumps({"a": [1]}))
+    mapping.write_text(json.dumps({"classes": {"a": {"phrases": ["a"], "imagenet": [1]}}}))
     params = AuditParams(consistency_backend=backend, consistency_weights=str(missing),
-                         class_mapping=str(mapping))
+                         class_table=str(mapping))
     frame = pd.DataFrame({"label_name": ["a"], "path": ["x"]})
     with pytest.raises(ConfigError, match="consistency_weights") as error:
         consistency.class_consistency(params, consistency.ConsistencyInputs(frame, ["a"]))
@@ -80,10 +80,11 @@ def test_timm_classifier_from_a_tiny_random_local_model(cat_sets, tmp_path):
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
     names = ["Abyssinian", "Bengal", "Bombay"]
     mapping = tmp_path / "mapping.json"
-    mapping.write_text(json.dumps({n: [3 * i, 3 * i + 1] for i, n in enumerate(names)}))
+    mapping.write_text(json.dumps({"classes": {n: {"imagenet": [3 * i, 3 * i + 1]}
+                                               for i, n in enumerate(names)}}))
     frame = cat_sets["real"][cat_sets["real"]["label_name"].isin(names)].head(6)
     params = AuditParams(consistency_backend="timm", consistency_model="test_vit",
-                         consistency_weights=str(weights), class_mapping=str(mapping),
+                         consistency_weights=str(weights), class_table=str(mapping),
                          batch_size=4)
     result = consistency.class_consistency(params,
                                            consistency.ConsistencyInputs(frame, names))

@@ -71,7 +71,7 @@ def test_queries_of_different_token_lengths_batch_like_one_image_at_a_time(folde
 def test_object_scale_backend_with_mixed_breed_names(folders, offline, version):
     params = AuditParams(scale_backend="owlvit", scale_weights=folders[version],
                          detection_threshold=0.0)
-    rows = pd.DataFrame({"label_name": ["cat", "british_shorthair", "cat"]})
+    rows = pd.DataFrame({"label_name": ["cat", "British_Shorthair", "wild"]})
     finder = object_scale.create("owlvit", params)
     images = _images([(40, 40)] * 3)
     boxes = finder.boxes(images, rows)

@@ -13,9 +13,10 @@ classifiers live in a registry, each mapping images to indices into ``class_name
   that the reference rate gets a bootstrap CI over those images like every other rate.
 * ``clip-zeroshot``: open_clip zero-shot over ``clip_template`` prompts; local weights, as
   the hub serves them (a folder with ``open_clip_config.json`` and the weights file).
-* ``timm``: an ImageNet classifier (local weights) whose 1000 outputs are pooled per class
-  by ``class_mapping`` ({label_name: [ImageNet indices]}), the label space restricted to the
-  dataset's classes as in SynBench's fine-grained protocol.
+* ``timm``: an ImageNet classifier (local weights; SynBench's is ConvNeXt-B) whose 1000
+  outputs are pooled per class by the class table's ImageNet indices
+  (:mod:`~synreal.audit.classes`), the label space restricted to the dataset's classes as
+  in SynBench's fine-grained protocol; classes ImageNet lacks are reported as not covered.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from synreal.audit.classes import imagenet_groups
 from synreal.audit.params import AuditParams
 from synreal.audit.weights import require_weights
 from synreal.errors import ConfigError, DataError
@@ -84,6 +86,7 @@ class ConsistencyResult:
     reference_rows: np.ndarray | None = None  # (M,) held-out real images (Predictions)
     reference_predicted: np.ndarray | None = None  # (M,) class index
     reference_consistent: np.ndarray | None = None  # (M,) 1.0 / 0.0
+    not_covered: list[str] = field(default_factory=list)  # classes the classifier lacks
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready rates and confusion matrix (per-image values stay out: see run.py)."""
@@ -91,7 +94,8 @@ class ConsistencyResult:
         return {"measured": self.measured, "rate": self.rate, "per_class": self.per_class,
                 "reference_rate": self.reference_rate, "reference_n": n_reference,
                 "reference_per_class": self.reference_per_class,
-                "class_names": self.class_names, "confusion": self.confusion.tolist()}
+                "class_names": self.class_names, "confusion": self.confusion.tolist(),
+                "not_covered": self.not_covered}
 
 
 Backend = Callable[[ConsistencyInputs, AuditParams], Predictions]
@@ -147,9 +151,12 @@ def class_consistency(params: AuditParams, inputs: ConsistencyInputs) -> Consist
                           f"known: {known_backends() + ['none']}.")
     truth = class_codes(inputs.manifest["label_name"], names, "the audited manifest")
     out = _BACKENDS[params.consistency_backend](inputs, params)
-    rate, per_class, confusion = rates(truth, out.predicted, names)
-    result = ConsistencyResult(names, out.predicted, (truth == out.predicted).astype(float),
+    measured = out.predicted >= 0  # -1: the classifier does not cover the image's class
+    rate, per_class, confusion = rates(truth[measured], out.predicted[measured], names)
+    result = ConsistencyResult(names, out.predicted,
+                               np.where(measured, truth == out.predicted, np.nan),
                                confusion, rate, per_class)
+    result.not_covered = sorted({names[i] for i in truth[~measured]})
     if out.reference_truth is not None:
         ref_rate, ref_per_class, _ = rates(out.reference_truth, out.reference_predicted, names)
         result.reference_rate, result.reference_per_class = ref_rate, ref_per_class
@@ -243,56 +250,91 @@ def _batched_logits(paths: Sequence[str], transform: Callable, forward: Callable
     return np.concatenate(chunks) if chunks else np.zeros((0, 0), np.float32)
 
 
-def load_class_mapping(path: str | None, class_names: Sequence[str]) -> list[list[int]]:
-    """``class_mapping`` JSON -> ImageNet indices per class, in ``class_names`` order."""
-    file = require_weights(path, "class_mapping", "a JSON file {label_name: [ImageNet indices]} "
-                           "written for this dataset", expect="file")
-    mapping = json.loads(file.read_text())
-    missing = [n for n in class_names if not mapping.get(n)]
-    if missing:
-        raise ConfigError(f"audit class_mapping {file} has no ImageNet indices for class "
-                          f"{missing[0]!r}; add it as \"{missing[0]}\": [index, ...].")
-    return [[int(i) for i in mapping[n]] for n in class_names]
+def load_timm_classifier(arch: str, weights: str | None, device: str = "cpu",
+                         model_id: str = "timm/convnext_base.fb_in1k") -> Any:
+    """A timm classifier from local files, every tensor checked (``weights_only``).
 
-
-def load_timm_classifier(arch: str, weights: str | None, device: str = "cpu") -> Any:
-    """A timm model from a local ``.safetensors`` / ``.pth`` state dict (``weights_only``)."""
+    ``weights`` is a timm hub folder as downloaded (``config.json``, which names the
+    ``architecture``, its ``model_args`` and ``pretrained_cfg`` preprocessing, beside
+    ``model.safetensors``) or one ``.safetensors`` / ``.pth`` state dict of ``arch``. The
+    folder's architecture must be ``arch``: the classifier the table names is the one run.
+    """
     file = require_weights(weights, "consistency_weights",
-                           f"timm/{arch} (the model.safetensors file)", expect="file")
+                           f"{model_id} (a timm hub folder or its model.safetensors)",
+                           expect="folder or file")
     import timm
     import torch
 
+    kwargs: dict[str, Any] = {}
+    if file.is_dir():
+        config_file = file / "config.json"
+        if not config_file.is_file():
+            raise ConfigError(f"audit consistency_weights {file} has no config.json; download "
+                              f"the timm hub folder (`hf download {model_id} --local-dir "
+                              "<folder>`) or set it to the weights file.")
+        config = json.loads(config_file.read_text())
+        if config.get("architecture") != arch:
+            raise ConfigError(f"audit consistency_weights {file} holds architecture "
+                              f"{config.get('architecture')!r}, not consistency_model "
+                              f"{arch!r}; set one to match the other.")
+        kwargs = {**config.get("model_args", {}), "num_classes": config.get("num_classes",
+                                                                            1000)}
+        if config.get("pretrained_cfg"):
+            kwargs["pretrained_cfg"] = config["pretrained_cfg"]
+        found = [p for p in (file / "model.safetensors", file / "pytorch_model.bin")
+                 if p.is_file()]
+        if not found:
+            raise ConfigError(f"audit consistency_weights {file} has no model.safetensors or "
+                              "pytorch_model.bin; download the timm hub folder again.")
+        file = found[0]
     if file.suffix == ".safetensors":
         from safetensors.torch import load_file
 
         state = load_file(file)
     else:
         state = torch.load(file, map_location="cpu", weights_only=True)
-    model = timm.create_model(arch, pretrained=False)
+    model = timm.create_model(arch, pretrained=False, **kwargs)
     try:
         model.load_state_dict(state, strict=True)
     except RuntimeError as error:
         raise ConfigError(f"audit consistency_weights {file} does not fit timm architecture "
                           f"{arch!r} (set consistency_model to the weights' architecture): "
                           f"{str(error).splitlines()[0]}") from None
+    if model.num_classes != 1000:
+        raise ConfigError(f"audit consistency_weights {file} is a {model.num_classes}-class "
+                          "model; the timm backend needs an ImageNet-1k classifier.")
     return model.eval().to(device)
 
 
 @register("timm")
 def timm_classifier(inputs: ConsistencyInputs, params: AuditParams) -> Predictions:
-    """ImageNet classifier; class scores = summed softmax over each class's ImageNet indices."""
-    groups = load_class_mapping(params.class_mapping, inputs.class_names)
+    """ImageNet classifier, label space restricted to the dataset's classes (SynBench).
+
+    Each class's score is the softmax summed over its ImageNet indices (``class_table``);
+    an image is predicted as the highest-scoring class among those ImageNet covers. Images
+    of classes ImageNet does not cover (e.g. Bengal cats) are not measured (-1).
+    """
+    groups = imagenet_groups(inputs.class_names, params.class_table)
+    covered = np.array([bool(g) for g in groups])
     model = load_timm_classifier(params.consistency_model, params.consistency_weights,
-                                 params.device)
+                                 params.device, params.consistency_model_id)
     import timm.data
     import torch
 
-    transform = timm.data.create_transform(**timm.data.resolve_data_config({}, model=model))
-    probs = _batched_logits(list(inputs.manifest["path"]), transform,
-                            lambda b: torch.softmax(model(b), dim=-1), params.batch_size,
-                            params.device)
-    scores = np.stack([probs[:, g].sum(axis=1) for g in groups], axis=1)
-    return Predictions(scores.argmax(axis=1).astype(np.int64))
+    truth = class_codes(inputs.manifest["label_name"], inputs.class_names,
+                        "the audited manifest")
+    rows = np.flatnonzero(covered[truth])
+    predicted = np.full(len(truth), -1, np.int64)
+    if covered.any() and len(rows):
+        transform = timm.data.create_transform(
+            **timm.data.resolve_data_config({}, model=model))
+        probs = _batched_logits(list(inputs.manifest["path"].iloc[rows]), transform,
+                                lambda b: torch.softmax(model(b), dim=-1), params.batch_size,
+                                params.device)
+        scores = np.stack([probs[:, g].sum(axis=1) if g else np.full(len(rows), -np.inf)
+                           for g in groups], axis=1)
+        predicted[rows] = scores.argmax(axis=1)
+    return Predictions(predicted)
 
 
 #: The hub repository the missing-weights error suggests: OpenCLIP ViT-B/32 on LAION-2B.
@@ -303,21 +345,22 @@ CLIP_CONFIG = "open_clip_config.json"
 CLIP_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pth")
 
 
-def _require_clip_folder(folder: Path) -> None:
+def _require_clip_folder(folder: Path, key: str = "consistency_weights") -> None:
     """A ConfigError unless ``folder`` holds ``open_clip_config.json`` and a weights file."""
     fix = (f"it must be an open_clip model folder as downloaded from the hub (e.g. `hf download "
            f"{CLIP_EXAMPLE_REPO} --local-dir <folder>`): {CLIP_CONFIG} beside "
            "open_clip_pytorch_model.bin or open_clip_model.safetensors. Alternatively set "
-           "consistency_weights to the weights file itself and consistency_model to its "
+           f"{key} to the weights file itself and {key.replace('_weights', '_model')} to its "
            "built-in open_clip architecture")
     if not (folder / CLIP_CONFIG).is_file():
-        raise ConfigError(f"audit consistency_weights {folder} has no {CLIP_CONFIG}; {fix}.")
+        raise ConfigError(f"audit {key} {folder} has no {CLIP_CONFIG}; {fix}.")
     if not any(p.suffix in CLIP_WEIGHT_SUFFIXES for p in folder.iterdir()):
-        raise ConfigError(f"audit consistency_weights {folder} has no weights file "
+        raise ConfigError(f"audit {key} {folder} has no weights file "
                           f"({', '.join('*' + s for s in CLIP_WEIGHT_SUFFIXES)}); {fix}.")
 
 
-def load_open_clip(weights: str | None, arch: str, device: str = "cpu") -> tuple[Any, Any, Any]:
+def load_open_clip(weights: str | None, arch: str, device: str = "cpu",
+                   key: str = "consistency_weights") -> tuple[Any, Any, Any]:
     """``(model, eval transform, tokenizer)`` of an open_clip model, from local files only.
 
     Args:
@@ -334,26 +377,26 @@ def load_open_clip(weights: str | None, arch: str, device: str = "cpu") -> tuple
     (``hf_model_name``, ``hf_tokenizer_name``: SigLIP, XLM-R) needs those files locally too,
     the tokenizer in the folder and the tower in the Hugging Face cache.
     """
-    path = require_weights(weights, "consistency_weights", CLIP_EXAMPLE_REPO,
+    path = require_weights(weights, key, CLIP_EXAMPLE_REPO,
                            expect=f"folder ({CLIP_CONFIG} beside open_clip_pytorch_model.bin), "
                            "or set it to a weights file of the built-in open_clip architecture "
-                           "named by consistency_model")
+                           "named by the matching _model key")
     import open_clip
 
     if path.is_dir():
-        _require_clip_folder(path)
+        _require_clip_folder(path, key)
         name, pretrained = f"local-dir:{path.resolve()}", None
         target = f"the architecture in its {CLIP_CONFIG}"
     else:
         known = open_clip.list_models()
         if arch not in known:
             raise ConfigError(
-                f"audit consistency_model {arch!r} is not a built-in open_clip architecture, "
-                f"which a weights file ({path}) needs; set it to one of {known}, or set "
-                f"consistency_weights to the model's folder (with its {CLIP_CONFIG}).")
+                f"audit {key.replace('_weights', '_model')} {arch!r} is not a built-in "
+                f"open_clip architecture, which a weights file ({path}) needs; set it to one "
+                f"of {known}, or set {key} to the model's folder (with its {CLIP_CONFIG}).")
         name, pretrained = arch, str(path)
-        target = (f"open_clip architecture {arch!r} (set consistency_model to the weights' "
-                  "architecture)")
+        target = (f"open_clip architecture {arch!r} (set {key.replace('_weights', '_model')} "
+                  "to the weights' architecture)")
     try:
         model, _, transform = open_clip.create_model_and_transforms(
             name, pretrained=pretrained, device=device, require_pretrained=True)
@@ -362,12 +405,12 @@ def load_open_clip(weights: str | None, arch: str, device: str = "cpu") -> tuple
         # resizing asserts when a tower has another width.
         if isinstance(error, RuntimeError) and "state_dict" not in str(error):
             raise
-        raise ConfigError(f"audit consistency_weights {path} does not fit {target}: "
+        raise ConfigError(f"audit {key} {path} does not fit {target}: "
                           f"{str(error).splitlines()[0]}") from None
     except ValueError as error:  # open_clip could not read the folder's config
         if not path.is_dir():
             raise
-        raise ConfigError(f"audit consistency_weights {path / CLIP_CONFIG} is not an open_clip "
+        raise ConfigError(f"audit {key} {path / CLIP_CONFIG} is not an open_clip "
                           f"config ({{\"model_cfg\": ..., \"preprocess_cfg\": ...}}): "
                           f"{str(error).splitlines()[0]}") from None
     return model.eval(), transform, open_clip.get_tokenizer(name)
@@ -402,9 +445,27 @@ def clip_zeroshot(inputs: ConsistencyInputs, params: AuditParams) -> Predictions
     :func:`clip_prompts` (one per class, no prompt ensembling), the scores from
     :func:`clip_scores`.
     """
-    model, transform, tokenizer = load_open_clip(params.consistency_weights,
-                                                 params.consistency_model, params.device)
+    return _clip_predictions(inputs, params, params.consistency_weights,
+                             params.consistency_model, "consistency_weights")
+
+
+def _clip_predictions(inputs: ConsistencyInputs, params: AuditParams, weights: str | None,
+                      arch: str, key: str) -> Predictions:
+    model, transform, tokenizer = load_open_clip(weights, arch, params.device, key=key)
     scores = clip_scores(model, transform, tokenizer, inputs.manifest["path"],
                          clip_prompts(params.clip_template, inputs.class_names),
                          params.batch_size, params.device)
     return Predictions(scores.argmax(axis=1).astype(np.int64))
+
+
+def clip_beside(params: AuditParams, inputs: ConsistencyInputs) -> ConsistencyResult | None:
+    """CLIP zero-shot consistency beside the reference classifier (None: no clip_weights)."""
+    if not params.clip_weights:
+        return None
+    names = inputs.class_names
+    truth = class_codes(inputs.manifest["label_name"], names, "the audited manifest")
+    predicted = _clip_predictions(inputs, params, params.clip_weights, params.clip_model,
+                                  "clip_weights").predicted
+    rate, per_class, confusion = rates(truth, predicted, names)
+    return ConsistencyResult(names, predicted, (truth == predicted).astype(float), confusion,
+                             rate, per_class)

@@ -1,9 +1,22 @@
 """Image embedders for the audit's model-free and model-backed measures.
 
-Consistency (probe-on-real), diversity, near-duplicates and FID/KID all compare images in
-an embedding space. ``colour-layout`` needs no weights (the demo and tests: a small
-thumbnail plus a colour histogram, enough to tell toy breeds apart); ``timm`` loads a
-classifier from a local weights file (full studies: e.g. an ImageNet ViT or Inception).
+Consistency (probe-on-real), diversity, near-duplicates and test leaks compare images in
+an embedding space (FID has its own, :mod:`~synreal.audit.inception`). The embedders:
+
+* ``dinov2``: DINOv2 (Oquab et al. 2023) through transformers' ``Dinov2Model``, a
+  ``save_pretrained`` folder such as ``facebook/dinov2-base``; the feature is the
+  normalised CLS token (``pooler_output``), the image preprocessed by the folder's own
+  image processor. A semantic embedding: near copies of one photograph sit close,
+  unrelated photographs of one breed do not.
+* ``clip``: the image tower of an open_clip model folder (``open_clip_config.json`` beside
+  the weights), e.g. ``laion/CLIP-ViT-B-32-laion2B-s34B-b79K``.
+* ``timm``: pooled features of a timm model from a local weights file.
+* ``colour-layout``: weights-free (an 8x8 thumbnail and a colour histogram), for the demo
+  and tests only: it puts unrelated photographs at cosine ~0.9, so tables that use it say
+  so.
+
+Weights that do not fit the architecture (missing, unexpected or mis-shaped tensors) are a
+one-sentence ConfigError naming the key, never a silently half-random model.
 """
 
 from __future__ import annotations
@@ -15,7 +28,11 @@ import numpy as np
 from synreal.errors import ConfigError
 
 Embed = Callable[[Sequence[str]], np.ndarray]
-EMBEDDERS = ("colour-layout", "timm")
+EMBEDDERS = ("colour-layout", "timm", "dinov2", "clip")
+#: What each embedder is called in table captions (the model id is added when known).
+DESCRIPTIONS = {"colour-layout": "colour-layout (thumbnail + colour histogram; demo only, not "
+                                 "a semantic embedding)",
+                "timm": "timm", "dinov2": "DINOv2 CLS token", "clip": "CLIP image embedding"}
 
 
 def colour_layout(paths: Sequence[str], thumb: int = 8, bins: int = 4) -> np.ndarray:
@@ -59,6 +76,65 @@ def timm_embedder(model_name: str, weights: str, batch_size: int = 64,
     return embed
 
 
+def dinov2_embedder(weights: str | None, model_id: str = "facebook/dinov2-base",
+                    batch_size: int = 64, device: str = "cpu",
+                    key: str = "embedder_weights") -> Embed:
+    """Normalised CLS features (``pooler_output``) of a local transformers DINOv2 folder."""
+    import torch
+
+    from synreal.data.manifest import load_rgb
+
+    model, processor = load_dinov2(weights, model_id, device, key)
+
+    @torch.no_grad()
+    def embed(paths: Sequence[str]) -> np.ndarray:
+        parts = []
+        for start in range(0, len(paths), batch_size):
+            images = [load_rgb(p) for p in paths[start:start + batch_size]]
+            pixels = processor(images=images, return_tensors="pt")["pixel_values"]
+            parts.append(model(pixel_values=pixels.to(device)).pooler_output.float().cpu()
+                         .numpy())
+        return np.concatenate(parts) if parts else np.zeros((0, model.config.hidden_size))
+
+    return embed
+
+
+def load_dinov2(weights: str | None, model_id: str, device: str = "cpu",
+                key: str = "embedder_weights") -> tuple:
+    """``(Dinov2Model, image processor)`` from a local folder; every tensor must fit."""
+    from synreal.audit.weights import load_pretrained_strict, require_weights
+
+    folder = require_weights(weights, key, model_id, expect="folder")
+    from transformers import AutoImageProcessor, Dinov2Model
+
+    model = load_pretrained_strict(Dinov2Model, folder, key, "dinov2")
+    processor = AutoImageProcessor.from_pretrained(folder, local_files_only=True)
+    return model.eval().to(device), processor
+
+
+def clip_embedder(weights: str | None, model: str = "ViT-B-32", batch_size: int = 64,
+                  device: str = "cpu", key: str = "embedder_weights") -> Embed:
+    """Image-tower features of an open_clip model (folder or weights file of ``model``)."""
+    import torch
+    from PIL import Image
+
+    from synreal.audit.consistency import load_open_clip
+    from synreal.data.manifest import load_rgb
+
+    clip, transform, _ = load_open_clip(weights, model, device, key=key)
+
+    @torch.no_grad()
+    def embed(paths: Sequence[str]) -> np.ndarray:
+        parts = []
+        for start in range(0, len(paths), batch_size):
+            batch = torch.stack([transform(Image.fromarray(load_rgb(p)))
+                                 for p in paths[start:start + batch_size]])
+            parts.append(clip.encode_image(batch.to(device)).float().cpu().numpy())
+        return np.concatenate(parts) if parts else np.zeros((0, 0), np.float32)
+
+    return embed
+
+
 def create_embedder(name: str, model: str | None = None, weights: str | None = None,
                     device: str = "cpu") -> Embed:
     """An embedder by name; unknown names list the known ones."""
@@ -66,7 +142,18 @@ def create_embedder(name: str, model: str | None = None, weights: str | None = N
         return colour_layout
     if name == "timm":
         if not model or not weights:
-            raise ConfigError("audit.embedder timm needs audit.embedder_model (a timm name) "
-                              "and audit.embedder_weights (a local weights file).")
+            raise ConfigError("audit.embedding.embedder timm needs audit.embedding."
+                              "embedder_model (a timm name) and embedder_weights (a local "
+                              "weights file).")
         return timm_embedder(model, weights, device=device)
+    if name == "dinov2":
+        return dinov2_embedder(weights, model or "facebook/dinov2-base", device=device)
+    if name == "clip":
+        return clip_embedder(weights, model or "ViT-B-32", device=device)
     raise ConfigError(f"unknown audit embedder {name!r}; known: {list(EMBEDDERS)}.")
+
+
+def describe(name: str, model: str | None) -> str:
+    """The embedder as a table caption names it, e.g. ``DINOv2 CLS token (facebook/...)``."""
+    text = DESCRIPTIONS.get(name, name)
+    return f"{text} ({model})" if model and name != "colour-layout" else text

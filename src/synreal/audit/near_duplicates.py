@@ -63,3 +63,24 @@ def nearest_in(queries: ArrayLike, base: ArrayLike) -> tuple[np.ndarray, np.ndar
         return np.full(len(q), np.nan), np.full(len(q), -1)
     sims, ids = _index(b).search(q, 1)
     return sims[:, 0].astype(np.float64), ids[:, 0].astype(np.int64)
+
+
+def calibrate_threshold(real: ArrayLike, quantile: float, seed: int = 0) -> dict:
+    """A near-duplicate threshold from real data: distinct photographs set the bar.
+
+    The real images are split at random into two disjoint halves; each image of the first
+    half finds its nearest neighbour in the second; the threshold is the ``quantile`` of
+    those similarities (e.g. 0.999: one real pair in a thousand is at least this close).
+
+    Returns:
+        ``{"threshold", "quantile", "n_pairs"}``; the threshold is NaN with fewer than two
+        real images.
+    """
+    x = as_embeddings(real)
+    order = np.random.default_rng(seed).permutation(len(x))
+    half = len(x) // 2
+    if half < 1:
+        return {"threshold": float("nan"), "quantile": quantile, "n_pairs": 0}
+    sims, _ = nearest_in(x[order[:half]], x[order[half:]])
+    return {"threshold": float(np.quantile(sims, quantile)), "quantile": quantile,
+            "n_pairs": int(half)}

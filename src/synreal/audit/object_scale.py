@@ -1,11 +1,15 @@
 """Object scale: area of the central object's box over the image area (SynBench Fig. 5a).
 
 SynBench finds the central object with YOLO-World and reports the box's share of the image
-(Section 3.2); synthetic data lack very small and very large objects. Box finders live in a
+(Section 3.2); synthetic data lack very small and very large objects. SynBench does not say
+how the central object is chosen among several detections; here it is the highest-scoring
+box of the image's own class phrases, and an image with none above ``detection_threshold``
+counts as not found (its share is in the table, never silently dropped). Box finders live in a
 registry (``register`` / ``create``) and return normalised ``[x0, y0, x1, y1]`` boxes:
 
 * ``foreground``: weights-free border-colour model (:mod:`synreal.audit.foreground`).
-* ``owlvit``: OWL-ViT or OWLv2 queried with ``object_query`` (local weights, transformers).
+* ``owlvit``: OWL-ViT or OWLv2 asked for the class's phrases from the class table
+  (:mod:`~synreal.audit.classes`: species-qualified breeds, AFHQ's wild as its animals).
 * ``yolo-world``: YOLO-World via ultralytics (local ``.pt`` weights; ultralytics optional).
 * ``boxes-from-column``: boxes already in the manifest (pixels), e.g. the toy world's truth.
 * ``none``: not measured (NaN).
@@ -23,6 +27,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
+from synreal.audit.classes import object_phrases
 from synreal.audit.foreground import foreground_boxes
 from synreal.audit.params import AuditParams
 from synreal.audit.weights import require_module, require_weights
@@ -136,29 +141,37 @@ class ColumnBoxes(NoBoxes):
 
 @register("owlvit")
 class OwlVitBoxes(NoBoxes):
-    """OWL-ViT / OWLv2 queried with the image's class: the best-scoring box is the object."""
+    """OWL-ViT / OWLv2 asked for the class's phrases; the central object is its best box.
+
+    One pass is shared with an OWL person detector of the same weights.
+    """
 
     measured = True
 
     def __init__(self, params: AuditParams) -> None:
-        from synreal.audit.owlvit import OwlVitDetector
+        from synreal.audit.owlvit import shared_pass
 
         super().__init__(params)
-        self.detector = OwlVitDetector(params.scale_weights, params.scale_model_id,
-                                       "scale_weights", params.device)
+        self.owl = shared_pass(params.scale_weights, params.scale_model_id, "scale_weights",
+                               params.device)
 
     def boxes(self, images: list[np.ndarray], rows: pd.DataFrame) -> np.ndarray:
-        """Best box per image above ``detection_threshold``, ``(B, 4)``."""
-        queries = [[query_text(self.params.object_query, n)] for n in rows["label_name"]]
-        found = [d.nonempty() for d in
-                 self.detector.detect(images, queries, self.params.detection_threshold)]
-        return np.stack([d.boxes[int(np.argmax(d.scores))] if len(d.scores)
-                         else np.full(4, np.nan) for d in found])
+        """Best box of each image's class phrases above ``detection_threshold``, ``(B, 4)``."""
+        phrases = [object_phrases(n, self.params.class_table) for n in rows["label_name"]]
+        threshold = min(self.params.detection_threshold, self.params.person_threshold)
+        queries, found = self.owl.detect(images, phrases, threshold)
+        out = np.full((len(images), 4), np.nan)
+        for i, (wanted, d) in enumerate(zip(phrases, found, strict=True)):
+            asked = np.array([queries[q] in wanted for q in d.queries.astype(int)], dtype=bool)
+            ok = asked & (d.scores >= self.params.detection_threshold)
+            if ok.any():
+                out[i] = d.boxes[ok][int(np.argmax(d.scores[ok]))]
+        return out
 
 
 @register("yolo-world")
 class YoloWorldBoxes(NoBoxes):
-    """YOLO-World (SynBench's detector) through ultralytics, one class query per label."""
+    """YOLO-World (SynBench's detector) through ultralytics, asked for each class's phrases."""
 
     measured = True
 
@@ -170,12 +183,12 @@ class YoloWorldBoxes(NoBoxes):
         self.model = ultralytics.YOLOWorld(str(weights))
 
     def boxes(self, images: list[np.ndarray], rows: pd.DataFrame) -> np.ndarray:
-        """Best box per image above ``detection_threshold``, grouped by class query."""
+        """Best box per image above ``detection_threshold``, grouped by class."""
         out = np.full((len(images), 4), np.nan)
-        names = [query_text(self.params.object_query, n) for n in rows["label_name"]]
+        names = [str(n) for n in rows["label_name"]]
         for name in sorted(set(names)):
             index = [i for i, n in enumerate(names) if n == name]
-            self.model.set_classes([name])
+            self.model.set_classes(object_phrases(name, self.params.class_table))
             results = self.model.predict([images[i][..., ::-1] for i in index],  # BGR
                                          conf=self.params.detection_threshold,
                                          device=self.params.device, verbose=False)

@@ -112,11 +112,65 @@ class OwlVitDetector:
         # Keep every box here (scores are > -inf) and apply our own ">= threshold" below.
         found = self.processor.image_processor.post_process_object_detection(
             outputs, threshold=float("-inf"), target_sizes=sizes)
+        # post-processing keeps each box's best query only; every (box, query) score is
+        # wanted (an image's own class may not be the best query of its box), so the scores
+        # are the sigmoid of every logit and post-processing only maps the boxes back
+        probs = torch.sigmoid(outputs.logits).numpy()
         out = []
-        for result, (height, width) in zip(found, sizes, strict=True):
+        for result, prob, (height, width) in zip(found, probs, sizes, strict=True):
             scale = np.array([width, height, width, height], dtype=np.float64)
             boxes = np.clip(result["boxes"].numpy().astype(np.float64), 0, scale) / scale
-            scores = result["scores"].numpy()
-            keep = scores >= threshold
-            out.append(Detections(boxes[keep], scores[keep], result["labels"].numpy()[keep]))
+            box, query = np.nonzero(prob >= threshold)
+            out.append(Detections(boxes[box], prob[box, query].astype(np.float64), query))
         return out
+
+
+class OwlPass:
+    """One OWL forward per image batch serving both object scale and person boxes.
+
+    Every image of a batch is asked the same queries: the detector phrases of the classes in
+    the batch and, when a person detector shares this model, :data:`PERSON_QUERY`. The last
+    batch's detections are cached, so the object-scale and person backends that share a
+    pass run the image encoder once per image.
+    """
+
+    def __init__(self, weights: str | None, model_id: str, key: str, device: str = "cpu"):
+        self.detector = OwlVitDetector(weights, model_id, key, device)
+        self.model_type = self.detector.model_type
+        self.person = False  # set by a person backend that shares this pass
+        # (the batch's image list itself, queries, detections): held, so that a later
+        # batch cannot reuse the address of a freed list and be served stale detections
+        self._cache: tuple[list, list[str], list[Detections]] | None = None
+
+    def detect(self, images: list[np.ndarray], phrases: list[list[str]],
+               threshold: float) -> tuple[list[str], list[Detections]]:
+        """``(queries, detections)``: the batch's queries and each image's detections.
+
+        Detections score at least ``threshold``; ``Detections.queries`` index the queries.
+        """
+        if self._cache is not None and self._cache[0] is images:
+            return self._cache[1], self._cache[2]
+        queries = sorted({p for group in phrases for p in group})
+        if self.person and PERSON_QUERY not in queries:
+            queries.append(PERSON_QUERY)
+        found = [d.nonempty() for d in
+                 self.detector.detect(images, [queries] * len(images), threshold)]
+        self._cache = (images, queries, found)
+        return queries, found
+
+
+#: The person query of the OWL person backend.
+PERSON_QUERY = "a photo of a person"
+_PASSES: dict[tuple, OwlPass] = {}
+
+
+def shared_pass(weights: str | None, model_id: str, key: str, device: str) -> OwlPass:
+    """The :class:`OwlPass` of these weights on this device, created once per process."""
+    from synreal.audit.weights import require_weights
+
+    folder = require_weights(weights, key, model_id, expect="folder").resolve()
+    ident = (str(folder), device)
+    if ident not in _PASSES:
+        _PASSES.clear()  # one detector in memory at a time
+        _PASSES[ident] = OwlPass(str(folder), model_id, key, device)
+    return _PASSES[ident]

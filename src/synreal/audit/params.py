@@ -17,6 +17,7 @@ from synreal.params import doc
 SCALE_BACKENDS = ("foreground", "owlvit", "yolo-world", "boxes-from-column", "none")
 PERSON_BACKENDS = ("none", "boxes-from-column", "owlvit")
 CONSISTENCY_BACKENDS = ("probe-on-real", "clip-zeroshot", "timm", "none")
+FID_FEATURES = ("inception", "embedding")
 VLM_JUDGES = ("none", "blip-vqa")
 #: SynBench's question to GPT-4o (Section 3.2), the class name as ``{name}``.
 SYNBENCH_QUESTION = ("Is part of {name} occluded by the human body in the image? Please only "
@@ -41,11 +42,14 @@ class AuditParams:
     scale_weights: str | None = doc("Local folder of the detector weights (owlvit: a "
                                     "save_pretrained folder; yolo-world: the .pt file).",
                                     default=None)
-    scale_model_id: str = doc("Hub id of the detector, named in the error that says what to "
-                              "download.", default="google/owlvit-base-patch32")
-    object_query: str = doc("Open-vocabulary query for the central object; {name} is the "
-                            "image's label_name (underscores become spaces).",
-                            default="a photo of a {name}")
+    scale_model_id: str = doc("Hub id of the detector, named in the table caption and in the "
+                              "error that says what to download.",
+                              default="google/owlvit-base-patch32")
+    class_table: str | None = doc(
+        "JSON file of per-class detector phrases and ImageNet indices (layout of the packaged "
+        "synreal/audit/data/classes.json, which covers Oxford-IIIT Pet, AFHQ and the toy "
+        "world); None = the packaged table. Detector phrases name the animal: "
+        "species-qualified breeds, AFHQ's wild as its animals.", default=None)
     detection_threshold: float = doc("Smallest detector score accepted as the central object "
                                      "(below it the scale is NaN, counted as not found).",
                                      default=0.1)
@@ -86,22 +90,33 @@ class AuditParams:
     # --- class consistency (SynBench Fig. 4) --------------------------------------------------
     consistency_backend: str = doc(
         "Reference classifier: probe-on-real (logistic regression on frozen features of the "
-        "configured backbone, fitted on the real dataset's labeled non-test images), "
-        "clip-zeroshot (open_clip, local weights), timm (ImageNet classifier, local weights + "
-        "class_mapping) or none.", default="probe-on-real")
+        "configured embedder, fitted on the real dataset's labeled non-test images), "
+        "clip-zeroshot (open_clip, local weights), timm (an ImageNet classifier from local "
+        "weights, SynBench's ConvNeXt-B; ImageNet classes mapped to the dataset's by "
+        "class_table) or none.", default="probe-on-real")
     consistency_weights: str | None = doc(
-        "Local weights of the reference classifier. clip-zeroshot: an open_clip model folder as "
-        "downloaded from the hub (e.g. `hf download laion/CLIP-ViT-B-32-laion2B-s34B-b79K "
-        "--local-dir <folder>`: open_clip_config.json, which names the architecture and "
-        "preprocessing, beside open_clip_pytorch_model.bin or open_clip_model.safetensors), "
-        "or one weights file of the built-in open_clip architecture consistency_model. timm: "
-        "the model.safetensors (or .pth) file.", default=None)
+        "Local weights of the reference classifier. timm: a timm hub folder as downloaded "
+        "(`hf download timm/convnext_base.fb_in1k --local-dir <folder>`: config.json beside "
+        "model.safetensors) or one .safetensors/.pth file of consistency_model. "
+        "clip-zeroshot: an open_clip model folder (open_clip_config.json beside "
+        "open_clip_pytorch_model.bin or open_clip_model.safetensors, e.g. `hf download "
+        "laion/CLIP-ViT-B-32-laion2B-s34B-b79K --local-dir <folder>`) or one weights file of "
+        "the built-in open_clip architecture consistency_model.", default=None)
     consistency_model: str = doc(
-        "Architecture of a consistency_weights file: a timm model name (timm) or a built-in "
-        "open_clip one, e.g. ViT-B-32 (clip-zeroshot; ignored for a model folder, whose "
-        "open_clip_config.json names it).", default="convnext_base")
-    class_mapping: str | None = doc("timm: JSON file {label_name: [ImageNet class indices]}.",
-                                    default=None)
+        "Architecture of consistency_weights: a timm model name (timm; a folder's config.json "
+        "must name the same) or a built-in open_clip one, e.g. ViT-B-32 (clip-zeroshot; "
+        "ignored for a model folder).", default="convnext_base")
+    consistency_model_id: str = doc("Hub id of the reference classifier, named in the table "
+                                    "caption and the missing-weights error.",
+                                    default="timm/convnext_base.fb_in1k")
+    clip_weights: str | None = doc(
+        "CLIP zero-shot class consistency measured beside the reference classifier: an "
+        "open_clip model folder (or a weights file of clip_model); None = not measured.",
+        default=None)
+    clip_model: str = doc("Built-in open_clip architecture of a clip_weights file (a folder's "
+                          "open_clip_config.json names its own).", default="ViT-B-32")
+    clip_model_id: str = doc("Hub id of the CLIP model, named in the table caption.",
+                             default="laion/CLIP-ViT-B-32-laion2B-s34B-b79K")
     clip_template: str = doc("clip-zeroshot: the prompt of each class; {name} is the class "
                              "name, underscores as spaces.", default="a photo of a {name}.")
     probe_holdout: float = doc("probe-on-real: share of the real images held out to measure "
@@ -124,8 +139,21 @@ class AuditParams:
         "symmetric eigenvalue problem of size min(distinct images, feature dim): a fraction "
         "of a second at 384-d, seconds at 2048-d on a few CPU cores. 200 put the Monte Carlo "
         "error of each end at about 5 % of the CI's width.", default=200)
-    duplicate_threshold: float = doc("Cosine similarity of embeddings above which two images "
-                                     "are near-duplicates.", default=0.95)
+    duplicate_threshold: float | None = doc(
+        "Cosine similarity of embeddings above which two images are near-duplicates (inside "
+        "a set) or a test leak. None: calibrated on real data, the duplicate_quantile of the "
+        "nearest-neighbour similarity between two disjoint random halves of the real "
+        "reference (distinct photographs), printed beside the counts.", default=None)
+    duplicate_quantile: float = doc("Quantile of real nearest-neighbour similarities that "
+                                    "calibrates duplicate_threshold.", default=0.999)
+    fid_features: str = doc(
+        "Features of FID/KID: inception (Inception-v3 pool3, 2,048-d, the standard FID "
+        "weights from fid_weights and TF1 bilinear resize to 299: FID as published) or "
+        "embedding (the audit embedder's features: not comparable with published FIDs, and "
+        "the table says so).", default="embedding")
+    fid_weights: str | None = doc(
+        "inception: the FID Inception weights file pt_inception-2015-12-05-6726825d.pth "
+        "(torch-fidelity's or pytorch-fid's release asset).", default=None)
     # --- blank / corrupt ----------------------------------------------------------------------
     constant_std: float = doc("Largest pixel standard deviation (0-255) of a constant image.",
                               default=1.0)
@@ -146,12 +174,13 @@ class AuditParams:
         _one_of("person_backend", self.person_backend, PERSON_BACKENDS)
         _one_of("consistency_backend", self.consistency_backend, CONSISTENCY_BACKENDS)
         _one_of("person_vlm", self.person_vlm, VLM_JUDGES)
+        _one_of("fid_features", self.fid_features, FID_FEATURES)
         self._check_person_vlm()
         for key in ("blocking_overlap", "probe_holdout", "detection_threshold",
-                    "person_threshold"):
+                    "person_threshold", "duplicate_quantile"):
             if not 0.0 <= float(getattr(self, key)) <= 1.0:
                 raise ConfigError(f"audit {key} must lie in [0, 1].")
-        if not -1.0 <= self.duplicate_threshold <= 1.0:
+        if self.duplicate_threshold is not None and not -1.0 <= self.duplicate_threshold <= 1.0:
             raise ConfigError("audit duplicate_threshold is a cosine similarity in [-1, 1].")
         for key in ("batch_size", "workers", "foreground_size", "kid_subsets",
                     "kid_subset_size", "diversity_resamples", "fid_resamples"):

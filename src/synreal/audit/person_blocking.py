@@ -27,11 +27,11 @@ import numpy as np
 import pandas as pd
 
 from synreal.audit import vlm
+from synreal.audit.classes import object_phrases
 from synreal.audit.object_scale import boxes_from_column, query_text
+from synreal.audit.owlvit import PERSON_QUERY
 from synreal.audit.params import AuditParams
 from synreal.errors import ConfigError
-
-PERSON_QUERY = "a photo of a person"
 
 
 def covered_fraction(object_boxes: np.ndarray, person_boxes: list[np.ndarray]) -> np.ndarray:
@@ -162,19 +162,27 @@ class ColumnPersons(NoPersons):
 
 @register("owlvit")
 class OwlVitPersons(NoPersons):
-    """OWL-ViT queried with "a photo of a person" above ``person_threshold``."""
+    """OWL-ViT / OWLv2 asked "a photo of a person" above ``person_threshold``.
+
+    With the object-scale detector's weights, the same forward pass serves both.
+    """
 
     measured = True
 
     def __init__(self, params: AuditParams) -> None:
-        from synreal.audit.owlvit import OwlVitDetector
+        from synreal.audit.owlvit import shared_pass
 
         super().__init__(params)
-        self.detector = OwlVitDetector(params.person_weights, params.person_model_id,
-                                       "person_weights", params.device)
+        self.owl = shared_pass(params.person_weights, params.person_model_id,
+                               "person_weights", params.device)
+        self.owl.person = True
 
     def persons(self, images: list[np.ndarray], rows: pd.DataFrame) -> list[np.ndarray]:
         """Person boxes per image."""
-        found = self.detector.detect(images, [[PERSON_QUERY]] * len(images),
-                                     self.params.person_threshold)
-        return [d.nonempty().boxes for d in found]
+        phrases = ([object_phrases(n, self.params.class_table) for n in rows["label_name"]]
+                   if self.params.scale_backend == "owlvit" else [[]] * len(images))
+        threshold = min(self.params.detection_threshold, self.params.person_threshold)
+        queries, found = self.owl.detect(images, phrases, threshold)
+        person = queries.index(PERSON_QUERY)
+        return [d.boxes[(d.queries == person) & (d.scores >= self.params.person_threshold)]
+                for d in found]

@@ -142,13 +142,55 @@ def pixel_summary(table: pd.DataFrame, params: AuditParams, person_measured: boo
                   **{k: int(np.nansum(table[f"blank_{k}"].to_numpy(float)))
                      for k in ("constant", "black", "white")}},
         "brightness": distribution(table["brightness_lstar"], params.quantiles),
-        "scale": {**distribution(table["scale_area_ratio"], params.quantiles),
-                  "found_rate": _rate(table["scale_area_ratio"].notna().astype(float)
-                                      [~table["corrupt"].astype(bool)])},
+        "scale": _scale_summary(table, params),
         "person_blocking": {"measured": person_measured,
                             "rate": _rate(table["person_blocked"]) if person_measured else None,
                             "overlap_threshold": params.blocking_overlap,
                             **_vlm_summary(table, params, person_measured)},
+    }
+
+
+def _scale_summary(table: pd.DataFrame, params: AuditParams) -> dict:
+    """Object-scale distribution and the share of images where no central object was found."""
+    found = _rate(table["scale_area_ratio"].notna().astype(float)
+                  [~table["corrupt"].astype(bool)])
+    return {**distribution(table["scale_area_ratio"], params.quantiles), "found_rate": found,
+            "not_found_rate": None if found is None else 1.0 - found}
+
+
+def audit_models(params: AuditParams, embed_name: str, person_measured: bool) -> dict:
+    """Which model made each measure, for the summary and every table caption."""
+    detectors = {"owlvit": "OWL-ViT/OWLv2", "yolo-world": "YOLO-World",
+                 "foreground": "weights-free foreground box (demo)",
+                 "boxes-from-column": "boxes given in the manifest", "none": "not measured"}
+
+    def detector(backend: str, model_id: str) -> str:
+        if backend in ("owlvit", "yolo-world"):
+            return f"{detectors[backend]} ({model_id})"
+        return detectors[backend]
+
+    consistency_models = {
+        "timm": f"ImageNet classifier {params.consistency_model} "
+                f"({params.consistency_model_id}), ImageNet classes mapped to the dataset's",
+        "clip-zeroshot": f"CLIP zero-shot ({params.consistency_model})",
+        "probe-on-real": f"logistic probe on {embed_name} fitted on the real images",
+        "none": "not measured"}
+    blocking = ("not measured" if not person_measured else
+                f"person-box overlap > {params.blocking_overlap:g} of the object box "
+                f"({detector(params.person_backend, params.person_model_id)})")
+    return {
+        "object_scale": detector(params.scale_backend, params.scale_model_id),
+        "person_boxes": detector(params.person_backend, params.person_model_id),
+        "person_blocking": blocking,
+        "person_vlm": (None if params.person_vlm == "none"
+                       else f"{params.person_vlm} ({params.person_vlm_model_id})"),
+        "consistency": consistency_models[params.consistency_backend],
+        "consistency_clip": (f"CLIP zero-shot ({params.clip_model_id})"
+                             if params.clip_weights else None),
+        "embedding": embed_name,
+        "fid": ("Inception-v3 pool3 2048-d (standard FID weights, TF1 bilinear resize to 299)"
+                if params.fid_features == "inception" else
+                f"{embed_name} (not Inception: not comparable with published FIDs)"),
     }
 
 
@@ -172,7 +214,7 @@ def audit_dataset(params: AuditParams, manifest: pd.DataFrame, out_dir: Path, *,
                   reference_manifest: pd.DataFrame | None = None,
                   test_manifest: pd.DataFrame | None = None, embed: Embed | None = None,
                   fid_embed: Embed | None = None, name: str = "audited",
-                  reference_name: str = "real") -> dict:
+                  reference_name: str = "real", embed_name: str = "custom embedding") -> dict:
     """Audit ``manifest`` (against ``reference_manifest``, the real data) into ``out_dir``.
 
     Args:
@@ -184,8 +226,10 @@ def audit_dataset(params: AuditParams, manifest: pd.DataFrame, out_dir: Path, *,
             fits probe-on-real (non-test rows only), anchors FID/KID and the box plots.
         test_manifest: the downstream test set, searched for leaked near-duplicates.
         embed: ``paths -> (N, d)`` features for consistency, diversity, near-duplicates.
-        fid_embed: features for FID/KID (default ``embed``).
+        fid_embed: features for FID/KID (default ``embed``); with ``fid_features``
+            ``inception``, the FID Inception-v3 (:mod:`~synreal.audit.inception`).
         name, reference_name: dataset labels in the figures.
+        embed_name: what ``embed`` is, for the summary's ``models`` block and the tables.
 
     Returns:
         The summary (also written to ``summary.json``).
@@ -218,7 +262,9 @@ def audit_dataset(params: AuditParams, manifest: pd.DataFrame, out_dir: Path, *,
     timings["embed"] = time.perf_counter() - clock
     _consistency(params, table, summary, manifest, usable, emb, reference, ref_emb, out_dir)
     _embedding_measures(params, table, summary, manifest, usable, emb, reference, ref_emb,
-                        test_manifest, embed, fid_embed)
+                        test_manifest, embed, (reference_name, name))
+    summary["fid"] = _fid(params, manifest, usable, emb, reference, ref_emb, fid_embed)
+    summary["models"] = audit_models(params, embed_name, person_measured=persons.measured)
     timings["embedding_measures"] = time.perf_counter() - clock - timings["embed"]
     summary["seconds"] = timings
     summary["params"] = {k: (list(v) if isinstance(v, tuple) else v)
@@ -261,6 +307,13 @@ def _consistency(params, table, summary, manifest, usable, emb, reference, ref_e
     table["consistency_predicted"] = predicted
     table["consistent"] = consistent
     summary["consistency"] = {"backend": params.consistency_backend, **result.summary()}
+    beside = consistency.clip_beside(params, inputs)
+    clip_column = np.full(len(table), np.nan)
+    if beside is not None:
+        clip_column[usable] = beside.consistent
+        summary["consistency_clip"] = {"backend": "clip-zeroshot",
+                                       "model_id": params.clip_model_id, **beside.summary()}
+    table["clip_consistent"] = clip_column
     if result.reference_rows is not None:
         held = (reference if reference is not None else inputs.manifest).iloc[
             result.reference_rows]
@@ -271,12 +324,28 @@ def _consistency(params, table, summary, manifest, usable, emb, reference, ref_e
                      ).to_parquet(out_dir / REFERENCE_CONSISTENCY_FILE, index=False)
 
 
+def _threshold(params: AuditParams, emb, ref_emb, reference_name: str, name: str) -> dict:
+    """The near-duplicate / leak threshold: configured, or calibrated on real data."""
+    if params.duplicate_threshold is not None:
+        return {"threshold": float(params.duplicate_threshold), "source": "configured"}
+    real, source = (ref_emb, reference_name) if ref_emb is not None else (emb, name)
+    if real is None:
+        return {"threshold": None, "source": "not calibrated (no embeddings)"}
+    found = near_duplicates.calibrate_threshold(real, params.duplicate_quantile, params.seed)
+    return {**found, "source": (f"q{100 * params.duplicate_quantile:g} of nearest-neighbour "
+                                f"cosine between two disjoint random halves of {source} "
+                                f"({found['n_pairs']} pairs)")}
+
+
 def _embedding_measures(params, table, summary, manifest, usable, emb, reference, ref_emb,
-                        test_manifest, embed, fid_embed) -> None:
+                        test_manifest, embed, names) -> None:
     ids = manifest["id"].astype(str).to_numpy()
     dup_sim, dup_id = np.full(len(table), np.nan), np.full(len(table), None, dtype=object)
     test_sim, test_id = np.full(len(table), np.nan), np.full(len(table), None, dtype=object)
-    dups: dict[str, Any] = {"threshold": params.duplicate_threshold}
+    leak = np.full(len(table), None, dtype=object)
+    calibrated = _threshold(params, emb, ref_emb, *names)
+    threshold = calibrated["threshold"]
+    dups: dict[str, Any] = {**calibrated}
     if emb is not None:
         spread = diversity.diversity_bootstrap(emb, params.diversity_resamples,
                                                seed=params.seed)
@@ -289,30 +358,61 @@ def _embedding_measures(params, table, summary, manifest, usable, emb, reference
         sims, idx = near_duplicates.nearest_other(emb)
         dup_sim[usable] = sims
         dup_id[usable] = ids[usable][np.maximum(idx, 0)]
-        pairs = near_duplicates.pairs_within(emb, params.duplicate_threshold)
-        dups.update(pairs_within=int(len(pairs)),
-                    images_with_duplicate=int((sims > params.duplicate_threshold).sum()))
+        if threshold is not None and np.isfinite(threshold):
+            pairs = near_duplicates.pairs_within(emb, threshold)
+            dups.update(pairs_within=int(len(pairs)),
+                        images_with_duplicate=int((sims > threshold).sum()))
     if "sha256" in manifest:
         dups["exact_within"] = int(manifest["sha256"].duplicated(keep=False).sum())
     if test_manifest is not None:
-        test_manifest = test_manifest.reset_index(drop=True)
-        if "sha256" in manifest and "sha256" in test_manifest:
-            dups["exact_test"] = int(manifest["sha256"].isin(set(test_manifest["sha256"])).sum())
-        test_emb = _embed_rows(embed, test_manifest, None)
-        if emb is not None and test_emb is not None:
-            sims, idx = near_duplicates.nearest_in(emb, test_emb)
-            test_sim[usable] = sims
-            test_id[usable] = test_manifest["id"].astype(str).to_numpy()[idx]
-            dups["test_matches"] = int((sims > params.duplicate_threshold).sum())
+        _leaks(params, manifest, usable, emb, test_manifest, embed, threshold, dups,
+               (test_sim, test_id, leak))
     table["dup_nearest_similarity"], table["dup_nearest_id"] = dup_sim, dup_id
     table["test_nearest_similarity"], table["test_nearest_id"] = test_sim, test_id
-    leaked = dups.get("test_matches", 0) + dups.get("exact_test", 0)
+    table["test_leak"] = leak
+    leaked = dups.get("leaks", 0)
     summary["near_duplicates"] = dups
     summary["leakage_warning"] = (
-        f"{leaked} image(s) of this set match downstream test images (embedding cosine > "
-        f"{params.duplicate_threshold} or identical file); remove them before training, or "
-        "the test score is inflated." if leaked else None)
-    summary["fid"] = _fid(params, manifest, usable, emb, reference, ref_emb, fid_embed)
+        f"{leaked} image(s) of this set match downstream test images (identical file, or "
+        f"embedding cosine > {threshold:.4f}); remove them before training, or the test score "
+        "is inflated." if leaked else None)
+
+
+def _leaks(params, manifest, usable, emb, test_manifest, embed, threshold, dups,
+           columns) -> None:
+    """Match the set's images with the test split's: exact files, then near copies.
+
+    A row that *is* a test image (same id and file: the evaluation dataset audited
+    itself) is never checked against the test split; only the other rows are.
+    """
+    test_sim, test_id, leak = columns
+    test_manifest = test_manifest.reset_index(drop=True)
+    test_rows = set(zip(test_manifest["id"].astype(str), test_manifest["path"].astype(str),
+                        strict=True))
+    own = np.array([row in test_rows for row in zip(manifest["id"].astype(str),
+                                                    manifest["path"].astype(str),
+                                                    strict=True)], dtype=bool)
+    checked = ~own
+    dups["leak_checked"] = int(checked.sum())
+    dups["leak_skipped_test_rows"] = int(own.sum())
+    exact = np.zeros(len(manifest), bool)
+    if "sha256" in manifest and "sha256" in test_manifest:
+        exact = manifest["sha256"].isin(set(test_manifest["sha256"])).to_numpy() & checked
+        dups["exact_test"] = int(exact.sum())
+    leak[exact] = "exact"
+    test_emb = _embed_rows(embed, test_manifest, None)
+    if emb is not None and test_emb is not None:
+        sims, idx = near_duplicates.nearest_in(emb, test_emb)
+        test_sim[usable] = sims
+        test_id[usable] = test_manifest["id"].astype(str).to_numpy()[idx]
+        if threshold is not None and np.isfinite(threshold):
+            near = np.zeros(len(manifest), bool)
+            near[usable] = sims > threshold
+            near &= checked & ~exact
+            leak[near] = "near"
+            dups["test_matches"] = int(near.sum())
+    test_sim[~checked], test_id[~checked] = np.nan, None
+    dups["leaks"] = int(sum(v is not None for v in leak))
 
 
 def _fid(params, manifest, usable, emb, reference, ref_emb, fid_embed) -> dict | None:

@@ -14,6 +14,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -149,3 +150,138 @@ def build_fid_inception(path: Path, seed: int = 0) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     torch.save(model.state_dict(), path)
     return path
+
+
+#: ConvNeXt-B's layout shrunk through timm's own create_model kwargs (``model_args`` in the
+#: hub folder's config.json, which the production loader honours).
+TINY_CONVNEXT_ARGS = {"depths": [1, 1, 1, 1], "dims": [8, 16, 32, 64]}
+
+
+def build_convnext(folder: Path, full_size: bool = False, seed: int = 0) -> Path:
+    """A timm hub folder of ``convnext_base`` (config.json + model.safetensors), random.
+
+    Tiny: ConvNeXt-B's family at ``TINY_CONVNEXT_ARGS`` (depths and widths), 1000 ImageNet
+    outputs, 32 px input; ``full_size``: the real ConvNeXt-B layout at 224 px.
+    """
+    import timm
+    import torch
+    from safetensors.torch import save_file
+
+    args = {} if full_size else TINY_CONVNEXT_ARGS
+    side = 224 if full_size else _TINY_SIDE
+    torch.manual_seed(seed)
+    model = timm.create_model("convnext_base", pretrained=False, **args)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()},
+              str(folder / "model.safetensors"))
+    cfg = {"input_size": [3, side, side], "crop_pct": 0.875, "interpolation": "bicubic",
+           "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "num_classes": 1000}
+    (folder / "config.json").write_text(json.dumps(
+        {"architecture": "convnext_base", "num_classes": 1000, "model_args": args,
+         "pretrained_cfg": cfg}, indent=1))
+    return folder
+
+
+def build_dinov2(folder: Path, full_size: bool = False, seed: int = 0) -> Path:
+    """A transformers ``Dinov2Model`` and its image processor in ``folder``.
+
+    ViT-B/14 at 224 px when ``full_size``, else a 2-layer width-32 model at 28 px.
+    """
+    import torch
+    from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
+
+    config = Dinov2Config() if full_size else Dinov2Config(
+        hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2,
+        image_size=28, patch_size=14)
+    side = 224 if full_size else 28
+    torch.manual_seed(seed)
+    Dinov2Model(config).save_pretrained(folder)
+    BitImageProcessor(size={"shortest_edge": side * 8 // 7},
+                      crop_size={"height": side, "width": side}, do_center_crop=True,
+                      image_mean=[0.485, 0.456, 0.406], image_std=[0.229, 0.224, 0.225]
+                      ).save_pretrained(folder)
+    return Path(folder)
+
+
+#: A tiny open_clip layout (the hub folder's open_clip_config.json carries it).
+TINY_OPEN_CLIP = {"embed_dim": 32,
+                  "vision_cfg": {"image_size": 32, "layers": 2, "width": 32, "head_width": 8,
+                                 "patch_size": 8},
+                  "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 32,
+                               "heads": 4, "layers": 2}}
+
+
+def build_open_clip(folder: Path, full_size: bool = False, seed: int = 0) -> Path:
+    """An open_clip hub folder (open_clip_config.json + open_clip_pytorch_model.bin), random.
+
+    Tiny, or ViT-B/32's layout when ``full_size``.
+    """
+    import open_clip
+    import torch
+
+    cfg = open_clip.get_model_config("ViT-B-32") if full_size else TINY_OPEN_CLIP
+    torch.manual_seed(seed)
+    model = open_clip.CLIP(**cfg)
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "open_clip_config.json").write_text(json.dumps(
+        {"model_cfg": cfg, "preprocess_cfg": {"mean": [0.48145466, 0.4578275, 0.40821073],
+                                              "std": [0.26862954, 0.26130258, 0.27577711]}}))
+    torch.save(model.state_dict(), folder / "open_clip_pytorch_model.bin")
+    return folder
+
+
+#: audit.params keys -> builder of their tiny random weights (the rehearsal's models).
+REHEARSAL_PARAMS = {"scale_weights": "owlv2", "person_weights": "owlv2",
+                    "person_vlm_weights": "blip-vqa", "consistency_weights": "convnext",
+                    "clip_weights": "open-clip", "fid_weights": "fid-inception"}
+#: audit.embedding keys -> builder.
+REHEARSAL_EMBEDDING = {"embedder_weights": "dinov2"}
+_BUILDERS = {"owlv2": build_owlv2, "owlvit": build_owlvit, "blip-vqa": build_blip_vqa,
+             "convnext": build_convnext, "open-clip": build_open_clip, "dinov2": build_dinov2}
+
+
+def build_rehearsal_audit_model(key: str, params: dict, folder: Path) -> None:
+    """Write the tiny random model the audit key ``key`` names into ``folder``.
+
+    The rehearsal fixtures' hook: ``key`` is an audit.params (or audit.embedding)
+    ``*_weights`` key of the study, ``folder`` the path the study gives it. The FID
+    Inception weights are a file: it is written as ``folder`` itself.
+    """
+    from synreal.errors import ConfigError
+
+    kind = {**REHEARSAL_PARAMS, **REHEARSAL_EMBEDDING}.get(key)
+    if kind is None:
+        raise ConfigError(f"audit {key}: the rehearsal has no tiny model for it; known keys: "
+                          f"{sorted({**REHEARSAL_PARAMS, **REHEARSAL_EMBEDDING})}.")
+    if kind == "owlv2" and "owlvit" in str(params.get(key.replace("_weights", "_model_id"),
+                                                        "")):
+        kind = "owlvit"
+    if kind == "fid-inception":
+        build_fid_inception(Path(folder))
+    else:
+        _BUILDERS[kind](Path(folder))
+
+
+def build_rehearsal_audit_models(folder: Path) -> dict:
+    """Tiny random weights of every audit model the full study uses, under ``folder``.
+
+    Returns ``{"params": {...}, "embedding": {...}}``: the audit.params keys
+    ``scale_weights`` and ``person_weights`` (one OWLv2 folder), ``person_vlm_weights``
+    (BLIP VQA), ``consistency_weights`` (a ConvNeXt-B-family timm hub folder),
+    ``clip_weights`` (an open_clip folder), ``fid_weights`` (the FID Inception-v3 file);
+    and the audit.embedding key ``embedder_weights`` (a DINOv2 folder).
+    """
+    folder = Path(folder)
+    paths = {"owlv2": folder / "owlv2", "blip-vqa": folder / "blip-vqa",
+             "convnext": folder / "convnext_base", "open-clip": folder / "open_clip",
+             "fid-inception": folder / "pt_inception-2015-12-05.pth",
+             "dinov2": folder / "dinov2"}
+    for kind, path in paths.items():
+        if kind == "fid-inception":
+            build_fid_inception(path)
+        else:
+            _BUILDERS[kind](path)
+    return {"params": {key: str(paths[kind]) for key, kind in REHEARSAL_PARAMS.items()},
+            "embedding": {key: str(paths[kind]) for key, kind in REHEARSAL_EMBEDDING.items()}}
