@@ -97,6 +97,25 @@ def test_missing_and_truncated_weights_fail(host, monkeypatch, tmp_path):
     assert sdxl and "safetensors" in sdxl[0]
 
 
+def test_audit_weights_of_another_architecture_fail(host, monkeypatch, tmp_path):
+    import json
+
+    copy = tmp_path / "h"
+    shutil.copytree(host, copy, symlinks=True)
+    dinov2 = copy / "weights" / "dinov2-base"
+    shutil.rmtree(dinov2)  # a ConvNeXt where the study's DINOv2 embedder should be
+    shutil.copytree(copy / "weights" / "convnext_base.fb_in1k", dinov2)
+    convnext = copy / "weights" / "convnext_base.fb_in1k" / "config.json"
+    config = json.loads(convnext.read_text())
+    convnext.write_text(json.dumps({**config, "model_args": {**config["model_args"],
+                                                             "dims": [16, 32, 64, 128]}}))
+    result = failed(checks(copy, monkeypatch))
+    assert "not 'dinov2'" in result["weights audit.embedding.embedder_weights"]
+    assert "does not fit timm convnext_base" in result["weights audit.params.consistency_weights"]
+    assert set(result) == {"weights audit.embedding.embedder_weights",
+                           "weights audit.params.consistency_weights"}
+
+
 def test_too_little_disk_fails(host, monkeypatch):
     monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
     assert "free space or move results/" in failed(checks(host, monkeypatch))["disk"]

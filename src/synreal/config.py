@@ -99,24 +99,18 @@ def _check_references(config: dict) -> None:
 
 
 def _check_weights(config: dict, base: Path) -> None:
-    """Every diffusion generator's local weights folder must exist before any job starts."""
-    from synreal.generate.loading import resolve_model_path
+    """Every weights folder a generator or an audit model loads must hold it, before any job."""
+    from synreal.generate.loading import check_weights
 
     for name, generator in config["generators"].items():
         params = generator.get("params") or {}
         if str(params.get("backend", "sdxl")).startswith("toy"):
             continue
-        checks = [("model_path", "model_id", "stabilityai/stable-diffusion-xl-base-1.0")]
-        if params.get("use_refiner"):
-            checks.append(("refiner_path", "refiner_id",
-                           "stabilityai/stable-diffusion-xl-refiner-1.0"))
-        for key, id_key, default_id in checks:
-            path = params.get(key)
-            try:
-                resolve_model_path(base / path if path else None,
-                                   params.get(id_key, default_id), key)
-            except ConfigError as error:
-                raise ConfigError(f"generators.{name}.params.{key}: {error}") from None
+        check_weights(params, base, f"generators.{name}.params")
+    if config.get("audit"):  # every audit model the study selects, of its architecture
+        from synreal.audit.preflight import check_study
+
+        check_study(config, base)
 
 
 def replicate_seeds(config: dict) -> tuple[list[int] | None, int, list[str] | None]:

@@ -143,14 +143,45 @@ def check_weights_folder(folder: Path) -> str | None:
 
 
 def check_weights(config: dict, base: Path) -> list[Check]:
-    """Every weights folder the study names is present and readable."""
+    """Every weights folder the study names is present and readable; audit models fit.
+
+    An audit model's weights must also be of its architecture (tensor shapes from the
+    headers against the architecture its config names, :mod:`synreal.audit.preflight`),
+    and every audited class must have what its measures ask of the audit class table.
+    """
     from synreal.rehearsal.fixtures import weight_folders
 
+    audit = {w.path: w for w in _audit_weights(config)}
     checks = []
     for path, (_, where) in weight_folders(config).items():
         why = check_weights_folder(base / path)
+        if why is None and path in audit:
+            from synreal.audit.preflight import check_model
+
+            why = check_model(audit[path], base)
         checks.append(Check(f"weights {where}", why is None, why or f"{base / path} readable"))
+    if audit:
+        checks.append(_check_audit_classes(config))
     return checks
+
+
+def _audit_weights(config: dict) -> list:
+    if not config.get("audit"):
+        return []
+    from synreal.audit.preflight import audit_weights
+
+    return audit_weights(config)
+
+
+def _check_audit_classes(config: dict) -> Check:
+    from synreal.audit.preflight import check_classes
+
+    try:
+        check_classes(config)
+    except ConfigError as error:
+        return Check("audit classes", False, str(error))
+    return Check("audit classes", True, "every audited class has its detector phrases and "
+                                        "ImageNet entry in the class table")
 
 
 def preflight(config: dict, base: Path) -> None:

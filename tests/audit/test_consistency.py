@@ -160,7 +160,8 @@ def test_classifiers_without_a_real_reference_keep_no_reference_rows(monkeypatch
     frame = pd.DataFrame({"label_name": ["a", "b"], "path": ["x", "y"]})
     monkeypatch.setitem(consistency._BACKENDS, "timm", lambda inputs, params:
                         consistency.Predictions(np.zeros(len(inputs.manifest), np.int64)))
-    result = consistency.class_consistency(AuditParams(consistency_backend="timm"),
+    params = AuditParams(consistency_backend="timm", consistency_weights="unused")
+    result = consistency.class_consistency(params,
                                            consistency.ConsistencyInputs(frame, ["a", "b"]))
     assert result.rate == 0.5 and result.reference_rate is None
     assert result.reference_rows is None and result.summary()["reference_n"] is None

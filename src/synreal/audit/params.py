@@ -176,6 +176,7 @@ class AuditParams:
         _one_of("person_vlm", self.person_vlm, VLM_JUDGES)
         _one_of("fid_features", self.fid_features, FID_FEATURES)
         self._check_person_vlm()
+        self._check_models_given()
         for key in ("blocking_overlap", "probe_holdout", "detection_threshold",
                     "person_threshold", "duplicate_quantile"):
             if not 0.0 <= float(getattr(self, key)) <= 1.0:
@@ -186,6 +187,39 @@ class AuditParams:
                     "kid_subset_size", "diversity_resamples", "fid_resamples"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"audit {key} must be a positive integer.")
+
+    def selected_models(self) -> dict[str, tuple[str, str, str]]:
+        """Weights key -> (the setting that selects its model, that setting's value, hub id).
+
+        Only the measures this configuration selects: e.g. ``scale_weights`` when
+        ``scale_backend`` is a detector, ``fid_weights`` when ``fid_features`` is inception.
+        """
+        wanted: dict[str, tuple[str, str, str]] = {}
+        if self.scale_backend in ("owlvit", "yolo-world"):
+            wanted["scale_weights"] = ("scale_backend", self.scale_backend, self.scale_model_id)
+        if self.person_backend == "owlvit":
+            wanted["person_weights"] = ("person_backend", "owlvit", self.person_model_id)
+        if self.person_vlm != "none":
+            wanted["person_vlm_weights"] = ("person_vlm", self.person_vlm,
+                                            self.person_vlm_model_id)
+        if self.consistency_backend in ("timm", "clip-zeroshot"):
+            wanted["consistency_weights"] = ("consistency_backend", self.consistency_backend,
+                                             self.consistency_model_id
+                                             if self.consistency_backend == "timm"
+                                             else self.clip_model_id)
+        if self.fid_features == "inception":
+            wanted["fid_weights"] = ("fid_features", "inception",
+                                     "pt_inception-2015-12-05-6726825d.pth (torch-fidelity's "
+                                     "release asset)")
+        return wanted
+
+    def _check_models_given(self) -> None:
+        """A measure whose model the study selects but does not give: one sentence, at plan time."""
+        for key, (setting, value, model_id) in self.selected_models().items():
+            if not getattr(self, key):
+                raise ConfigError(f"audit {setting} {value!r} needs a model that the study does "
+                                  f"not give: set audit {key} to the local copy of {model_id}, "
+                                  f"or choose another {setting}.")
 
     def _check_person_vlm(self) -> None:
         """The judge needs a person detector and a question that names at most ``{name}``."""

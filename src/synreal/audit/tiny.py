@@ -236,8 +236,10 @@ def build_open_clip(folder: Path, full_size: bool = False, seed: int = 0) -> Pat
 REHEARSAL_PARAMS = {"scale_weights": "owlv2", "person_weights": "owlv2",
                     "person_vlm_weights": "blip-vqa", "consistency_weights": "convnext",
                     "clip_weights": "open-clip", "fid_weights": "fid-inception"}
-#: audit.embedding keys -> builder.
+#: audit.embedding keys -> builder (a clip embedder gets an open_clip folder).
 REHEARSAL_EMBEDDING = {"embedder_weights": "dinov2"}
+#: Keys whose weights are one file, not a folder.
+REHEARSAL_FILES = frozenset({"fid_weights"})
 _BUILDERS = {"owlv2": build_owlv2, "owlvit": build_owlvit, "blip-vqa": build_blip_vqa,
              "convnext": build_convnext, "open-clip": build_open_clip, "dinov2": build_dinov2}
 
@@ -258,6 +260,10 @@ def build_rehearsal_audit_model(key: str, params: dict, folder: Path) -> None:
     if kind == "owlv2" and "owlvit" in str(params.get(key.replace("_weights", "_model_id"),
                                                         "")):
         kind = "owlvit"
+    if key == "embedder_weights" and params.get("embedder") == "clip":
+        kind = "open-clip"
+    if key == "consistency_weights" and params.get("consistency_backend") == "clip-zeroshot":
+        kind = "open-clip"
     if kind == "fid-inception":
         build_fid_inception(Path(folder))
     else:

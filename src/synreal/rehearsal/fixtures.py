@@ -33,7 +33,7 @@ from PIL import Image
 from synreal.errors import ConfigError
 
 #: Version of what this module writes; a change re-writes every rehearsal's fixtures.
-VERSION = 1
+VERSION = 2
 STAMP = ".synreal-rehearsal.json"
 
 #: AFHQ fixture: images per class and split (the release: ~5k train, 500 val per class).
@@ -60,6 +60,24 @@ def _write_once(folder: Path, what: dict, write: Callable[[Path], None]) -> None
         folder.unlink()
     shutil.rmtree(folder, ignore_errors=True)
     tmp.rename(folder)
+
+
+def _write_file_once(path: Path, what: dict, write: Callable[[Path], None]) -> None:
+    """:func:`_write_once` for a weights file: the stamp lies beside it (``.<name>`` + stamp)."""
+    stamp = path.with_name(f".{path.name}{STAMP}")
+    try:
+        if path.is_file() and json.loads(stamp.read_text()) == what:
+            return
+    except (OSError, ValueError):
+        pass
+    tmp = path.with_name(f".{path.name}.partial")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp.unlink(missing_ok=True)
+    write(tmp)
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    tmp.replace(path)
+    stamp.write_text(json.dumps(what, sort_keys=True))
 
 
 def _world():
@@ -182,13 +200,10 @@ def prepare_datasets(config: dict, workdir: Path) -> list[Path]:
     return written
 
 
-#: Generator params that name a weights folder -> tiny pipeline kind (None: by backend).
-GENERATOR_WEIGHTS: dict[str, str | None] = {"model_path": None, "refiner_path": "sdxl-refiner"}
-
-
 def _generator_kind(params: dict, key: str) -> str:
-    kind = GENERATOR_WEIGHTS[key]
-    return kind or str(params.get("backend", "sdxl"))
+    from synreal.generate.loading import tiny_kind
+
+    return tiny_kind(key, params)
 
 
 def weight_folders(config: dict) -> dict[str, tuple[str, str]]:
@@ -196,39 +211,43 @@ def weight_folders(config: dict) -> dict[str, tuple[str, str]]:
     wanted: dict[str, tuple[str, str]] = {}
     for name, generator in config.get("generators", {}).items():
         params = generator.get("params") or {}
-        for key in GENERATOR_WEIGHTS:
+        from synreal.generate.loading import WEIGHT_KEYS
+
+        for key in WEIGHT_KEYS:
             if params.get(key):
                 wanted[params[key]] = (f"pipeline:{_generator_kind(params, key)}",
                                        f"generators.{name}.params.{key}")
-    audit = (config.get("audit") or {}).get("params") or {}
-    for key, value in audit.items():
+    audit = config.get("audit") or {}
+    for key, value in (audit.get("params") or {}).items():
         if key.endswith("_weights") and value:
             wanted.setdefault(value, (f"audit:{key}", f"audit.params.{key}"))
+    embedder = (audit.get("embedding") or {}).get("embedder_weights")
+    if embedder:
+        wanted.setdefault(embedder, ("audit:embedder_weights",
+                                     "audit.embedding.embedder_weights"))
     return wanted
 
 
-def _build_audit(key: str, params: dict, folder: Path) -> None:
+def _build_audit(key: str, params: dict, path: Path) -> None:
+    """The tiny random model of audit key ``key`` at ``path`` (a folder, or a file key's file)."""
     from synreal.audit import tiny
 
-    builder = getattr(tiny, "build_rehearsal_audit_model", None)
-    if builder is not None:
-        builder(key, params, folder)
-        return
-    model_id = str(params.get(key.replace("_weights", "_model_id"), ""))
-    if "owlv2" in model_id or "owlv2" in folder.name:
-        tiny.build_owlv2(folder)
-    elif "owlvit" in model_id or "owlvit" in folder.name:
-        tiny.build_owlvit(folder)
-    else:
-        raise ConfigError(f"audit.params.{key}: the rehearsal cannot build tiny weights for "
-                          f"{folder.name} ({model_id or 'no model id'}).")
+    tiny.build_rehearsal_audit_model(key, params, path)
+
+
+def _audit_params(config: dict) -> dict:
+    """audit.params with the embedder's name: what picks each tiny audit model."""
+    audit = config.get("audit") or {}
+    return {**(audit.get("params") or {}),
+            "embedder": (audit.get("embedding") or {}).get("embedder", "colour-layout")}
 
 
 def prepare_weights(config: dict, workdir: Path) -> list[Path]:
     """Write tiny random weights into every weights folder the study names."""
+    from synreal.audit.tiny import REHEARSAL_FILES
     from synreal.generate.tiny import build_tiny_pipeline
 
-    audit = (config.get("audit") or {}).get("params") or {}
+    audit = _audit_params(config)
     written = []
     for path, (builder, where) in weight_folders(config).items():
         folder = workdir / path
@@ -240,6 +259,10 @@ def prepare_weights(config: dict, workdir: Path) -> list[Path]:
                     build_tiny_pipeline(name, tmp)
                 except ValueError as error:
                     raise ConfigError(f"{where}: {error}") from None
+        elif name in REHEARSAL_FILES:  # a weights file, e.g. the FID Inception-v3's
+            _write_file_once(folder, what, lambda tmp, name=name: _build_audit(name, audit, tmp))
+            written.append(folder)
+            continue
         else:
             def write(tmp, name=name):
                 _build_audit(name, audit, tmp)

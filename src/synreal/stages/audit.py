@@ -6,6 +6,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from synreal.audit.params import AuditParams
+from synreal.errors import ConfigError
 from synreal.params import doc, parse_params
 from synreal.stages import Stage, register
 
@@ -26,6 +27,22 @@ class EmbedderParams:
                                        "download facebook/dinov2-base --local-dir <folder>`); "
                                        "clip, an open_clip folder; timm, a .safetensors file.",
                                        default=None)
+
+    def __post_init__(self) -> None:
+        """A known embedder, and the weights of a model-backed one, at plan time."""
+        from synreal.audit.embedders import EMBEDDERS
+
+        if self.embedder not in EMBEDDERS:
+            raise ConfigError(f"audit.embedding.embedder {self.embedder!r} is not known; choose "
+                              f"one of {list(EMBEDDERS)}.")
+        if self.embedder != "colour-layout" and not self.embedder_weights:
+            example = {"dinov2": "facebook/dinov2-base",
+                       "clip": "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+                       "timm": "a timm model's .safetensors"}[self.embedder]
+            raise ConfigError(f"audit.embedding.embedder {self.embedder!r} needs a model that "
+                              "the study does not give: set audit.embedding.embedder_weights "
+                              f"to the local copy of {example}, or choose colour-layout (the "
+                              "demo's weights-free embedding).")
 
 
 def run(spec: dict, out_dir: Path) -> None:
