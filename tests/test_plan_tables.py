@@ -244,3 +244,13 @@ def test_the_cost_counts_every_seed_and_the_controls(monkeypatch):
     full, note = hours()  # the study as written: 3 seeds and both controls
     assert full == pytest.approx(one + 4 * per_run + 3 * 3 * per_run / 2)
     assert note.startswith("27 runs x 100 epochs (3 seeds of 2 runs, 3 control runs")
+
+
+@pytest.mark.parametrize(("path", "seeds"), [("config/config.yaml", 2),
+                                             ("config/studies/afhq_pets.yaml", 3)])
+def test_the_shipped_main_tables_have_their_seeds_and_both_controls(path, seeds):
+    config = validate_config(yaml.safe_load((REPO / path).read_text()), check_paths=False)
+    plan = build_plan(config)
+    main = plan.tables["main"].params
+    assert main["order"][2:] == ["control_reference", "control_negative", "control_positive"]
+    assert {len(row["replicates"]) for row in main["runs"].values()} == {seeds}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from synreal.errors import ConfigError
@@ -41,9 +42,9 @@ class Job:
         """The stage's logic version."""
         return get_stage(self.stage).version
 
-    @property
+    @cached_property
     def key(self) -> str:
-        """Content key of this run."""
+        """Content key of this run (computed once: params and upstream are not changed)."""
         return content_key(self.stage, self.version, self.params, self.upstream)
 
     @property
