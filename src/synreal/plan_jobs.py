@@ -385,6 +385,7 @@ def _realtune(plan: Plan) -> None:
     One job per replicate seed of the tuned run; replicate ``i`` tunes with seed ``i`` too.
     """
     from synreal.config import replicate_seeds
+    from synreal.dino.params import realtune_recipe
     from synreal.stages.pretrain import resolve
     from synreal.stages.realtune import RealtuneParams
 
@@ -419,7 +420,7 @@ def _realtune(plan: Plan) -> None:
                 inputs = {"checkpoint": pretrain.out_dir,
                           "data": f"{source.out_dir}/manifest.parquet"}
                 if mode == "ssl":
-                    dino = {**pretrain.params["dino"], **section.get("dino", {})}
+                    dino = realtune_recipe(pretrain.params["dino"], section.get("dino", {}))
                     params["dino"] = resolve(dino, {"source": "real"}, run)["dino"]
                 else:
                     upstream["dataset"], inputs["manifest"] = eval_job.ref, eval_manifest

@@ -36,14 +36,23 @@ class Study:
     config: dict
     rehearsal: bool
     workdir: Path | None
+    quiet: bool = False
 
     def build_plan(self):
-        """The content-keyed jobs; call it in the working folder the study runs in."""
+        """The content-keyed jobs; call it in the working folder the study runs in.
+
+        Unless quiet, prints each DINO run's teacher averaging window in epochs.
+        """
+        from synreal.dino.teacher_window import window_lines
         from synreal.plan import build_plan
 
         RESOLVED.parent.mkdir(parents=True, exist_ok=True)
         RESOLVED.write_text(json.dumps(self.config, indent=1, sort_keys=True))
-        return build_plan(self.config)
+        plan = build_plan(self.config)
+        if not self.quiet:
+            for line in window_lines(self.config, Path.cwd()):
+                print(f"synreal: {line}", file=sys.stderr)
+        return plan
 
 
 def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Study:
@@ -61,7 +70,7 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
     if not rehearsal.requested(raw):
         resolved = validate_config(raw)
         preflight(resolved, Path.cwd())
-        return Study(resolved, False, None)
+        return Study(resolved, False, None, quiet)
     # jobs (local, or Slurm's with sbatch --export=ALL) re-read the Snakefile as a rehearsal
     os.environ[rehearsal.ENV_REHEARSAL] = "1"
     study = {k: v for k, v in raw.items() if k != "rehearsal"}
@@ -77,7 +86,7 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
         changes = rehearsal.changed_keys(study, rehearsed)
         print(rehearsal.describe_changes(changes), file=sys.stderr)
         print(f"synreal rehearsal: working folder {workdir}", file=sys.stderr)
-    return Study(resolved, True, workdir)
+    return Study(resolved, True, workdir, quiet)
 
 
 def requested_gpus(config: dict) -> dict[str, int]:

@@ -40,10 +40,16 @@ class DinoParams:
                                default=False)
     # --- teacher ---------------------------------------------------------------------------
     momentum_teacher: float = doc("Base EMA momentum of the teacher, raised to 1 by a cosine "
-                                  "schedule (0.996; 0.9995 for small batches). A run of S steps "
-                                  "leaves the teacher about exp(-(1 - m) S / 2) of its random "
-                                  "init: 90 % for 0.996 over the demo's 50 steps, 60 % for its "
-                                  "0.98.", default=0.996)
+                                  "schedule (official 0.996 at batch 1024). The teacher averages "
+                                  "the student over about 1 / (1 - m) steps: 250 steps = 0.2 "
+                                  "epochs of ImageNet for 0.996 at batch 1024 "
+                                  "(teacher_window_epochs). Keeping 0.2 epochs at batch 64 on "
+                                  "AFHQ's 14,630 images (228 steps/epoch) gives 0.978; the "
+                                  "official help's 0.9995 for small batches would average over "
+                                  "2,000 steps, 8.8 AFHQ epochs. A run of S steps leaves the "
+                                  "teacher about exp(-(1 - m) S / 2) of its start "
+                                  "(teacher_start_share): 90 % for 0.996 over the demo's 50 "
+                                  "steps, 60 % for its 0.98.", default=0.996)
     warmup_teacher_temp: float = doc("Initial teacher temperature.", default=0.04)
     teacher_temp: float = doc("Final teacher temperature (official 0.04; above 0.07 is "
                               "unstable). Lower it if the loss stays flat.", default=0.04)
@@ -127,3 +133,93 @@ class DinoParams:
                               "must be >= 0.")
         if self.warmup_teacher_temp_epochs > self.epochs:
             raise ConfigError("pretrain warmup_teacher_temp_epochs cannot exceed epochs.")
+
+
+# --- the teacher's averaging window, and RealTune's schedule ---------------------------------
+
+#: RealTune / SynTune ssl: DINO continued from a finished run for a short schedule. SynBench
+#: tunes ViTs for 30 epochs on ~3 % of ImageNet (its DINO Table 10: 7.7 % of ImageNet-100);
+#: here 30 epochs of the tuning subset (10 % of AFHQ: 1,463 images, 22 steps/epoch at batch
+#: 64, 660 steps). Pretraining's momentum (0.9995 in the old study file: a 2,000-step window)
+#: would leave the exported teacher ~95 % its start after 220 steps; 0.99 averages over 100
+#: steps (4.5 subset epochs, 15 % of the run) and leaves it ~4 % its start after 660. The lr
+#: is half of pretraining's (base 2.5e-4 at batch 256), warmed up over the first 10 % of
+#: epochs as pretraining does, then cosine to min_lr.
+REALTUNE_SCHEDULE = {"epochs": 30, "warmup_epochs": 3, "lr": 0.00025, "momentum_teacher": 0.99}
+#: Share of its starting weights above which a tuned teacher is reported as barely moved.
+STILL_SHARE = 0.5
+
+
+def teacher_window_steps(momentum: float) -> float:
+    """Steps the EMA teacher averages the student over: ``1 / (1 - m)`` (inf for m = 1)."""
+    return float("inf") if momentum >= 1 else 1.0 / (1.0 - momentum)
+
+
+def teacher_window_epochs(momentum: float, batch_size: int, n_images: int) -> float:
+    """The teacher's averaging window in epochs of a run on ``n_images`` at ``batch_size``.
+
+    ``1 / (1 - m)`` steps over the run's ``n_images // batch_size`` steps per epoch (the last
+    partial batch is dropped): 0.2 for the official 0.996 at batch 1024 on ImageNet's
+    1,281,167 images; 8.8 for 0.9995 at batch 64 on AFHQ's 14,630.
+    """
+    steps_per_epoch = n_images // batch_size
+    if steps_per_epoch < 1:
+        raise ConfigError(f"{n_images} images are fewer than one batch of {batch_size}.")
+    return teacher_window_steps(momentum) / steps_per_epoch
+
+
+def momentum_for_window(window_epochs: float, batch_size: int, n_images: int) -> float:
+    """The base momentum whose averaging window is ``window_epochs`` of such a run."""
+    steps = window_epochs * (n_images // batch_size)
+    if steps <= 1:
+        raise ConfigError(f"a window of {window_epochs} epochs is at most one step at batch "
+                          f"{batch_size} on {n_images} images.")
+    return 1.0 - 1.0 / steps
+
+
+def teacher_start_share(params: DinoParams, n_images: int) -> float:
+    """Weight of the teacher's starting parameters in the teacher a run exports.
+
+    The product of the run's momentum schedule (cosine from ``momentum_teacher`` to 1 over
+    ``epochs`` of ``n_images // batch_size`` steps): the EMA teacher is this share its start
+    plus the rest an average of the student's trajectory.
+    """
+    import numpy as np
+
+    from synreal.dino.schedules import cosine_schedule
+
+    steps_per_epoch = n_images // params.batch_size
+    schedule = cosine_schedule(params.momentum_teacher, 1.0, params.epochs, steps_per_epoch)
+    return float(np.prod(schedule))
+
+
+def realtune_recipe(pretrain: dict, overrides: dict, where: str = "realtune.ssl.dino") -> dict:
+    """A RealTune run's DINO recipe: the pretraining run's, RealTune's schedule, overrides.
+
+    Args:
+        pretrain: the tuned run's resolved DINO params.
+        overrides: ``realtune.ssl.dino`` of the config.
+        where: the config key of ``overrides``, named in errors.
+
+    Raises:
+        ConfigError: a learning-rate warm-up as long as the whole schedule (no decay left).
+    """
+    recipe = {**pretrain, **REALTUNE_SCHEDULE, **overrides}
+    if 0 < int(recipe["epochs"]) <= int(recipe["warmup_epochs"]):
+        raise ConfigError(f"{where}.warmup_epochs is {recipe['warmup_epochs']} but RealTune "
+                          f"runs {recipe['epochs']} epochs; set {where}.warmup_epochs below "
+                          f"{where}.epochs (RealTune's default: "
+                          f"{REALTUNE_SCHEDULE['warmup_epochs']} of "
+                          f"{REALTUNE_SCHEDULE['epochs']}).")
+    return recipe
+
+
+def check_realtune_data(params: DinoParams, n_images: int, where: str) -> None:
+    """Fail in one sentence when the tuning subset cannot fill one batch.
+
+    ``where`` names the subset (e.g. ``realtune.ssl.params.fraction 0.1 of afhq``).
+    """
+    if n_images < params.batch_size:
+        raise ConfigError(f"{where} gives {n_images} images, fewer than one batch of "
+                          f"{params.batch_size} (realtune.ssl.dino.batch_size); raise "
+                          "realtune.ssl.params.fraction or lower realtune.ssl.dino.batch_size.")

@@ -37,7 +37,9 @@ class RealtuneParams:
                        "around per_class with the same total, SynBench appendix).",
                        default="balanced")
     epochs: int = doc("supervised: fine-tuning epochs over the subset (ssl: the DINO "
-                      "recipe's epochs, under realtune.ssl.params).", default=10)
+                      "recipe's epochs, under realtune.ssl.dino; RealTune's schedule "
+                      "synreal.dino.params.REALTUNE_SCHEDULE: 30 epochs, SynBench's ViT "
+                      "setting).", default=10)
     batch_size: int = doc("supervised: images per step.", default=32)
     lr: float = doc("supervised: peak AdamW learning rate of the backbone (cosine decay).",
                     default=1e-4)
@@ -80,20 +82,37 @@ def _ssl(spec: dict, params: RealtuneParams, out_dir: Path) -> None:
     from synreal.artifacts import write_json_atomic
     from synreal.data.manifest import read_manifest
     from synreal.dino.augment import ViewPlan
-    from synreal.dino.params import DinoParams
+    from synreal.dino.params import (
+        STILL_SHARE,
+        DinoParams,
+        check_realtune_data,
+        teacher_start_share,
+        teacher_window_epochs,
+    )
     from synreal.dino.plots import plot_training_log
     from synreal.dino.train import train_dino
     from synreal.realtune.subsets import fraction_subset
     from synreal.stages.generate import device
 
-    dino = parse_params(DinoParams, spec["params"]["dino"], "realtune.ssl.params")
+    dino = parse_params(DinoParams, spec["params"]["dino"], "realtune.ssl.dino")
     data = spec["inputs"]["data"]
     subset = fraction_subset(read_manifest(Path(data)), params.fraction, params.seed, data)
+    check_realtune_data(dino, len(subset), f"realtune.ssl.params.fraction {params.fraction} "
+                                           f"of {data}")
+    start_share = teacher_start_share(dino, len(subset))
+    window = teacher_window_epochs(dino.momentum_teacher, dino.batch_size, len(subset))
+    print(f"realtune ssl: {len(subset)} images, {dino.epochs} epochs of "
+          f"{len(subset) // dino.batch_size} steps; teacher momentum {dino.momentum_teacher} "
+          f"averages over {window:.2f} epochs and keeps {start_share:.1%} of its start")
+    if start_share > STILL_SHARE:
+        print(f"warning: the tuned teacher keeps {start_share:.0%} of its start: lower "
+              "realtune.ssl.dino.momentum_teacher or add epochs for a tuning that tunes.")
     _write_subset(subset, out_dir)
     summary = train_dino(dino, [(p,) for p in subset["path"]],
                          ViewPlan.single(dino.local_crops_number), out_dir, device=device(),
                          init_from=Path(spec["inputs"]["checkpoint"]))
-    summary["n_images"] = len(subset)
+    summary.update(n_images=len(subset), teacher_window_epochs=window,
+                   teacher_start_share=start_share)
     write_json_atomic(out_dir / "summary.json", summary)
     plot_training_log(out_dir / "train_log.jsonl", out_dir / "loss_curve.png", dino.out_dim)
 

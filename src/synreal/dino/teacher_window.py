@@ -1,0 +1,63 @@
+"""The EMA teacher's averaging window of every DINO run a study plans, in epochs of its data.
+
+DINO's teacher averages the student over about ``1 / (1 - m)`` steps; what that means
+depends on the run's batch size and data size (:func:`~synreal.dino.params.
+teacher_window_epochs`). Snakemake prints these lines when it loads a study, so a momentum
+copied from a recipe at another batch size or data size shows before any GPU-hour is spent.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from synreal.dino.params import DinoParams, realtune_recipe, teacher_window_epochs
+
+
+def _line(label: str, params: dict, n_images: int) -> str:
+    momentum = float(params.get("momentum_teacher", DinoParams.momentum_teacher))
+    batch = int(params.get("batch_size", DinoParams.batch_size))
+    steps = "inf" if momentum >= 1 else f"{1 / (1 - momentum):,.0f}"
+    text = f"{label}: teacher momentum {momentum:g} averages ~{steps} steps"
+    if n_images >= batch:
+        epochs = teacher_window_epochs(momentum, batch, n_images)
+        return f"{text} = {epochs:.2f} epochs of {n_images:,} images at batch {batch}"
+    return f"{text} at batch {batch} (image count known once the data is ingested)"
+
+
+def _counterpart(config: dict, run: dict) -> str:
+    """The real dataset a run's data is sized as: its own, or its generator's ``like``."""
+    if run.get("real"):
+        return str(run["real"])
+    generator = config.get("generators", {}).get(run.get("synthetic") or "", {})
+    return str(generator.get("like") or (generator.get("params") or {}).get("dataset") or "")
+
+
+def window_lines(config: dict, base: Path) -> list[str]:
+    """One line per pretraining run and for RealTune's ssl continuation.
+
+    Image counts come from the real datasets' folders under ``base`` (a synthetic run is
+    sized as its real counterpart); a toy or missing dataset leaves the window in steps.
+    """
+    from synreal.cost import _training_images
+
+    try:
+        counts = _training_images(config, base)
+    except Exception:  # noqa: BLE001 - a folder the preflight reports better; steps still print
+        counts = {}
+    largest = max(counts.values(), default=0)
+    pretrain = config.get("pretrain") or {}
+    shared = pretrain.get("params") or {}
+    lines = []
+    for name, run in (pretrain.get("runs") or {}).items():
+        params = {**shared, **(run.get("params") or {})}
+        lines.append(_line(f"pretrain {name}", params,
+                           counts.get(_counterpart(config, run), 0) or largest))
+    ssl = (config.get("realtune") or {}).get("ssl")
+    if ssl:
+        recipe = realtune_recipe(shared, ssl.get("dino") or {})
+        from synreal.stages.realtune import RealtuneParams
+
+        fraction = float((ssl.get("params") or {}).get("fraction", RealtuneParams.fraction))
+        tuned = int(fraction * counts.get(ssl.get("real", ""), 0))
+        lines.append(_line(f"realtune ssl ({fraction:g} of {ssl.get('real')})", recipe, tuned))
+    return lines
