@@ -169,5 +169,7 @@ def _supervised(spec: dict, params: RealtuneParams, out_dir: Path) -> None:
     write_json_atomic(out_dir / "summary.json", {"n_images": len(subset), "losses": losses})
 
 
-STAGE = register(Stage("realtune", 1, "RealTune / SynTune: short ssl or supervised tuning.",
+# version 2: the DINO augmentation it trains with changed (official local-crop blur, crops at
+# the decoded size), and the ssl summary records the teacher's window and start share.
+STAGE = register(Stage("realtune", 2, "RealTune / SynTune: short ssl or supervised tuning.",
                        RealtuneParams, run, resumable=True))
