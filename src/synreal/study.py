@@ -64,12 +64,14 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
         quiet: do not print the rehearsal's changes (jobs re-reading the Snakefile).
     """
     from synreal import rehearsal
+    from synreal.dino.teacher_window import check_realtune_schedule
     from synreal.doctor import preflight
 
     raw = dict(config)
     if not rehearsal.requested(raw):
         resolved = validate_config(raw)
         preflight(resolved, Path.cwd())
+        check_realtune_schedule(resolved, Path.cwd())
         return Study(resolved, False, None, quiet)
     # jobs (local, or Slurm's with sbatch --export=ALL) re-read the Snakefile as a rehearsal
     os.environ[rehearsal.ENV_REHEARSAL] = "1"
@@ -82,6 +84,7 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
     prepare(validate_config(rehearsed, check_paths=False), workdir)
     resolved = validate_config(rehearsed, base=workdir)
     preflight(resolved, workdir)
+    check_realtune_schedule(resolved, workdir)
     if not quiet:
         changes = rehearsal.changed_keys(study, rehearsed)
         print(rehearsal.describe_changes(changes), file=sys.stderr)

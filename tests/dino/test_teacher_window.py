@@ -39,3 +39,19 @@ def test_unknown_image_counts_leave_the_window_in_steps(monkeypatch):
     study = yaml.safe_load((REPO / "config" / "studies" / "afhq_pets.yaml").read_text())
     lines = window_lines(validate_config(study, check_paths=False), REPO)
     assert all("image count known once the data is ingested" in line for line in lines)
+
+
+def test_a_realtune_subset_smaller_than_a_batch_is_refused_before_any_job(monkeypatch):
+    import pytest
+
+    from synreal.dino.teacher_window import check_realtune_schedule
+    from synreal.errors import ConfigError
+
+    study = yaml.safe_load((REPO / "config" / "studies" / "afhq_pets.yaml").read_text())
+    config = validate_config(study, check_paths=False)
+    monkeypatch.setattr(cost, "_training_images", lambda config, base: COUNTS)
+    check_realtune_schedule(config, REPO)  # 1,463 images at batch 64
+    monkeypatch.setattr(cost, "_training_images", lambda config, base: {"afhq": 500})
+    with pytest.raises(ConfigError, match=r"realtune.ssl.params.fraction 0.1 of afhq's 500 "
+                                          r"training images is 50 images, fewer than one batch"):
+        check_realtune_schedule(config, REPO)

@@ -61,3 +61,35 @@ def window_lines(config: dict, base: Path) -> list[str]:
         tuned = int(fraction * counts.get(ssl.get("real", ""), 0))
         lines.append(_line(f"realtune ssl ({fraction:g} of {ssl.get('real')})", recipe, tuned))
     return lines
+
+
+def check_realtune_schedule(config: dict, base: Path) -> None:
+    """RealTune's ssl subset must fill a batch: one sentence before any job starts.
+
+    Checked where the real dataset's folder can be counted (a toy dataset is checked by the
+    job itself, :func:`~synreal.dino.params.check_realtune_data`).
+    """
+    from synreal.cost import _training_images
+    from synreal.errors import ConfigError
+    from synreal.stages.realtune import RealtuneParams
+
+    ssl = (config.get("realtune") or {}).get("ssl")
+    if not ssl:
+        return
+    try:
+        counts = _training_images(config, base)
+    except Exception:  # noqa: BLE001 - the preflight names a bad folder; nothing to count here
+        return
+    real = ssl.get("real", "")
+    if real not in counts:
+        return
+    shared = (config.get("pretrain") or {}).get("params") or {}
+    recipe = realtune_recipe(shared, ssl.get("dino") or {})
+    batch = int(recipe.get("batch_size", DinoParams.batch_size))
+    fraction = float((ssl.get("params") or {}).get("fraction", RealtuneParams.fraction))
+    tuned = int(fraction * counts[real])
+    if tuned < batch:
+        raise ConfigError(f"realtune.ssl.params.fraction {fraction:g} of {real}'s "
+                          f"{counts[real]} training images is {tuned} images, fewer than one "
+                          f"batch of {batch} (realtune.ssl.dino.batch_size); raise the fraction "
+                          "or lower the batch size.")
