@@ -1,6 +1,7 @@
 """Tables with replicate seeds and controls, written from hand-made evaluation artifacts."""
 
 import json
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -88,7 +89,6 @@ def test_main_table_reports_the_mean_over_seeds_with_two_level_cis_and_the_contr
         (round(100 * expected.estimate, 1), round(100 * expected.lo, 1),
          round(100 * expected.hi, 1)))
     # and the mean over seeds of each seed's own value
-    from pathlib import Path
 
     seeds = [json.loads(Path(r["probe"], "metrics.json").read_text())["top1"]["estimate"]
              for r in params["runs"]["real"]["replicates"]]
@@ -143,3 +143,20 @@ def test_single_seed_rows_keep_their_stored_cis_and_no_seed_column(tmp_path):
     assert not (tmp_path / "tables" / "main_seeds.png").exists()
     caption = (tmp_path / "tables" / "main.md").read_text().splitlines()[0]
     assert "seed 0;" in caption and "CI over test images" in caption
+
+
+def test_a_collapsed_seed_is_named_with_its_seed(tmp_path):
+    import math
+
+    params = _params(tmp_path, GOOD)
+    run_dir = Path(params["runs"]["synthetic"]["replicates"][1]["pretrain"])
+    (run_dir / "spec.json").write_text(json.dumps({"params": {"dino": {
+        "warmup_epochs": 0, "out_dim": 32}}}))
+    records = [{"epoch": 0, "step": i, "loss": 1.0, "teacher_entropy": 0.95 * math.log(32),
+                "kl_to_uniform": 0.01, "student_mi": 1.0, "teacher_mi": 1.0}
+               for i in range(20)]
+    (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+    builders.main_table(params, tmp_path / "tables")
+    caption = (tmp_path / "tables" / "main.md").read_text().splitlines()[0]
+    assert "WARNING: collapsed DINO run" in caption and "synthetic seed 1 (" in caption
+    assert "real seed" not in caption

@@ -109,14 +109,19 @@ def _collapse_warning(params: dict) -> str:
     the image, so their backbones may be degenerate: a reader must know before comparing
     their rows. Empty when no run collapsed.
     """
+    from synreal.report.metrics import replicates
+
     flagged = {}
     for name, run in _runs(params).items():
-        run_dir = Path(run["pretrain"])
-        if not (run_dir / LOG_FILE).is_file():  # not a DINO run (supervised fine-tuning)
-            continue
-        dino = read_spec(run_dir)["params"]["dino"]
-        if kind := run_verdict(run_dir / LOG_FILE, dino["warmup_epochs"], dino["out_dim"]):
-            flagged.setdefault(run_dir.name, f"{name} ({kind})")
+        seeds = replicates(run)
+        for seed in seeds:  # every replicate seed's run
+            run_dir = Path(seed["pretrain"])
+            if not (run_dir / LOG_FILE).is_file():  # not a DINO run (supervised fine-tuning)
+                continue
+            dino = read_spec(run_dir)["params"]["dino"]
+            if kind := run_verdict(run_dir / LOG_FILE, dino["warmup_epochs"], dino["out_dim"]):
+                label = f"{name} seed {seed['seed']}" if len(seeds) > 1 else name
+                flagged.setdefault(run_dir.name, f"{label} ({kind})")
     if not flagged:
         return ""
     return (" WARNING: collapsed DINO run at the end of pretraining (uniform or dominant: "
