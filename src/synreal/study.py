@@ -100,14 +100,15 @@ def requested_gpus(config: dict) -> dict[str, int]:
 def gpu_limit(config: dict, rehearsal: bool) -> int:
     """The ``gpu`` resource of a local run: this host's GPUs (``CUDA_VISIBLE_DEVICES`` or all).
 
-    A rehearsal runs its GPU stages on the CPU, so it offers what the study asks. A real run
-    that asks more GPUs per job than the host has stops before any job starts.
+    A rehearsal runs its GPU stages on the CPU, one thread each, so only ``--cores`` bounds
+    them: it offers the study's GPUs per job once per CPU. A real run that asks more GPUs
+    per job than the host has stops before any job starts.
     """
     gpus = len(host_gpus())
     wanted = requested_gpus(config)
     most = max(wanted.values(), default=0)
     if rehearsal:
-        return max(gpus, most)
+        return max(gpus, most * (os.cpu_count() or 1))
     if most > gpus:
         stage = max(wanted, key=wanted.get)
         raise ConfigError(

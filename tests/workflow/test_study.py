@@ -101,3 +101,15 @@ def test_a_missing_dataset_is_one_sentence_and_writes_nothing(tmp_path):
     assert errors == ["synreal config error: datasets.afhq.path: folder data/afhq does not "
                       "exist; download the afhq dataset there or fix the path."]
     assert not (tmp_path / "results").exists()
+
+
+def test_a_rehearsal_runs_its_gpu_stages_side_by_side_on_the_cpus(monkeypatch):
+    """Rehearsal GPU stages run on the CPU: --cores bounds them, not the host's GPUs."""
+    import os
+
+    from synreal import study
+
+    monkeypatch.setattr(study, "host_gpus", lambda: [])
+    monkeypatch.setattr(os, "cpu_count", lambda: 4)
+    config = {"resources": {"pretrain": {"gpu": 2}, "features": {"gpu": 1}, "ingest": {}}}
+    assert study.gpu_limit(config, rehearsal=True) == 8
