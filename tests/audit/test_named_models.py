@@ -137,7 +137,9 @@ def test_the_test_split_audited_against_itself_has_no_leaks(toy_sets, tmp_path):
 
 def test_every_model_is_named(models):
     params = AuditParams(scale_backend="owlvit", scale_model_id="google/owlv2-base-patch16",
-                         person_backend="owlvit", consistency_backend="timm",
+                         scale_weights=models["scale_weights"], person_backend="owlvit",
+                         person_weights=models["scale_weights"], consistency_backend="timm",
+                         consistency_weights=models["consistency_weights"],
                          clip_weights=models["clip_weights"], fid_features="inception",
                          fid_weights=models["fid_weights"])
     named = audit_models(params, describe("dinov2", "facebook/dinov2-base"), True)

@@ -284,9 +284,10 @@ def test_unknown_answers_are_never_counted_as_no():
 @pytest.mark.parametrize("weights", [None, "missing"])
 def test_missing_weights_name_the_key_the_path_and_the_download(tmp_path, weights):
     path = None if weights is None else str(tmp_path / weights)
-    params = AuditParams(person_backend="boxes-from-column", person_vlm="blip-vqa",
-                         person_vlm_weights=path)
     with pytest.raises(ConfigError, match="person_vlm_weights") as error:
+        # unset: at plan time, when the params are read; absent: when the judge loads
+        params = AuditParams(person_backend="boxes-from-column", person_vlm="blip-vqa",
+                             person_vlm_weights=path)
         vlm.create("blip-vqa", params)
     message = str(error.value)
     assert "Salesforce/blip-vqa-base" in message and "hf download" in message

@@ -44,7 +44,8 @@ def audits(tmp_path_factory):
     audit_dataset(PARAMS, real, out["no_judge"], embed=pixel_features, name="real")
     with pytest.MonkeyPatch.context() as patch:
         patch.setitem(vlm._FACTORIES, "blip-vqa", lambda params: ScriptedJudge())
-        judged = replace(PARAMS, person_vlm="blip-vqa", person_vlm_model_id="scripted/judge")
+        judged = replace(PARAMS, person_vlm="blip-vqa", person_vlm_model_id="scripted/judge",
+                         person_vlm_weights="scripted")
         audit_dataset(judged, real, out["judged"], embed=pixel_features, name="real")
     return out
 

@@ -217,9 +217,11 @@ class AuditParams:
         """A measure whose model the study selects but does not give: one sentence, at plan time."""
         for key, (setting, value, model_id) in self.selected_models().items():
             if not getattr(self, key):
+                fetch = (f" (`hf download {model_id} --local-dir <folder>`)"
+                         if " " not in model_id else "")
                 raise ConfigError(f"audit {setting} {value!r} needs a model that the study does "
-                                  f"not give: set audit {key} to the local copy of {model_id}, "
-                                  f"or choose another {setting}.")
+                                  f"not give: set audit {key} to the local copy of "
+                                  f"{model_id}{fetch}, or choose another {setting}.")
 
     def _check_person_vlm(self) -> None:
         """The judge needs a person detector and a question that names at most ``{name}``."""
