@@ -183,18 +183,20 @@ def build_convnext(folder: Path, full_size: bool = False, seed: int = 0) -> Path
     return folder
 
 
-def build_dinov2(folder: Path, full_size: bool = False, seed: int = 0) -> Path:
+def build_dinov2(folder: Path, full_size: bool = False, seed: int = 0,
+                 side: int | None = None) -> Path:
     """A transformers ``Dinov2Model`` and its image processor in ``folder``.
 
-    ViT-B/14 at 224 px when ``full_size``, else a 2-layer width-32 model at 28 px.
+    ViT-B/14 at 224 px when ``full_size``, else a 2-layer width-32 model at ``side`` px
+    (default 28: two patches a side).
     """
     import torch
     from transformers import BitImageProcessor, Dinov2Config, Dinov2Model
 
+    side = 224 if full_size else (side or 28)
     config = Dinov2Config() if full_size else Dinov2Config(
         hidden_size=32, num_hidden_layers=2, num_attention_heads=4, mlp_ratio=2,
-        image_size=28, patch_size=14)
-    side = 224 if full_size else 28
+        image_size=side, patch_size=14)
     torch.manual_seed(seed)
     Dinov2Model(config).save_pretrained(folder)
     BitImageProcessor(size={"shortest_edge": side * 8 // 7},
