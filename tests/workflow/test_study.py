@@ -60,9 +60,17 @@ def test_rehearsal_folder_is_stable_for_jobs_started_inside_it(tmp_path):
 @pytest.fixture(scope="module")
 def study_folder(tmp_path_factory):
     """A folder holding what the full study names: data in official layouts, weights."""
+    from PIL import Image
+
     folder = tmp_path_factory.mktemp("study")
     prepare(validate_config(study(REPO / "config" / "studies" / "afhq_pets.yaml"),
                             check_paths=False), folder)
+    # RealTune's ssl subset (0.1 of AFHQ's training images) must fill its batch of 64
+    # before the study plans anything: 660 more small AFHQ training images
+    for i in range(660):
+        cls = ("cat", "dog", "wild")[i % 3]
+        Image.new("RGB", (16, 16), (i % 255, 80, 160)).save(
+            folder / "data" / "afhq" / "train" / cls / f"flickr_{cls}_9{i:05d}.jpg")
     return folder
 
 

@@ -9,7 +9,9 @@ CPU cannot afford and nothing else:
 - **paths**: the study runs in ``rehearsal/<study>/``, where the study's own relative dataset
   and weights paths hold small data in the datasets' official layouts and tiny random
   weights of every model class it names (:mod:`synreal.rehearsal.fixtures`);
-- **counts, steps and epochs**: :data:`OVERRIDES` below, printed as the keys it changed;
+- **counts, steps and epochs**: set in :func:`rehearsal_config` (images, sampling steps,
+  epochs, batch sizes, at most :data:`REPLICATES` training seeds), printed as the keys it
+  changed;
 - **the device**: every stage runs on the CPU (``SYNREAL_FORCE_CPU=1``) whatever its
   resources ask, so the study's GPU counts, partitions and GPU models stay as written and
   its Slurm routing is rehearsed too; each job asks one CPU thread and at most 4 GB.
@@ -35,6 +37,9 @@ PRETRAIN = {"epochs": 1, "warmup_epochs": 0, "warmup_teacher_temp_epochs": 0,
             "freeze_last_layer": 0, "batch_size": 4}
 #: Diffusion sampling steps: two, so that the multistep schedulers take a second step.
 GENERATION_STEPS = 2
+#: Training seeds of replicated runs: two, the fewest that exercise the seed-level bootstrap
+#: and seed pairing (each seed more adds every replicated run and its evaluations again).
+REPLICATES = 2
 
 #: Stages with resources in the config, and the memory a rehearsal job asks for at most.
 RESOURCE_STAGES = ("generate", "pretrain", "features", "evaluate", "audit", "realtune")
@@ -55,6 +60,7 @@ ALLOWED = (
     "evaluation.probe.steps", "evaluation.probe.epochs", "evaluation.dino_linear.epochs",
     "evaluation.probe.dino_epochs", "evaluation.features.batch_size",
     "resources.*.threads", "resources.*.mem_mb",
+    "replicates", "replicates.seeds",
 )
 
 
@@ -118,6 +124,7 @@ def rehearsal_config(study: dict) -> dict:
         _set(config, "realtune.supervised.params.batch_size", 4)
     if "evaluation" in config:
         _set(config, "evaluation.probe.steps", 20)
+    _fewer_seeds(config)
     # one CPU and a few GB per job: tiny jobs run side by side on a laptop or a small node;
     # GPU counts, GPU models and partitions stay the study's
     for stage in RESOURCE_STAGES:
@@ -125,6 +132,18 @@ def rehearsal_config(study: dict) -> dict:
         _set(config, f"resources.{stage}.threads", 1)
         _set(config, f"resources.{stage}.mem_mb", min(int(wanted.get("mem_mb", JOB_MB)), JOB_MB))
     return config
+
+
+def _fewer_seeds(config: dict) -> None:
+    """At most :data:`REPLICATES` training seeds (the study's first ones)."""
+    value = config.get("replicates")
+    key = "replicates"
+    if isinstance(value, dict):
+        value, key = value.get("seeds"), "replicates.seeds"
+    if isinstance(value, list) and len(value) > REPLICATES:
+        _set(config, key, value[:REPLICATES])
+    elif isinstance(value, int) and value > REPLICATES:
+        _set(config, key, REPLICATES)
 
 
 def leaves(config: Any, prefix: str = "") -> dict[str, Any]:
