@@ -4,15 +4,18 @@ Each pixel measure runs on decoded uint8 images (decoding timed separately); emb
 measures run on random 384-d embeddings (ViT-S width) of the audited set's size. The goal:
 the whole audit of 15k images in minutes, so every measure must do well over 50 images/s.
 
-The model-backed measures (the embedder's feature extraction, the OWL-ViT detector, the
-BLIP VQA person-blocking judge) run on the GPU when there is one, through the audit's own
-loaders, each with the projected time of a 15k-image audit. Without a weights flag each is
-a random model built in a temporary folder: tiny by default (the pipeline's overhead), or
-the real architecture with ``--full-size`` (the real model's speed).
+The model-backed measures of the full study (DINOv2-B embedder, ConvNeXt-B consistency,
+CLIP ViT-B/32 zero-shot, Inception-v3 FID features, the OWLv2 detector for object and
+person boxes, the BLIP VQA judge) run on the GPU when there is one, through the audit's own
+loaders, each with the projected time of a 15k-image audit. The OWLv2 line is measured
+twice in the same run: one shared pass (what the audit does) and the baseline of two
+separate passes. Without a weights flag each is a random model built in a temporary folder:
+tiny by default (the pipeline's overhead), or the real architecture with ``--full-size``
+(the real model's speed, not its answers).
 
 Usage: ``python bench/audit.py [--quick] [--size 256] [--full-size] [--device cuda]
-[--embedder-model vit_small_patch16_224 --embedder-weights FILE] [--owlvit-weights DIR]
-[--vlm-weights DIR]``.
+[--model-images 64] [--dinov2-weights DIR] [--convnext-weights DIR] [--clip-weights DIR]
+[--fid-weights FILE] [--owlvit-weights DIR] [--vlm-weights DIR] [--skip-vlm]``.
 """
 
 from __future__ import annotations
@@ -32,8 +35,9 @@ from synreal.audit.fid import fid, kid
 from synreal.audit.foreground import foreground_boxes
 from synreal.audit.near_duplicates import nearest_other, pairs_within
 from synreal.audit.object_scale import query_text
+from synreal.audit.owlvit import PERSON_QUERY
 from synreal.audit.params import SYNBENCH_QUESTION
-from synreal.audit.person_blocking import PERSON_QUERY, covered_fraction
+from synreal.audit.person_blocking import covered_fraction
 from synreal.data.manifest import load_rgb
 from synreal.data.toyworld import BREEDS, WorldParams, image_rng, render
 
@@ -62,38 +66,86 @@ def batched(items: list, size: int):
 
 def bench_models(args, paths: list[Path], images: list[np.ndarray], names: list[str],
                  work: Path) -> None:
-    """Embedder, OWL-ViT and BLIP VQA judge through the audit's loaders, on ``args.device``."""
+    """Every model-backed measure of the full study through the audit's loaders.
+
+    DINOv2-B embedder, ConvNeXt-B consistency, CLIP ViT-B/32 zero-shot, Inception-v3 FID
+    features, the OWLv2 pass (one shared pass for object and person boxes against the
+    baseline of two separate passes, measured in the same run) and the BLIP VQA judge.
+    """
+    import pandas as pd
+
+    from synreal.audit import consistency
+    from synreal.audit.classes import object_phrases
     from synreal.audit.embedders import colour_layout, create_embedder
-    from synreal.audit.owlvit import OwlVitDetector
+    from synreal.audit.inception import inception_embedder
+    from synreal.audit.owlvit import OwlPass
+    from synreal.audit.params import AuditParams
     from synreal.audit.vlm import BlipVqaJudge
 
     kind = "full-size random" if args.full_size else "tiny random"
     print(f"\nmodel-backed measures on {args.device} (batch {args.batch}; without a weights "
           f"flag each model is {kind})")
-    files = [str(p) for p in paths]
+    files = [str(p) for p in paths[:args.model_images]]
     n = len(files)
+    images = images[:n]
     timed_model("embedder: colour-layout (weights-free)", n, lambda: colour_layout(files),
                 lambda: colour_layout(files[:2]))
-    model = args.embedder_model or ("vit_small_patch16_224" if args.full_size else "test_vit")
-    weights = args.embedder_weights or tiny.build_timm_weights(work / "embedder.safetensors",
-                                                               model)
-    embed = create_embedder("timm", model, str(weights), args.device)
-    timed_model(f"embedder: timm {model}", n, lambda: embed(files), lambda: embed(files[:2]))
+    dinov2 = args.dinov2_weights or tiny.build_dinov2(work / "dinov2", args.full_size)
+    embed = create_embedder("dinov2", None, str(dinov2), args.device)
+    timed_model("embedder: DINOv2-B/14 CLS (224 px)", n, lambda: embed(files),
+                lambda: embed(files[:2]))
+    frame = pd.DataFrame({"path": files, "label_name": names[:n]})
+    classes = sorted(set(names[:n]))
+    inputs = consistency.ConsistencyInputs(frame, classes)
+    convnext = args.convnext_weights or tiny.build_convnext(work / "convnext", args.full_size)
+    timm_params = AuditParams(consistency_backend="timm", consistency_weights=str(convnext),
+                              batch_size=args.batch, device=args.device)
+    timed_model("consistency: ConvNeXt-B (timm, 224 px)", n,
+                lambda: consistency.timm_classifier(inputs, timm_params),
+                lambda: consistency.timm_classifier(
+                    consistency.ConsistencyInputs(frame.head(2), classes), timm_params))
+    clip = args.clip_weights or tiny.build_open_clip(work / "open_clip", args.full_size)
+    clip_params = AuditParams(clip_weights=str(clip), batch_size=args.batch,
+                              device=args.device)
+    timed_model("consistency: CLIP ViT-B/32 zero-shot", n,
+                lambda: consistency.clip_beside(clip_params, inputs),
+                lambda: consistency.clip_beside(
+                    clip_params, consistency.ConsistencyInputs(frame.head(2), classes)))
+    fid_file = args.fid_weights or tiny.build_fid_inception(work / "pt_inception.pth")
+    fid_embed = inception_embedder(str(fid_file), args.batch, args.device)
+    timed_model("FID features: Inception-v3 pool3 (299 px)", n, lambda: fid_embed(files),
+                lambda: fid_embed(files[:2]))
 
-    owlvit = args.owlvit_weights or tiny.build_owlvit(work / "owlvit", args.full_size)
-    detector = OwlVitDetector(str(owlvit), "google/owlvit-base-patch32", "scale_weights",
-                              args.device)
+    owl = args.owlvit_weights or tiny.build_owlv2(work / "owlv2", args.full_size)
+    phrases = [object_phrases(name) for name in names[:n]]
+    shared = OwlPass(str(owl), "google/owlv2-base-patch16-ensemble", "scale_weights",
+                     args.device)
+    shared.person = True
+    detector = shared.detector
 
-    def detect(count: int) -> None:  # the person backend's query; the object's costs the same
+    def one_pass(count: int) -> None:  # object phrases and the person query, one forward
         for chunk in batched(list(range(count)), args.batch):
-            detector.detect([images[i] for i in chunk], [[PERSON_QUERY]] * len(chunk), 0.1)
+            shared.detect([images[i] for i in chunk], [phrases[i] for i in chunk], 0.1)
 
-    timed_model("person (or object) boxes: OWL-ViT", n, lambda: detect(n), lambda: detect(2))
+    def two_passes(count: int) -> None:  # the baseline: object pass, then person pass
+        for chunk in batched(list(range(count)), args.batch):
+            batch = [images[i] for i in chunk]
+            asked = sorted({p for i in chunk for p in phrases[i]})
+            detector.detect(batch, [asked] * len(batch), 0.1)
+            detector.detect(batch, [[PERSON_QUERY]] * len(batch), 0.1)
 
+    timed_model("object + person boxes: OWLv2, two passes", n, lambda: two_passes(n),
+                lambda: two_passes(2))
+    timed_model("object + person boxes: OWLv2, one pass", n, lambda: one_pass(n),
+                lambda: one_pass(2))
+    print("  (ratio: compare the two lines above, measured in this run)")
+
+    if args.skip_vlm:
+        return
     blip = args.vlm_weights or tiny.build_blip_vqa(work / "blip-vqa", args.full_size)
     judge = BlipVqaJudge(str(blip), "Salesforce/blip-vqa-base", device=args.device,
                          batch_size=args.batch)
-    questions = [query_text(SYNBENCH_QUESTION, name) for name in names]
+    questions = [query_text(SYNBENCH_QUESTION, name) for name in names[:n]]
     timed_model("person blocking: BLIP VQA (all asked)", n,
                 lambda: judge.answer(images, questions, progress=False),
                 lambda: judge.answer(images[:2], questions[:2], progress=False))
@@ -111,10 +163,14 @@ def main() -> None:
                         help="torch CPU threads (1 is fastest when other jobs share the cores)")
     parser.add_argument("--full-size", action="store_true",
                         help="random models of the real architectures instead of tiny ones")
-    parser.add_argument("--embedder-model", default=None,
-                        help="timm name of the embedder (tiny: test_vit; full: vit_small)")
-    parser.add_argument("--embedder-weights", default=None, help="its local weights file")
-    parser.add_argument("--owlvit-weights", default=None, help="local OWL-ViT folder")
+    parser.add_argument("--model-images", type=int, default=64,
+                        help="images each model-backed measure reads (CPU: a few dozen)")
+    parser.add_argument("--dinov2-weights", default=None, help="local DINOv2 folder")
+    parser.add_argument("--convnext-weights", default=None, help="local timm ConvNeXt folder")
+    parser.add_argument("--clip-weights", default=None, help="local open_clip folder")
+    parser.add_argument("--fid-weights", default=None, help="FID Inception-v3 weights file")
+    parser.add_argument("--owlvit-weights", default=None, help="local OWL-ViT/OWLv2 folder")
+    parser.add_argument("--skip-vlm", action="store_true", help="skip the BLIP VQA judge")
     parser.add_argument("--vlm-weights", default=None, help="local BLIP VQA folder")
     parser.add_argument("--skip-models", action="store_true", help="CPU measures only")
     args = parser.parse_args()
