@@ -56,8 +56,8 @@ def controls_read(controls: dict[str, Cell]) -> tuple[str, str | None]:
                     f"{'detected' if detected else 'NOT detected'} "
                     f"({_points('positive - reference', positive)})")
         if not detected:
-            failed = ("the pipeline does not detect a known large defect, so it cannot tell "
-                      "the answer at this scale")
+            failed = ("the pipeline does not detect a known large defect, so the study "
+                      "cannot tell the answer at this scale")
     if negative is not None and np.isfinite(negative.estimate):
         clean = negative.lo <= 0 <= negative.hi
         said.append(f"the negative control (held-out real) "
@@ -65,8 +65,8 @@ def controls_read(controls: dict[str, Cell]) -> tuple[str, str | None]:
                     f"({_points('negative - reference', negative)}"
                     f"{', CI contains 0' if clean else ''})")
         if not clean:
-            failed = failed or ("real data differs from other real data here, so a difference "
-                                "of this size is no evidence")
+            failed = failed or ("real data differs from other real data here, so a "
+                                "difference of this size is no evidence")
     return "; ".join(said), failed
 
 
@@ -93,8 +93,8 @@ def main(differences: dict[str, Cell], label: str = "synthetic - real",
         said, failed = controls_read(controls)
         first = f"Controls first: {said}. "
         if failed:
-            return (f"Finding: {first}As {failed}, the main comparison ({here}) is not "
-                    f"judged: {CANNOT_TELL}.")
+            return (f"Finding: {first}{failed[0].upper()}{failed[1:]}; the main comparison "
+                    f"is not judged ({here}): {CANNOT_TELL}.")
     return (f"Finding: {first}Related work (SynBench, Syn2Co) finds real data better at equal "
             f"size; here {here}: {_verdict(cell.hi < 0, cell.lo > 0)}.")
 
