@@ -1,5 +1,6 @@
 """Every paper table on the micro study, the HTML report, and a look at it in Chromium."""
 
+import json
 import os
 import re
 import shutil
@@ -254,3 +255,46 @@ def check_written_main_table(tables) -> None:
 
 def test_the_written_main_table_differences_equal_their_cells(finished):
     check_written_main_table(finished / "results" / "tables")
+
+
+@pytest.fixture(scope="module")
+def replicated(tmp_path_factory):
+    """The micro study's main table with 2 seeds of real and synthetic and both controls."""
+    import yaml
+
+    workdir = tmp_path_factory.mktemp("micro_replicated")
+    config = yaml.safe_load(MICRO_TABLES.read_text())
+    config["replicates"] = {"seeds": 2, "runs": ["real", "synthetic"]}
+    config["controls"] = {"negative": True, "positive": True}
+    path = workdir / "replicated.yaml"
+    path.write_text(yaml.safe_dump(config))
+    proc = run_snakemake(workdir, "--cores", "2", "table_main", config=path, timeout=2400)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    return workdir
+
+
+def test_the_replicated_main_table_shows_seed_means_two_level_cis_and_the_controls(replicated):
+    tables = replicated / "results" / "tables"
+    check_written_main_table(tables)
+    frame = pd.read_csv(tables / "main.csv", dtype=str).fillna("")
+    assert list(frame["pretraining data"][:5]) == [
+        "real", "synthetic", "control: real half A", "negative control: real half B",
+        "positive control: noise"]
+    assert list(frame["seeds"][:5]) == ["2"] * 5
+    assert frame["linear top-1"][:5].str.match(CI_CELL).all()
+    caption = (tables / "main.md").read_text().splitlines()[0]
+    assert "seeds 0, 1" in caption and "mean over 2 seeds" in caption
+    assert (tables / "main_seeds.png").stat().st_size > 0
+    # every seed of every row is its own artifact, named in its own spec
+    specs = [json.loads(p.read_text()) for p in replicated.glob("results/pretrain/*/spec.json")]
+    seeds = sorted(s["params"]["dino"]["seed"] for s in specs)
+    assert seeds == [0] * 5 + [1] * 5
+    # the halves are disjoint parts of the real training split; B holds no test image
+    parts = {}
+    for spec_file in replicated.glob("results/control/*/spec.json"):
+        part = json.loads(spec_file.read_text())["params"]["part"]
+        parts[part] = pd.read_parquet(spec_file.parent / "manifest.parquet")
+    assert set(parts) == {"reference", "negative", "positive"}
+    assert set(parts["reference"]["id"]).isdisjoint(parts["negative"]["id"])
+    assert set(parts["negative"]["split"]) == {"train"}
+    assert list(parts["positive"]["id"]) == list(parts["negative"]["id"])
