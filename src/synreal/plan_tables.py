@@ -293,7 +293,8 @@ def figures_job(plan: Plan) -> FiguresJob:
     if "mix_ratio" in plan.tables:
         files["mix_ratio__curve"] = "results/tables/mix_ratio.png"
         needs.append("results/tables/mix_ratio.md")
-    for name in ("main", "mix_ratio", "mixdiff_views", "realtune"):  # each seed's value
+    for name in ("main", "mix_ratio", "mixdiff_views", "realtune",
+                 "pretrain_finetune"):  # each seed's value
         table = plan.tables.get(name)
         if table and any(len(row["replicates"]) > 1 for row in table.params["runs"].values()):
             files[f"seeds__{name}"] = f"results/tables/{name}_seeds.png"

@@ -160,3 +160,37 @@ def test_a_collapsed_seed_is_named_with_its_seed(tmp_path):
     caption = (tmp_path / "tables" / "main.md").read_text().splitlines()[0]
     assert "WARNING: collapsed DINO run" in caption and "synthetic seed 1 (" in caption
     assert "real seed" not in caption
+
+
+def test_pretrain_finetune_reads_each_seeds_fine_tuned_classifier_and_draws_the_seeds(tmp_path):
+    rng = np.random.default_rng(3)
+    rows = {}
+    for name, seeds, tuned in (("real/none", 2, False), ("real/synthetic", 2, True),
+                               ("synthetic/real", 2, True), ("mix/none", 1, False),
+                               ("mix/real", 1, True)):
+        pretraining, finetuning = name.split("/")
+        row = _row(tmp_path, name.replace("/", "_"), "x", [0.5] * seeds, rng)
+        row["labels"] = {"pretraining": pretraining, "fine-tuning": finetuning}
+        if tuned:
+            for i, replicate in enumerate(row["replicates"]):
+                out = tmp_path / "realtune" / f"{name.replace('/', '_')}{i}"
+                out.mkdir(parents=True)
+                correct = (rng.random(N_TEST) < 0.9).astype(float)  # far from the probe's 0.5
+                pd.DataFrame({"id": [f"img{j:04d}" for j in range(N_TEST)],
+                              "top1": correct}).to_parquet(out / "per_item.parquet")
+                (out / "metrics.json").write_text(json.dumps({
+                    "top1": {"estimate": correct.mean(), "lo": 0.0, "hi": 1.0},
+                    "protocol": "supervised fine-tuning", "n_train": 24}))
+                replicate["finetune"] = str(out)
+            row["finetune"] = row["replicates"][0]["finetune"]
+        rows[name] = row
+    params = {"study": "t", "runs": rows, "order": list(rows), "facts": FACTS,
+              "paper_source": "SynBench Table 3"}
+    builders.pretrain_finetune_table(params, tmp_path / "tables")
+    frame = pd.read_csv(tmp_path / "tables" / "pretrain_finetune.csv", dtype=str)
+    tuned = frame.set_index(["pretraining", "fine-tuning"]).loc[("real", "synthetic")]
+    assert tuned["seeds"] == "2" and estimate_and_ci(tuned["test top-1"])[0] > 80
+    caption = (tmp_path / "tables" / "pretrain_finetune.md").read_text().splitlines()[0]
+    assert "mean over 1-2 seeds" in caption
+    assert "figure results/tables/pretrain_finetune_seeds.png" in caption
+    assert (tmp_path / "tables" / "pretrain_finetune_seeds.png").stat().st_size > 0

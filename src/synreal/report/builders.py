@@ -92,12 +92,13 @@ def _cells_text(params: dict) -> str:
     if all(len(replicates(run)) == 1 for run in _runs(params).values()):
         return ("Cells: % with 95 % bootstrap CI over test images (queries for retrieval, "
                 f"{resamples} resamples).")
+    figure = (f" figure {params['figure']}: each seed's value beside the mean."
+              if params.get("figure") else "")
     return (f"Cells: %, mean over {seed_count(_runs(params))} (each row's training seeds), "
             "95 % CI over seeds and test images: a two-level bootstrap that draws seeds, then "
             "test images (queries for retrieval) within each drawn seed "
-            f"({resamples} resamples); figure {params.get('figure', '')}: each seed's value "
-            "beside the mean. With 2 seeds the seed level is coarse (it sees about half the "
-            "seed variance).")
+            f"({resamples} resamples);{figure} With 2 seeds the seed level is coarse (it sees "
+            "about half the seed variance).")
 
 
 def _collapse_warning(params: dict) -> str:
@@ -155,6 +156,10 @@ def _run_rows(params: dict, metrics=None, paper_title: str | None = None) -> lis
     return rows
 
 
+#: A metric's stage in :func:`_seed_figure`: the fine-tuned classifier's where a row has one.
+FINETUNED = "finetune or probe"
+
+
 def _seed_figure(params: dict, out_dir: Path, name: str, metrics=None) -> str | None:
     """``<name>_seeds.png`` beside the table: each seed's value and the mean with its CI.
 
@@ -167,8 +172,12 @@ def _seed_figure(params: dict, out_dir: Path, name: str, metrics=None) -> str | 
     if all(len(replicates(run)) == 1 for run in runs.values()):
         return None
     resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
+    def read(run: dict, stage: str) -> str:  # the fine-tuned classifier where there is one
+        return ("finetune" if "finetune" in run else "probe") if stage == FINETUNED else stage
+
     panels = {title: [(" / ".join(str(v) for v in run["labels"].values()),
-                       seed_values(run, stage, key), run_cell(run, stage, key, resamples, seed))
+                       seed_values(run, read(run, stage), key),
+                       run_cell(run, read(run, stage), key, resamples, seed))
                       for run in runs.values()]
               for title, stage, key in metrics or MAIN_METRICS}
     path = Path(out_dir) / f"{name}_seeds.png"
@@ -298,6 +307,9 @@ def pretrain_finetune_table(params: dict, out_dir: Path) -> None:
 
     resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
     several = any(len(replicates(run)) > 1 for run in _runs(params).values())
+    params = {**params, "figure": _seed_figure(params, out_dir, "pretrain_finetune", (
+        ("test top-1", FINETUNED, "top1"),
+        *((f"{title} (frozen)", stage, key) for title, stage, key in MAIN_METRICS[1:]))) or ""}
     rows, top1 = [], {}
     for name, run in _runs(params).items():
         # fine-tuned rows read the classifier's own test predictions, seed by seed
@@ -475,85 +487,6 @@ def _audit_caption(summaries: list[dict], reference: bool) -> str:
     return text
 
 
-#: summary["models"] key -> what the synbench caption calls it, in caption order.
-AUDIT_MODEL_ROLES = (("embedding", "embedding (diversity, near-duplicates, test leaks)"),
-                     ("consistency", "class-consistency classifier"),
-                     ("consistency_clip", "CLIP zero-shot consistency"),
-                     ("fid", "FID features"), ("object_scale", "object detector"),
-                     ("person_boxes", "person boxes"), ("person_blocking", "person blocking"),
-                     ("person_vlm", "person-blocking judge"))
-
-
-def _models_caption(summaries: list[dict]) -> str:
-    """Every model and protocol the audits used, from each summary's ``models`` block."""
-    parts = []
-    for key, role in AUDIT_MODEL_ROLES:
-        used = sorted({str(m) for s in summaries
-                       if (m := (s.get("models") or {}).get(key)) is not None})
-        if used:
-            parts.append(f"{role}: {' / '.join(used)}")
-    if not parts:
-        return " Models: not recorded (audits written before the audit named its models)."
-    text = " Models: " + "; ".join(parts) + "."
-    if any("colour-layout" in str((s.get("models") or {}).get("embedding", ""))
-           for s in summaries):
-        text += (" WARNING: colour-layout (an 8x8 thumbnail and a colour histogram) is a "
-                 "demo-only, non-semantic embedding: unrelated photographs sit close in it, "
-                 "so diversity, near-duplicates, test leaks and any FID on it do not measure "
-                 "what SynBench's do.")
-    uncovered = sorted({c for s in summaries for c in
-                        (s.get("consistency") or {}).get("not_covered") or []})
-    if uncovered:
-        text += (f" The ImageNet classifier has no class for {', '.join(uncovered)}: those "
-                 "images are left out of its consistency (CLIP's covers them).")
-    return text
-
-
-def _finite(value) -> bool:
-    import math
-
-    return isinstance(value, int | float) and math.isfinite(value)
-
-
-def _threshold_cell(dups: dict) -> str:
-    """The near-duplicate / leak threshold and, briefly, where it came from."""
-    threshold = dups.get("threshold")
-    if not _finite(threshold):
-        return "n/a"
-    how = "configured" if dups.get("source", "configured") == "configured" else "calibrated"
-    return f"{threshold:.3f} ({how})"
-
-
-def _duplicates_caption(summaries: list[dict]) -> str:
-    """How each threshold was set, as the audits recorded it."""
-    sources = sorted({f"{d['threshold']:.3f}: {d.get('source', 'configured')}"
-                      for s in summaries if (d := s.get("near_duplicates") or {})
-                      and _finite(d.get("threshold"))})
-    text = (" Near-duplicate pairs (inside a set) and test leaks (images of the set that are "
-            "a downstream test image's file or whose embedding cosine to one exceeds the "
-            "threshold; rows that are themselves test images are not checked) use the "
-            "threshold beside them")
-    return text + (f" ({'; '.join(sources)})." if sources else ".")
-
-
-def _clip_cell(artifact: Path, summary: dict, resamples: int = AUDIT_CELL_RESAMPLES,
-               seed: int = 0) -> str:
-    """CLIP zero-shot consistency beside the reference classifier's, with its CI."""
-    from synreal.report.metrics import rate_cell
-
-    if (summary.get("consistency_clip") or {}).get("rate") is None:
-        return "not measured"
-    frame = pd.read_parquet(Path(artifact) / "audit.parquet", columns=["clip_consistent"])
-    cell = rate_cell(frame["clip_consistent"], resamples, seed)
-    return "not measured" if cell is None else str(cell)
-
-
-def _not_found_cell(summary: dict) -> str:
-    """% of the readable images where the detector found no central object."""
-    rate = (summary.get("scale") or {}).get("not_found_rate")
-    return "n/a" if rate is None else f"{100 * rate:.1f}"
-
-
 def synbench_table(params: dict, out_dir: Path) -> None:
     """SynBench measures per dataset: consistency, scale, brightness, person blocking, more."""
     rows, summaries = [], []
@@ -568,31 +501,24 @@ def synbench_table(params: dict, out_dir: Path) -> None:
             "dataset": name,
             "images": summary["n_images"],
             "class consistency % [CI]": cells.pop("class consistency % [CI]"),
-            "CLIP consistency % [CI]": _clip_cell(artifact, summary),
             "real reference % [CI]": _reference_cell(artifact, summary),
             "object scale median [CI] (IQR)": cells.pop("object scale median [CI] (IQR)"),
-            "object not found %": _not_found_cell(summary),
             "brightness L* median [CI] (IQR)": cells.pop("brightness L* median [CI] (IQR)"),
             "person blocking % [CI]": cells.pop("person blocking % [CI]"),
             "VLM person blocking % [CI]": _vlm_blocking_cell(artifact, summary),
             **cells,
             "near-dup pairs": dups.get("pairs_within", "n/a"),
-            "test leaks": dups.get("leaks", dups.get("test_matches", 0)
-                                   + dups.get("exact_test", 0)),
-            "dup/leak threshold (cosine)": _threshold_cell(dups),
+            "test leaks": dups.get("test_matches", 0) + dups.get("exact_test", 0),
             "key": artifact.name,
         })
     caption = (f"SynBench audit of study '{params['study']}' (SynBench Sec. 3, Fig. 4-5): class "
-               "consistency of each dataset's images with a reference classifier (beside it, "
-               "CLIP zero-shot where measured, and the real data's own held-out consistency); "
-               "object scale (central object's box / image) with the share of images where "
-               "the detector found no central object (left out of the median, never dropped "
-               "silently), and brightness; share of person-blocked objects (a person box over "
-               "the object's box) and the share a vision-language judge confirms; mean "
-               "pairwise cosine distance (MixDiff 5.3); FID to the real counterpart; "
-               "near-duplicate pairs inside the set and leaks into the downstream test set (a "
-               "leakage warning when > 0)."
-               + _models_caption(summaries) + _duplicates_caption(summaries) + " "
+               "consistency of each dataset's images with a reference classifier trained on the "
+               "real images (beside it, the real data's own held-out consistency); object scale "
+               "and brightness; share of person-blocked objects (a person box over the "
+               "object's box) and the share a vision-language judge confirms; mean pairwise "
+               "cosine distance (MixDiff 5.3); FID to the real counterpart; near-duplicate "
+               "pairs inside the set and matches with the downstream test set (a leakage "
+               "warning when > 0). "
                + _audit_caption(summaries, reference=True) + _vlm_caption(summaries))
     write_table(pd.DataFrame(rows), out_dir, "synbench", caption)
 
