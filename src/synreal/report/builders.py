@@ -487,6 +487,85 @@ def _audit_caption(summaries: list[dict], reference: bool) -> str:
     return text
 
 
+#: summary["models"] key -> what the synbench caption calls it, in caption order.
+AUDIT_MODEL_ROLES = (("embedding", "embedding (diversity, near-duplicates, test leaks)"),
+                     ("consistency", "class-consistency classifier"),
+                     ("consistency_clip", "CLIP zero-shot consistency"),
+                     ("fid", "FID features"), ("object_scale", "object detector"),
+                     ("person_boxes", "person boxes"), ("person_blocking", "person blocking"),
+                     ("person_vlm", "person-blocking judge"))
+
+
+def _models_caption(summaries: list[dict]) -> str:
+    """Every model and protocol the audits used, from each summary's ``models`` block."""
+    parts = []
+    for key, role in AUDIT_MODEL_ROLES:
+        used = sorted({str(m) for s in summaries
+                       if (m := (s.get("models") or {}).get(key)) is not None})
+        if used:
+            parts.append(f"{role}: {' / '.join(used)}")
+    if not parts:
+        return " Models: not recorded (audits written before the audit named its models)."
+    text = " Models: " + "; ".join(parts) + "."
+    if any("colour-layout" in str((s.get("models") or {}).get("embedding", ""))
+           for s in summaries):
+        text += (" WARNING: colour-layout (an 8x8 thumbnail and a colour histogram) is a "
+                 "demo-only, non-semantic embedding: unrelated photographs sit close in it, "
+                 "so diversity, near-duplicates, test leaks and any FID on it do not measure "
+                 "what SynBench's do.")
+    uncovered = sorted({c for s in summaries for c in
+                        (s.get("consistency") or {}).get("not_covered") or []})
+    if uncovered:
+        text += (f" The ImageNet classifier has no class for {', '.join(uncovered)}: those "
+                 "images are left out of its consistency (CLIP's covers them).")
+    return text
+
+
+def _finite(value) -> bool:
+    import math
+
+    return isinstance(value, int | float) and math.isfinite(value)
+
+
+def _threshold_cell(dups: dict) -> str:
+    """The near-duplicate / leak threshold and, briefly, where it came from."""
+    threshold = dups.get("threshold")
+    if not _finite(threshold):
+        return "n/a"
+    how = "configured" if dups.get("source", "configured") == "configured" else "calibrated"
+    return f"{threshold:.3f} ({how})"
+
+
+def _duplicates_caption(summaries: list[dict]) -> str:
+    """How each threshold was set, as the audits recorded it."""
+    sources = sorted({f"{d['threshold']:.3f}: {d.get('source', 'configured')}"
+                      for s in summaries if (d := s.get("near_duplicates") or {})
+                      and _finite(d.get("threshold"))})
+    text = (" Near-duplicate pairs (inside a set) and test leaks (images of the set that are "
+            "a downstream test image's file or whose embedding cosine to one exceeds the "
+            "threshold; rows that are themselves test images are not checked) use the "
+            "threshold beside them")
+    return text + (f" ({'; '.join(sources)})." if sources else ".")
+
+
+def _clip_cell(artifact: Path, summary: dict, resamples: int = AUDIT_CELL_RESAMPLES,
+               seed: int = 0) -> str:
+    """CLIP zero-shot consistency beside the reference classifier's, with its CI."""
+    from synreal.report.metrics import rate_cell
+
+    if (summary.get("consistency_clip") or {}).get("rate") is None:
+        return "not measured"
+    frame = pd.read_parquet(Path(artifact) / "audit.parquet", columns=["clip_consistent"])
+    cell = rate_cell(frame["clip_consistent"], resamples, seed)
+    return "not measured" if cell is None else str(cell)
+
+
+def _not_found_cell(summary: dict) -> str:
+    """% of the readable images where the detector found no central object."""
+    rate = (summary.get("scale") or {}).get("not_found_rate")
+    return "n/a" if rate is None else f"{100 * rate:.1f}"
+
+
 def synbench_table(params: dict, out_dir: Path) -> None:
     """SynBench measures per dataset: consistency, scale, brightness, person blocking, more."""
     rows, summaries = [], []
@@ -501,24 +580,31 @@ def synbench_table(params: dict, out_dir: Path) -> None:
             "dataset": name,
             "images": summary["n_images"],
             "class consistency % [CI]": cells.pop("class consistency % [CI]"),
+            "CLIP consistency % [CI]": _clip_cell(artifact, summary),
             "real reference % [CI]": _reference_cell(artifact, summary),
             "object scale median [CI] (IQR)": cells.pop("object scale median [CI] (IQR)"),
+            "object not found %": _not_found_cell(summary),
             "brightness L* median [CI] (IQR)": cells.pop("brightness L* median [CI] (IQR)"),
             "person blocking % [CI]": cells.pop("person blocking % [CI]"),
             "VLM person blocking % [CI]": _vlm_blocking_cell(artifact, summary),
             **cells,
             "near-dup pairs": dups.get("pairs_within", "n/a"),
-            "test leaks": dups.get("test_matches", 0) + dups.get("exact_test", 0),
+            "test leaks": dups.get("leaks", dups.get("test_matches", 0)
+                                   + dups.get("exact_test", 0)),
+            "dup/leak threshold (cosine)": _threshold_cell(dups),
             "key": artifact.name,
         })
     caption = (f"SynBench audit of study '{params['study']}' (SynBench Sec. 3, Fig. 4-5): class "
-               "consistency of each dataset's images with a reference classifier trained on the "
-               "real images (beside it, the real data's own held-out consistency); object scale "
-               "and brightness; share of person-blocked objects (a person box over the "
-               "object's box) and the share a vision-language judge confirms; mean pairwise "
-               "cosine distance (MixDiff 5.3); FID to the real counterpart; near-duplicate "
-               "pairs inside the set and matches with the downstream test set (a leakage "
-               "warning when > 0). "
+               "consistency of each dataset's images with a reference classifier (beside it, "
+               "CLIP zero-shot where measured, and the real data's own held-out consistency); "
+               "object scale (central object's box / image) with the share of images where "
+               "the detector found no central object (left out of the median, never dropped "
+               "silently), and brightness; share of person-blocked objects (a person box over "
+               "the object's box) and the share a vision-language judge confirms; mean "
+               "pairwise cosine distance (MixDiff 5.3); FID to the real counterpart; "
+               "near-duplicate pairs inside the set and leaks into the downstream test set (a "
+               "leakage warning when > 0)."
+               + _models_caption(summaries) + _duplicates_caption(summaries) + " "
                + _audit_caption(summaries, reference=True) + _vlm_caption(summaries))
     write_table(pd.DataFrame(rows), out_dir, "synbench", caption)
 
