@@ -75,6 +75,8 @@ def rules() -> dict[str, tuple[Path, set[str]]]:
             conda = re.search(r"conda:\s*\n\s*\"([^\"]+)\"", body)
             assert conda, f"rule {name} ({smk.name}) has no conda: env"
             command = body.split("shell:", 1)[1]
+            # plain or f-string shell commands ({{params.cli}} in an f-string)
+            command = command.replace("{{", "{").replace("}}", "}")
             stage = re.search(r"\{params\.\w+\} (\{wildcards\.stage\}|\w+) ", command)
             assert stage, f"rule {name}: no `{{params.cli}} <stage>` in its shell command"
             if stage[1] == "{wildcards.stage}":
