@@ -23,13 +23,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
-from torchvision.transforms import v2
 
 from synreal.eval.embeddings import ArrayLike
 from synreal.eval.probe import (
@@ -45,11 +44,16 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 DINO_BASE_LRS = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 
+if TYPE_CHECKING:  # torchvision costs seconds to import; only the image paths need it
+    from torchvision.transforms import v2
+
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]  # (images (B, 3, H, W), labels (B,))
 
 
 def dino_train_transform(size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
     """RandomResizedCrop(size) + horizontal flip + normalisation (DINO linear training)."""
+    from torchvision.transforms import v2
+
     return v2.Compose([
         v2.ToImage(),
         v2.RandomResizedCrop(size, antialias=True),
@@ -63,6 +67,8 @@ def dino_eval_transform(
     resize: int = 256, crop: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD
 ) -> v2.Compose:
     """Resize(resize, bicubic) + CenterCrop(crop) + normalisation (DINO evaluation)."""
+    from torchvision.transforms import v2
+
     return v2.Compose([
         v2.ToImage(),
         v2.Resize(resize, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
