@@ -34,7 +34,7 @@ def readme_study_commands() -> list[str]:
     return list(dict.fromkeys(command.strip() for command in found))
 
 
-def run(command: str, rehearse: bool = False, timeout: int = 2400):
+def run(command: str, rehearse: bool = False, timeout: int = 3600):
     env = snakemake_env()
     if rehearse:
         env["SYNREAL_REHEARSAL"] = "1"
