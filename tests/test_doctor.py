@@ -37,6 +37,14 @@ def host(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(autouse=True)
+def plenty_of_disk(monkeypatch):
+    """10 TiB free unless a test says otherwise: the checks must not depend on how full the
+    machine running the tests is (the study's estimate is tens of GiB)."""
+    plenty = shutil._ntuple_diskusage(10 * 2**40, 0, 10 * 2**40)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: plenty)
+
+
 def checks(host: Path, monkeypatch, **probes) -> dict[str, Check]:
     monkeypatch.chdir(host)
     values = {"cuda": A100, "smi": SMI, "partitions": SLURM,
