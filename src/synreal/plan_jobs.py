@@ -91,9 +91,15 @@ class TableJob:
     needs: list[str]
 
     def spec_json(self) -> str:
-        """The table spec as compact JSON (the CLI's ``--spec-json``)."""
-        return json.dumps({"stage": "table", "table": self.name, "params": self.params},
-                          sort_keys=True)
+        """The table spec as compact JSON (the CLI's ``--spec-json``).
+
+        It carries the table stage's code version, so a change to how tables are written
+        rebuilds them (Snakemake reruns a job whose params changed).
+        """
+        from synreal.stages.tables import STAGE
+
+        return json.dumps({"stage": "table", "version": STAGE.version, "table": self.name,
+                           "params": self.params}, sort_keys=True)
 
 
 @dataclass

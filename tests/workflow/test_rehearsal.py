@@ -77,6 +77,15 @@ def test_the_rehearsals_main_table_differences_equal_their_cells(rehearsed):
     check_written_main_table(FOLDER / "results" / "tables")
 
 
+def test_the_main_caption_names_each_columns_protocol(rehearsed):
+    caption = (FOLDER / "results" / "tables" / "main.md").read_text().splitlines()[0]
+    assert "Linear top-1: linear probe dino_linear: DINO eval_linear" in caption
+    assert "CLS tokens of the last 4 blocks concatenated (1536-d)" in caption
+    assert "k-NN: DINO weighted k-NN (eval_knn)" in caption
+    assert "last-block CLS token (384-d)" in caption
+    assert "Retrieval: retrieval by cosine similarity" in caption
+
+
 def test_the_rehearsal_trained_the_studys_architecture(rehearsed):
     main = (FOLDER / "results" / "tables" / "main.md").read_text()
     assert "vit_small_patch16_224" in main.splitlines()[0]

@@ -71,8 +71,24 @@ def _caption(params: dict, what: str) -> str:
     return (f"{what} Study '{params['study']}'. Backbone {facts['model']}, DINO "
             f"{facts['epochs']} epochs on {images} images, {_seeds_text(params)}; evaluation "
             f"on {facts['eval_dataset']} ({probe['n_train']} {facts['n_train']} / "
-            f"{probe['n_test']} {facts['n_test']} images), frozen {facts['protocol']} features. "
-            f"{_cells_text(params)}{_collapse_warning(params)}")
+            f"{probe['n_test']} {facts['n_test']} images), frozen features. "
+            f"{_protocols_text(first)}{_cells_text(params)}{_collapse_warning(params)}")
+
+
+#: Evaluation stages whose metrics.json names its protocol, and the columns they fill.
+PROTOCOL_COLUMNS = {"probe": "Linear top-1", "knn": "k-NN", "retrieval": "Retrieval"}
+
+
+def _protocols_text(row: dict) -> str:
+    """Each column's protocol, features and settings, as its own metrics.json states them."""
+    parts = []
+    for stage, column in PROTOCOL_COLUMNS.items():
+        metrics = Path(row[stage]) / "metrics.json" if row.get(stage) else None
+        if metrics is not None and metrics.is_file():
+            protocol = json.loads(metrics.read_text()).get("protocol")
+            if protocol:
+                parts.append(f"{column}: {protocol}.")
+    return " ".join(parts) + " " if parts else ""
 
 
 def _seeds_text(params: dict) -> str:

@@ -28,5 +28,7 @@ def run(spec: dict, out_dir: Path) -> None:
     builders.BUILDERS[name](spec["params"], Path(out_dir))
 
 
-STAGE = register(Stage("table", 1, "Build one paper table into results/tables/.",
+# version 2: captions state each column's protocol, features and settings from the evaluation
+# artifacts' metrics.json (linear probe, k-NN, retrieval), not only the extraction's view.
+STAGE = register(Stage("table", 2, "Build one paper table into results/tables/.",
                        TableParams, run))
