@@ -146,10 +146,15 @@ def _assert_failed_cleanly(proc, workdir: Path, stage: str, names: str) -> None:
 
 @pytest.mark.slow
 def test_empty_dataset_folder(tmp_path):
+    """Caught by the Snakefile's preflight: one sentence, before any job, nothing written."""
     (tmp_path / "data").mkdir()
     proc = snakemake(tmp_path, "--cores", "1", "table_datasets",
                      config=_real_study(tmp_path, "data"))
-    _assert_failed_cleanly(proc, tmp_path, "ingest", "holds no images")
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr
+    errors = [line for line in proc.stderr.splitlines() if "synreal config error" in line]
+    assert len(errors) == 1 and "holds no images in the 'imagefolder' layout" in errors[0]
+    assert not (tmp_path / "results").exists() or not any((tmp_path / "results").iterdir())
 
 
 @pytest.mark.slow
