@@ -41,16 +41,24 @@ class Study:
     def build_plan(self):
         """The content-keyed jobs; call it in the working folder the study runs in.
 
-        Unless quiet, prints each DINO run's teacher averaging window in epochs.
+        Unless quiet (a job re-reading the Snakefile, after the main process checked), it
+        refuses a RealTune subset smaller than a batch and prints each DINO run's teacher
+        averaging window in epochs, counting the datasets' images once.
         """
-        from synreal.dino.teacher_window import window_lines
+        from synreal.dino.teacher_window import (
+            check_realtune_schedule,
+            training_images,
+            window_lines,
+        )
         from synreal.plan import build_plan
 
         RESOLVED.parent.mkdir(parents=True, exist_ok=True)
         RESOLVED.write_text(json.dumps(self.config, indent=1, sort_keys=True))
         plan = build_plan(self.config)
         if not self.quiet:
-            for line in window_lines(self.config, Path.cwd()):
+            counts = training_images(self.config, Path.cwd())
+            check_realtune_schedule(self.config, counts)
+            for line in window_lines(self.config, counts):
                 print(f"synreal: {line}", file=sys.stderr)
         return plan
 
@@ -64,14 +72,12 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
         quiet: do not print the rehearsal's changes (jobs re-reading the Snakefile).
     """
     from synreal import rehearsal
-    from synreal.dino.teacher_window import check_realtune_schedule
     from synreal.doctor import preflight
 
     raw = dict(config)
     if not rehearsal.requested(raw):
         resolved = validate_config(raw)
         preflight(resolved, Path.cwd())
-        check_realtune_schedule(resolved, Path.cwd())
         return Study(resolved, False, None, quiet)
     # jobs (local, or Slurm's with sbatch --export=ALL) re-read the Snakefile as a rehearsal
     os.environ[rehearsal.ENV_REHEARSAL] = "1"
@@ -84,7 +90,6 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
     prepare(validate_config(rehearsed, check_paths=False), workdir)
     resolved = validate_config(rehearsed, base=workdir)
     preflight(resolved, workdir)
-    check_realtune_schedule(resolved, workdir)
     if not quiet:
         changes = rehearsal.changed_keys(study, rehearsed)
         print(rehearsal.describe_changes(changes), file=sys.stderr)

@@ -5,7 +5,7 @@ import yaml
 from synreal import cost
 from synreal.config import validate_config
 from synreal.dino.params import momentum_for_window, teacher_window_epochs
-from synreal.dino.teacher_window import window_lines
+from synreal.dino.teacher_window import training_images, window_lines
 
 from ..conftest import REPO
 
@@ -16,7 +16,8 @@ COUNTS = {"afhq": 14_630, "pets": 3_680}
 def _study_lines(monkeypatch) -> dict[str, str]:
     monkeypatch.setattr(cost, "_training_images", lambda config, base: COUNTS)
     study = yaml.safe_load((REPO / "config" / "studies" / "afhq_pets.yaml").read_text())
-    lines = window_lines(validate_config(study, check_paths=False), REPO)
+    config = validate_config(study, check_paths=False)
+    lines = window_lines(config, training_images(config, REPO))
     return {line.split(":")[0]: line for line in lines}
 
 
@@ -37,7 +38,8 @@ def test_realtune_window_is_a_share_of_its_short_schedule(monkeypatch):
 def test_unknown_image_counts_leave_the_window_in_steps(monkeypatch):
     monkeypatch.setattr(cost, "_training_images", lambda config, base: {})
     study = yaml.safe_load((REPO / "config" / "studies" / "afhq_pets.yaml").read_text())
-    lines = window_lines(validate_config(study, check_paths=False), REPO)
+    config = validate_config(study, check_paths=False)
+    lines = window_lines(config, training_images(config, REPO))
     assert all("image count known once the data is ingested" in line for line in lines)
 
 
@@ -49,9 +51,7 @@ def test_a_realtune_subset_smaller_than_a_batch_is_refused_before_any_job(monkey
 
     study = yaml.safe_load((REPO / "config" / "studies" / "afhq_pets.yaml").read_text())
     config = validate_config(study, check_paths=False)
-    monkeypatch.setattr(cost, "_training_images", lambda config, base: COUNTS)
-    check_realtune_schedule(config, REPO)  # 1,463 images at batch 64
-    monkeypatch.setattr(cost, "_training_images", lambda config, base: {"afhq": 500})
+    check_realtune_schedule(config, COUNTS)  # 1,463 images at batch 64
     with pytest.raises(ConfigError, match=r"realtune.ssl.params.fraction 0.1 of afhq's 500 "
                                           r"training images is 50 images, fewer than one batch"):
-        check_realtune_schedule(config, REPO)
+        check_realtune_schedule(config, {"afhq": 500})

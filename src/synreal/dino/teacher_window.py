@@ -32,18 +32,34 @@ def _counterpart(config: dict, run: dict) -> str:
     return str(generator.get("like") or (generator.get("params") or {}).get("dataset") or "")
 
 
-def window_lines(config: dict, base: Path) -> list[str]:
-    """One line per pretraining run and for RealTune's ssl continuation.
-
-    Image counts come from the real datasets' folders under ``base`` (a synthetic run is
-    sized as its real counterpart); a toy or missing dataset leaves the window in steps.
-    """
+def training_images(config: dict, base: Path) -> dict[str, int]:
+    """Training images of each real dataset whose folder can be counted (else left out)."""
     from synreal.cost import _training_images
 
     try:
-        counts = _training_images(config, base)
-    except Exception:  # noqa: BLE001 - a folder the preflight reports better; steps still print
-        counts = {}
+        return _training_images(config, base)
+    except Exception:  # noqa: BLE001 - the preflight names a bad folder; nothing to count here
+        return {}
+
+
+def _realtune_subset(config: dict, counts: dict[str, int]) -> tuple[dict, float, str] | None:
+    """RealTune ssl's ``(recipe, fraction, real dataset)``; None without an ssl section."""
+    from synreal.stages.realtune import RealtuneParams
+
+    ssl = (config.get("realtune") or {}).get("ssl")
+    if not ssl:
+        return None
+    shared = (config.get("pretrain") or {}).get("params") or {}
+    fraction = float((ssl.get("params") or {}).get("fraction", RealtuneParams.fraction))
+    return realtune_recipe(shared, ssl.get("dino") or {}), fraction, str(ssl.get("real", ""))
+
+
+def window_lines(config: dict, counts: dict[str, int]) -> list[str]:
+    """One line per pretraining run and for RealTune's ssl continuation.
+
+    ``counts``: training images per real dataset (:func:`training_images`); a synthetic run
+    is sized as its real counterpart; an uncounted dataset leaves the window in steps.
+    """
     largest = max(counts.values(), default=0)
     pretrain = config.get("pretrain") or {}
     shared = pretrain.get("params") or {}
@@ -52,41 +68,27 @@ def window_lines(config: dict, base: Path) -> list[str]:
         params = {**shared, **(run.get("params") or {})}
         lines.append(_line(f"pretrain {name}", params,
                            counts.get(_counterpart(config, run), 0) or largest))
-    ssl = (config.get("realtune") or {}).get("ssl")
-    if ssl:
-        recipe = realtune_recipe(shared, ssl.get("dino") or {})
-        from synreal.stages.realtune import RealtuneParams
-
-        fraction = float((ssl.get("params") or {}).get("fraction", RealtuneParams.fraction))
-        tuned = int(fraction * counts.get(ssl.get("real", ""), 0))
-        lines.append(_line(f"realtune ssl ({fraction:g} of {ssl.get('real')})", recipe, tuned))
+    subset = _realtune_subset(config, counts)
+    if subset:
+        recipe, fraction, real = subset
+        lines.append(_line(f"realtune ssl ({fraction:g} of {real})", recipe,
+                           int(fraction * counts.get(real, 0))))
     return lines
 
 
-def check_realtune_schedule(config: dict, base: Path) -> None:
+def check_realtune_schedule(config: dict, counts: dict[str, int]) -> None:
     """RealTune's ssl subset must fill a batch: one sentence before any job starts.
 
-    Checked where the real dataset's folder can be counted (a toy dataset is checked by the
+    Checked where the real dataset's folder was counted (a toy dataset is checked by the
     job itself, :func:`~synreal.dino.params.check_realtune_data`).
     """
-    from synreal.cost import _training_images
     from synreal.errors import ConfigError
-    from synreal.stages.realtune import RealtuneParams
 
-    ssl = (config.get("realtune") or {}).get("ssl")
-    if not ssl:
+    subset = _realtune_subset(config, counts)
+    if not subset or subset[2] not in counts:
         return
-    try:
-        counts = _training_images(config, base)
-    except Exception:  # noqa: BLE001 - the preflight names a bad folder; nothing to count here
-        return
-    real = ssl.get("real", "")
-    if real not in counts:
-        return
-    shared = (config.get("pretrain") or {}).get("params") or {}
-    recipe = realtune_recipe(shared, ssl.get("dino") or {})
+    recipe, fraction, real = subset
     batch = int(recipe.get("batch_size", DinoParams.batch_size))
-    fraction = float((ssl.get("params") or {}).get("fraction", RealtuneParams.fraction))
     tuned = int(fraction * counts[real])
     if tuned < batch:
         raise ConfigError(f"realtune.ssl.params.fraction {fraction:g} of {real}'s "
