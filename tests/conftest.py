@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -35,5 +37,27 @@ def run_snakemake(workdir: Path, *args: str, config: Path = MICRO_CONFIG,
     """
     command = [str(Path(sys.executable).parent / "snakemake"), "-s", str(REPO / "Snakefile"),
                "--directory", str(workdir), "--configfile", str(config), *args]
-    return subprocess.run(command, capture_output=True, text=True,
+    proc = subprocess.run(command, capture_output=True, text=True,
                           env={**snakemake_env(), **(env or {})}, timeout=timeout, cwd=workdir)
+    proc.workdir = Path(workdir)  # where its job logs are, for why_snakemake_failed
+    return proc
+
+
+def why_snakemake_failed(proc: subprocess.CompletedProcess, workdir: Path | None = None,
+                         tail: int = 3000) -> str:
+    """What a failed Snakemake run printed, each failed job's log tail, and the free disk.
+
+    A job's own error is in its log file, not in Snakemake's output; CI prints only what an
+    assertion says, so the assertion must carry it.
+    """
+    workdir = Path(workdir or proc.workdir)
+    output = (proc.stdout or "") + (proc.stderr or "")
+    parts = [output[-tail:]]
+    logs = re.findall(r"log: (\S+) \(check log file", output)
+    for log in dict.fromkeys(logs):
+        path = Path(workdir) / log
+        text = path.read_text(errors="replace") if path.is_file() else "(no log file)"
+        parts.append(f"--- {log} ---\n{text[-tail:]}")
+    free = shutil.disk_usage(workdir).free / 2**30
+    parts.append(f"--- {free:.1f} GiB free at {workdir} ---")
+    return "\n".join(parts)

@@ -129,6 +129,41 @@ def test_too_little_disk_fails(host, monkeypatch):
     assert "free space or move results/" in failed(checks(host, monkeypatch))["disk"]
 
 
+def test_runs_already_on_disk_count_nothing(host, monkeypatch):
+    """The estimate is what is still to write: a half-done study is not refused for the rest."""
+    from synreal.doctor import estimated_bytes
+    from synreal.plan import build_plan
+
+    config = validate_config(yaml.safe_load(STUDY.read_text()), base=host)
+    plan = build_plan(config)
+    before = estimated_bytes(config, host, plan)
+    done = sorted(plan.jobs["pretrain"].values(), key=lambda job: job.key)[:3]
+    for job in done:
+        (host / job.out_dir).mkdir(parents=True)
+    try:
+        after = estimated_bytes(config, host, plan)
+    finally:
+        for job in done:
+            (host / job.out_dir).rmdir()
+    # ViT-S/16 with the 65,536-dim head: each finished run keeps ~352 MB
+    assert 3 * 340e6 < before - after < 3 * 360e6
+
+
+def test_snakemake_refuses_a_study_the_disk_cannot_hold(monkeypatch, tmp_path):
+    """One sentence before any job: the disk check runs when Snakemake plans the study."""
+    from synreal.errors import ConfigError
+    from synreal.study import Study
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: shutil._ntuple_diskusage(1, 1, 0))
+    config = validate_config(yaml.safe_load((REPO / "config" / "config.yaml").read_text()),
+                             check_paths=False)
+    with pytest.raises(ConfigError, match=r"^disk: 0\.0 GiB free at .* still writes up to "
+                                          r"~\d+\.\d GiB; free space or move results/"):
+        Study(config, False, None).build_plan()
+    assert not (tmp_path / "results").exists()
+
+
 @pytest.mark.parametrize("partitions, name, words", [
     ({"gpu": "gpu:a100:8"}, "partition cpu", "not found; sinfo lists ['gpu']"),
     ({"cpu": "(null)"}, "partition gpu", "not found"),

@@ -20,6 +20,7 @@ count only when the study asks for GPUs (``--login-node`` skips them on a login 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import shutil
 import struct
@@ -36,9 +37,8 @@ from synreal.study import requested_gpus
 THROUGHPUT = REPO_ROOT / "docs" / "throughput.md"
 #: Bytes per stored image by side (PNG/JPEG at the study's resolution; measured on AFHQ).
 BYTES_PER_IMAGE_256 = 120_000
-#: A DINO run's checkpoints: student, teacher and AdamW moments of ViT-S/16 + head (~4 x 90 MB),
-#: kept as the last two checkpoints plus the exported teacher.
-BYTES_PER_PRETRAIN_RUN = 4 * 360 * 2**20
+#: DINO runs training at once that the disk estimate allows for (each holds a checkpoint).
+CONCURRENT_RUNS = 8
 
 
 @dataclass(frozen=True)
@@ -213,20 +213,68 @@ def images_generated(config: dict, base: Path) -> int:
     return sum(per_generator.values()) + extra
 
 
-def estimated_bytes(config: dict, base: Path) -> int:
-    """A rough upper estimate of what the study writes under results/."""
-    runs = len((config.get("pretrain") or {}).get("runs", {}))
-    runs += len((config.get("cfg_sweep") or {}).get("scales", []))
-    runs += 2 * len((config.get("realtune") or {}).get("runs", []))
-    return images_generated(config, base) * BYTES_PER_IMAGE_256 + runs * BYTES_PER_PRETRAIN_RUN
+@functools.cache
+def _network_parameters(arch: str, img_size: int, out_dim: int, use_bn: bool) -> tuple[int, int]:
+    """(backbone, DINO head) parameter counts, from the modules built on the meta device."""
+    import torch
+
+    from synreal.dino.backbones import create_backbone
+    from synreal.dino.head import DINOHead
+
+    with torch.device("meta"):
+        backbone = create_backbone(arch, img_size)
+        head = DINOHead(backbone.num_features, out_dim, use_bn)
+    return (sum(p.numel() for p in backbone.parameters()),
+            sum(p.numel() for p in head.parameters()))
 
 
-def check_disk(config: dict, base: Path) -> Check:
+def run_bytes(job, plan) -> tuple[int, int]:
+    """(bytes a finished run keeps, bytes of its resume checkpoint while it trains), float32.
+
+    A DINO run keeps its student, teacher backbone and teacher head; its checkpoint holds
+    student, teacher and both AdamW moments. A supervised RealTune (no DINO recipe of its
+    own: its network is its pretraining's backbone) keeps two backbones.
+    """
+    if "dino" not in job.params:
+        stage, key = job.upstream["checkpoint"].split("/")
+        backbone, _ = run_parameters(plan.job(stage, key).params["dino"])
+        return 4 * 2 * backbone, 4 * 4 * backbone
+    backbone, head = run_parameters(job.params["dino"])
+    return 4 * 2 * (backbone + head), 4 * 4 * (backbone + head)
+
+
+def run_parameters(dino: dict) -> tuple[int, int]:
+    """(backbone, DINO head) parameter counts of a DINO recipe."""
+    return _network_parameters(dino["arch"], dino["global_crop_size"], dino["out_dim"],
+                               dino["use_bn_in_head"])
+
+
+def estimated_bytes(config: dict, base: Path, plan=None) -> int:
+    """A rough upper estimate of what the study still has to write under results/.
+
+    Every DINO run of the plan not yet on disk (each pretraining, replicate seeds and
+    controls included, and each RealTune) keeps its export; the runs training at the same
+    time (at most one per GPU the host or cluster grants; :data:`CONCURRENT_RUNS` here) each
+    hold a checkpoint too. Finished runs count nothing: a rerun of a half-done study is not
+    refused for space it already used.
+    """
+    from synreal.plan import build_plan
+
+    plan = plan or build_plan(config)
+    sizes = [run_bytes(job, plan) for stage in ("pretrain", "realtune")
+             for job in plan.jobs.get(stage, {}).values()
+             if not (base / job.out_dir).is_dir()]
+    checkpoints = sorted((checkpoint for _, checkpoint in sizes), reverse=True)
+    return (images_generated(config, base) * BYTES_PER_IMAGE_256
+            + sum(kept for kept, _ in sizes) + sum(checkpoints[:CONCURRENT_RUNS]))
+
+
+def check_disk(config: dict, base: Path, plan=None) -> Check:
     """Free space where results/ lives against the study's estimated output."""
-    need = estimated_bytes(config, base)
+    need = estimated_bytes(config, base, plan)
     where = base / "results" if (base / "results").exists() else base
     free = shutil.disk_usage(where).free
-    detail = (f"{free / 2**30:.1f} GiB free at {where}, the study writes up to "
+    detail = (f"{free / 2**30:.1f} GiB free at {where}, the study still writes up to "
               f"~{need / 2**30:.1f} GiB")
     return Check("disk", free >= need, detail if free >= need else detail + "; free space or "
                  "move results/ to a larger filesystem (a symlink works)")

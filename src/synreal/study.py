@@ -42,8 +42,9 @@ class Study:
         """The content-keyed jobs; call it in the working folder the study runs in.
 
         Unless quiet (a job re-reading the Snakefile, after the main process checked), it
-        refuses a RealTune subset smaller than a batch and prints each DINO run's teacher
-        averaging window in epochs, counting the datasets' images once.
+        refuses a RealTune subset smaller than a batch or a disk too small for what the plan
+        still has to write, and prints each DINO run's teacher averaging window in epochs,
+        counting the datasets' images once.
         """
         from synreal.dino.teacher_window import (
             check_realtune_schedule,
@@ -56,6 +57,12 @@ class Study:
         RESOLVED.write_text(json.dumps(self.config, indent=1, sort_keys=True))
         plan = build_plan(self.config)
         if not self.quiet:
+            from synreal.doctor import check_disk
+
+            disk = check_disk(self.config, Path.cwd(), plan)
+            if not disk.ok:
+                raise ConfigError(f"disk: {disk.detail}; `python -m synreal doctor "
+                                  "--configfile <study>` checks the rest.")
             counts = training_images(self.config, Path.cwd())
             check_realtune_schedule(self.config, counts)
             for line in window_lines(self.config, counts):

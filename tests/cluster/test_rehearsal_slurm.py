@@ -19,7 +19,7 @@ import re
 import pytest
 import yaml
 
-from ..conftest import REPO
+from ..conftest import REPO, why_snakemake_failed
 from .conftest import completed_jobs, run_on_slurm
 from .test_slurm import SUBMITTED
 
@@ -48,7 +48,7 @@ def test_the_study_rehearsal_runs_on_slurm_with_its_gpu_routing(slurm_cluster, t
     args = readme_slurm_command()
     result = run_on_slurm(workdir, *args, timeout=1800,
                           env={"SYNREAL_REHEARSAL": "1"})
-    assert result.returncode == 0, (result.stdout + result.stderr)[-5000:]
+    assert result.returncode == 0, why_snakemake_failed(result, workdir / "rehearsal" / "afhq_pets")
     results = workdir / "rehearsal" / "afhq_pets" / "results"
     for name in TABLES:
         assert (results / "tables" / f"{name}.md").stat().st_size > 0, name

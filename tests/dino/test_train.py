@@ -97,6 +97,50 @@ def test_export_loads_back_as_an_evaluation_backbone(samples, tmp_path):
         assert model(torch.randn(2, 3, 16, 16)).shape == (2, 96)
 
 
+def test_a_finished_run_keeps_its_final_state_not_its_checkpoint(samples, tmp_path,
+                                                                  monkeypatch):
+    """The export holds the final student, teacher and centre; the optimizer moments go."""
+    from synreal.dino import checkpoint
+    from synreal.dino import train as train_module
+
+    plan = ViewPlan.single(TINY.local_crops_number)
+    summary = train_dino(TINY, samples, plan, tmp_path / "kept", progress=False)
+    assert summary["complete"] and not (tmp_path / "kept" / "checkpoints").exists()
+    final = checkpoint.load_final_state(tmp_path / "kept")
+    # the same run with its last checkpoint kept: the export equals that checkpoint's state
+    monkeypatch.setattr(train_module, "drop_training_checkpoints", lambda directory: None)
+    train_dino(TINY, samples, plan, tmp_path / "both", progress=False)
+    tensors, _ = checkpoint.load_training_state(checkpoint.latest_checkpoint(tmp_path / "both"))
+    kept = {k: v for k, v in tensors.items()
+            if k.startswith(("student.", "teacher.")) or k == "loss.center"}
+    assert final.keys() == kept.keys()
+    for name in kept:
+        torch.testing.assert_close(final[name], kept[name], rtol=0, atol=0, msg=name)
+    assert any(k.startswith("optim.") for k in tensors)
+
+
+def test_the_disk_estimate_of_a_run_is_what_it_writes(samples, tmp_path):
+    """doctor's per-run bytes (from the recipe's parameter counts) against a real run's files."""
+    from dataclasses import asdict
+    from types import SimpleNamespace
+
+    from synreal.dino import checkpoint
+    from synreal.doctor import run_bytes
+
+    train_dino(TINY, samples, ViewPlan.single(2), tmp_path / "run", max_steps=2, progress=False)
+    state = checkpoint.latest_checkpoint(tmp_path / "run").with_suffix(".safetensors")
+    state_bytes = state.stat().st_size
+    train_dino(TINY, samples, ViewPlan.single(2), tmp_path / "run", progress=False)
+    kept = sum((tmp_path / "run" / name).stat().st_size for name in
+               (checkpoint.STUDENT_FILE, checkpoint.BACKBONE_FILE, checkpoint.TEACHER_HEAD_FILE))
+    estimate, checkpoint_estimate = run_bytes(SimpleNamespace(params={"dino": asdict(TINY)}),
+                                              plan=None)
+    # the files add safetensors headers and the centre; a checkpoint has no AdamW moments
+    # for frozen parameters (the normalised last layer's scale)
+    assert kept == pytest.approx(estimate, rel=0.02)
+    assert state_bytes == pytest.approx(checkpoint_estimate, rel=0.02)
+
+
 def test_nan_loss_stops_with_step_and_last_checkpoint(samples, tmp_path, monkeypatch):
     from synreal.dino import loss as loss_module
 

@@ -11,7 +11,7 @@ import yaml
 from synreal.config import validate_config
 from synreal.plan import build_plan
 
-from ..conftest import MICRO_CONFIG, run_snakemake
+from ..conftest import MICRO_CONFIG, run_snakemake, why_snakemake_failed
 
 pytestmark = pytest.mark.slow
 
@@ -31,12 +31,12 @@ def test_second_checkout_takes_datasets_and_checkpoints_from_the_cache(tmp_path)
     second.mkdir()
 
     made = run_snakemake(first, "--cores", "2", "--cache", "--", *targets, env=env)
-    assert made.returncode == 0, made.stderr[-3000:]
+    assert made.returncode == 0, why_snakemake_failed(made)
     for target in targets:
         assert f"Moving output file {target} to cache" in made.stderr, target
 
     taken = run_snakemake(second, "--cores", "2", "--cache", "--", *targets, env=env)
-    assert taken.returncode == 0, taken.stderr[-3000:]
+    assert taken.returncode == 0, why_snakemake_failed(taken)
     for target in targets:
         # restored from the cache, never run: the stage's own log line is absent
         assert f"Symlinking output file {target}/spec.json from cache" in taken.stderr, target
@@ -52,5 +52,5 @@ def test_second_checkout_takes_datasets_and_checkpoints_from_the_cache(tmp_path)
     # downstream stages read the restored artifacts like local ones
     evaluated = run_snakemake(second, "--cores", "2", "--cache", "--", "table_main",
                               env=env)
-    assert evaluated.returncode == 0, evaluated.stderr[-3000:]
+    assert evaluated.returncode == 0, why_snakemake_failed(evaluated)
     assert (second / "results" / "tables" / "main.md").stat().st_size > 0

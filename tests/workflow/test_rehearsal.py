@@ -16,7 +16,7 @@ import time
 import pandas as pd
 import pytest
 
-from ..conftest import REPO, snakemake_env
+from ..conftest import REPO, snakemake_env, why_snakemake_failed
 
 pytestmark = pytest.mark.slow
 
@@ -51,9 +51,9 @@ def rehearsed():
     assert commands == ["snakemake --configfile config/studies/afhq_pets.yaml "
                         "--config rehearsal=true --cores all"]
     proc, seconds = run(commands[0])
-    assert proc.returncode == 0, proc.stderr[-5000:]
+    assert proc.returncode == 0, why_snakemake_failed(proc, FOLDER)
     report, _ = run(commands[0] + " --report results/report.html")
-    assert report.returncode == 0, report.stderr[-3000:]
+    assert report.returncode == 0, why_snakemake_failed(report, FOLDER)
     print(f"rehearsal of config/studies/afhq_pets.yaml: {seconds:.0f} s")
     return proc
 
@@ -104,7 +104,7 @@ def test_every_readme_study_command_runs_verbatim(rehearsed):
     assert len(local) >= 2, local  # the whole study and one table
     for command in local:
         proc, seconds = run(command, rehearse=True, timeout=600)
-        assert proc.returncode == 0, (command, proc.stderr[-3000:])
+        assert proc.returncode == 0, (command, why_snakemake_failed(proc, FOLDER))
         assert "Nothing to be done" in proc.stdout + proc.stderr, command
         assert seconds < 120, (command, seconds)
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from PIL import Image
 
-from ..conftest import REPO, run_snakemake
+from ..conftest import REPO, run_snakemake, why_snakemake_failed
 
 MICRO_TABLES = REPO / "tests" / "configs" / "micro_tables.yaml"
 TABLES = ("datasets", "main", "synbench", "mix_ratio", "mixdiff_views", "realtune",
@@ -25,20 +25,20 @@ pytestmark = pytest.mark.slow
 def finished(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("micro_tables")
     proc = run_snakemake(workdir, "--cores", "2", config=MICRO_TABLES, timeout=2400)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode == 0, why_snakemake_failed(proc)
     return workdir
 
 
 def test_every_table_rule_is_a_listed_target(tmp_path):
     proc = run_snakemake(tmp_path, "--list-target-rules", config=MICRO_TABLES)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, why_snakemake_failed(proc)
     assert {f"table_{name}" for name in TABLES} <= set(proc.stdout.split())
 
 
 def test_two_tables_share_their_common_artifacts(tmp_path):
     proc = run_snakemake(tmp_path, "--quiet", "rules", "-n", "table_main", "table_mix_ratio",
                          config=MICRO_TABLES)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, why_snakemake_failed(proc)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
     # real, synthetic (shared by both tables) and mix50 (mix_ratio only): three DINO runs
     assert counts["pretrain"] == "3" and counts["table"] == "2"
@@ -91,7 +91,7 @@ def _chromium():
 
 def test_html_report_renders_the_tables_in_headless_chromium(finished, tmp_path):
     proc = run_snakemake(finished, "--report", "results/report.html", config=MICRO_TABLES)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, why_snakemake_failed(proc)
     report = finished / "results" / "report.html"
     assert report.stat().st_size > 10_000
     browser = _chromium()
@@ -149,7 +149,7 @@ def test_a_collapsed_pretraining_run_is_named_in_the_captions(finished, tmp_path
         log.write_text("".join(json.dumps(r) + "\n" for r in records))
     proc = run_snakemake(work, "--forcerun", "table", "--cores", "1", "table_main",
                          config=MICRO_TABLES)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, why_snakemake_failed(proc)
     caption = (work / "results" / "tables" / "main.md").read_text().splitlines()[0]
     assert "WARNING: collapsed DINO run" in caption, caption
     assert "real (uniform)" in caption and "synthetic (" not in caption, caption
@@ -164,7 +164,7 @@ def test_the_default_profile_rebuilds_a_table_after_a_config_change(finished, tm
     changed.write_text(MICRO_TABLES.read_text().replace("    epochs: 2\n", "    epochs: 3\n", 1))
     proc = run_snakemake(finished, "-n", "--quiet", "rules", *profile, "table_main",
                          config=changed)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, why_snakemake_failed(proc)
     counts = dict(re.findall(r"^(\w+)\s+(\d+)$", proc.stdout, re.M))
     assert counts.get("pretrain") == "2" and counts.get("table") == "1", proc.stdout
 
@@ -269,7 +269,7 @@ def replicated(tmp_path_factory):
     path = workdir / "replicated.yaml"
     path.write_text(yaml.safe_dump(config))
     proc = run_snakemake(workdir, "--cores", "2", "table_main", config=path, timeout=2400)
-    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert proc.returncode == 0, why_snakemake_failed(proc)
     return workdir
 
 

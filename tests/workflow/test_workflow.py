@@ -6,14 +6,14 @@ import time
 import pandas as pd
 import pytest
 
-from ..conftest import MICRO_CONFIG, REPO, run_snakemake
+from ..conftest import MICRO_CONFIG, REPO, run_snakemake, why_snakemake_failed
 
 
 @pytest.fixture(scope="module")
 def finished(tmp_path_factory):
     workdir = tmp_path_factory.mktemp("micro")
     proc = run_snakemake(workdir, "--cores", "2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, why_snakemake_failed(proc)
     return workdir
 
 
@@ -65,13 +65,13 @@ def test_a_pull_that_changes_no_stage_reruns_nothing(finished):
                 os.utime(path, (now, now))
     os.utime(REPO / "Snakefile", (now, now))
     proc = run_snakemake(finished, "--cores", "2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, why_snakemake_failed(proc)
     assert "Nothing to be done" in proc.stdout + proc.stderr
 
 
 def test_outputs_are_deterministic(finished, tmp_path):
     proc = run_snakemake(tmp_path, "--cores", "2")
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert proc.returncode == 0, why_snakemake_failed(proc)
     for manifest in (finished / "results" / "ingest").glob("*/manifest.parquet"):
         other = tmp_path / manifest.relative_to(finished)
         assert other.is_file(), "same config must give the same keys"
@@ -108,7 +108,7 @@ def test_shared_artifact_is_scheduled_once(tmp_path, micro_config):
     config = tmp_path / "twice.yaml"
     config.write_text(yaml.safe_dump(micro_config))
     proc = run_snakemake(tmp_path, "-n", "--cores", "1", config=config)
-    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert proc.returncode == 0, why_snakemake_failed(proc)
     counts = dict(line.split()[:2] for line in proc.stdout.splitlines()
                   if line.split()[:1] in (["toyworld"], ["ingest"]) and len(line.split()) == 2)
     assert counts == {"toyworld": "2", "ingest": "2"}

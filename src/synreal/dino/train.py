@@ -28,8 +28,11 @@ from synreal.dino.backbones import create_backbone
 from synreal.dino.batch_augment import BatchMultiCrop
 from synreal.dino.checkpoint import (
     Preprocessing,
+    drop_training_checkpoints,
     export_backbone,
+    has_final_state,
     latest_checkpoint,
+    load_final_state,
     load_training_state,
     save_training_state,
 )
@@ -227,11 +230,17 @@ def _restore(tensors, student, teacher, loss: DINOLoss, optimizer, scalars) -> N
 
 def _initialise_from(artifact: Path, student, teacher, loss: DINOLoss) -> None:
     """Start from the final weights and centre of a finished pretraining run."""
-    marker = latest_checkpoint(artifact)
-    if marker is None:
-        raise DataError(f"{artifact} has no training checkpoint to continue from; rerun its "
-                        "pretrain job (it keeps its final checkpoint).")
-    tensors, _ = load_training_state(marker)
+    artifact = Path(artifact)
+    source = artifact
+    if has_final_state(artifact):
+        tensors = load_final_state(artifact)
+    elif (marker := latest_checkpoint(artifact)) is not None:  # a run exported before v3
+        tensors, _ = load_training_state(marker)
+        source = marker
+    else:
+        raise DataError(f"{artifact} has neither a finished run's export (with "
+                        "teacher_head.safetensors) nor a training checkpoint to continue from; "
+                        "rerun its pretrain job.")
     try:
         student.load_state_dict({k[8:]: v for k, v in tensors.items()
                                  if k.startswith("student.")})
@@ -239,9 +248,19 @@ def _initialise_from(artifact: Path, student, teacher, loss: DINOLoss) -> None:
                                  if k.startswith("teacher.")})
         loss.center.copy_(tensors["loss.center"])
     except (RuntimeError, KeyError) as error:
-        raise DataError(f"{marker} does not fit this recipe (arch, out_dim and head must "
+        raise DataError(f"{source} does not fit this recipe (arch, out_dim and head must "
                         f"match the pretraining run's): {str(error).splitlines()[0]}") from None
-    print(f"continuing from {marker}")
+    print(f"continuing from {source}")
+
+
+def _finished_summary(log_path: Path, params: DinoParams, total_steps: int, precision: str,
+                      world: int) -> dict:
+    """The summary of a run whose export is already on disk (a rerun after a late crash)."""
+    lines = [json.loads(line) for line in log_path.read_text().splitlines() if line.strip()]
+    return {"steps_done": total_steps, "total_steps": total_steps, "complete": True,
+            "final_loss": lines[-1]["loss"] if lines else None,
+            "collapse": run_verdict(log_path, params.warmup_epochs, params.out_dim),
+            "precision": precision, "world_size": world}
 
 
 def _truncate_log(path: Path, first_step: int) -> None:
@@ -352,6 +371,11 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
     total_steps = params.epochs * iters_per_epoch
 
     # ---------------- resume ----------------
+    log_path = work_dir / LOG_FILE
+    if (has_final_state(work_dir) and latest_checkpoint(work_dir) is None
+            and log_path.is_file()):
+        print(f"{work_dir} already holds this run's export; nothing to train")
+        return _finished_summary(log_path, params, total_steps, precision, world)
     start_step, last_checkpoint = 0, None
     if (marker := latest_checkpoint(work_dir)) is not None:
         tensors, scalars = load_training_state(marker)
@@ -360,7 +384,6 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
         print(f"resuming from {marker} (step {start_step} of {total_steps})")
     elif init_from is not None:
         _initialise_from(Path(init_from), student, teacher, loss_fn)
-    log_path = work_dir / LOG_FILE
     if rank == 0:
         _truncate_log(log_path, start_step)
 
@@ -470,7 +493,11 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                "final_loss": last.get("loss"), "collapse": collapse,
                "precision": precision, "world_size": world}
     if step == total_steps and rank == 0:
+        teacher_head = dict(teacher.head.state_dict()) | {"center": loss_fn.center}
         export_backbone(work_dir, teacher.backbone, student, Preprocessing(
             params.arch, params.global_crop_size, params.eval_resize, params.global_crop_size,
-            IMAGENET_MEAN, IMAGENET_STD))
+            IMAGENET_MEAN, IMAGENET_STD), teacher_head)
+        # the export is the run's final state: the resume checkpoint (optimizer moments
+        # included) is no longer needed
+        drop_training_checkpoints(work_dir)
     return summary
