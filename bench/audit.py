@@ -15,7 +15,8 @@ tiny by default (the pipeline's overhead), or the real architecture with ``--ful
 
 Usage: ``python bench/audit.py [--quick] [--size 256] [--full-size] [--device cuda]
 [--model-images 64] [--dinov2-weights DIR] [--convnext-weights DIR] [--clip-weights DIR]
-[--fid-weights FILE] [--owlvit-weights DIR] [--vlm-weights DIR] [--skip-vlm]``.
+[--fid-weights FILE] [--owlvit-weights DIR] [--vlm-weights DIR] [--skip-vlm]
+[--only-detector]``.
 """
 
 from __future__ import annotations
@@ -53,49 +54,36 @@ def timed(label: str, n: int, fn) -> float:
     return seconds
 
 
-def timed_model(label: str, n: int, fn, warmup) -> None:
+def timed_model(label: str, n: int, fn, warmup) -> float:
     """:func:`timed` after one warm-up call (CUDA context, kernels), plus the 15k projection."""
     warmup()
     seconds = timed(label, n, fn)
     print(f"{'':<42} {AUDIT_IMAGES * seconds / n / 60:>12,.1f} min for {AUDIT_IMAGES:,}")
+    return seconds
 
 
 def batched(items: list, size: int):
     return [items[i:i + size] for i in range(0, len(items), size)]
 
 
-def bench_models(args, paths: list[Path], images: list[np.ndarray], names: list[str],
-                 work: Path) -> None:
-    """Every model-backed measure of the full study through the audit's loaders.
-
-    DINOv2-B embedder, ConvNeXt-B consistency, CLIP ViT-B/32 zero-shot, Inception-v3 FID
-    features, the OWLv2 pass (one shared pass for object and person boxes against the
-    baseline of two separate passes, measured in the same run) and the BLIP VQA judge.
-    """
+def bench_classifiers(args, files: list[str], names: list[str], work: Path) -> None:
+    """The embedders, the consistency classifiers and FID's Inception, one line each."""
     import pandas as pd
 
     from synreal.audit import consistency
-    from synreal.audit.classes import object_phrases
     from synreal.audit.embedders import colour_layout, create_embedder
     from synreal.audit.inception import inception_embedder
-    from synreal.audit.owlvit import OwlPass
     from synreal.audit.params import AuditParams
-    from synreal.audit.vlm import BlipVqaJudge
 
-    kind = "full-size random" if args.full_size else "tiny random"
-    print(f"\nmodel-backed measures on {args.device} (batch {args.batch}; without a weights "
-          f"flag each model is {kind})")
-    files = [str(p) for p in paths[:args.model_images]]
     n = len(files)
-    images = images[:n]
     timed_model("embedder: colour-layout (weights-free)", n, lambda: colour_layout(files),
                 lambda: colour_layout(files[:2]))
     dinov2 = args.dinov2_weights or tiny.build_dinov2(work / "dinov2", args.full_size)
     embed = create_embedder("dinov2", None, str(dinov2), args.device)
     timed_model("embedder: DINOv2-B/14 CLS (224 px)", n, lambda: embed(files),
                 lambda: embed(files[:2]))
-    frame = pd.DataFrame({"path": files, "label_name": names[:n]})
-    classes = sorted(set(names[:n]))
+    frame = pd.DataFrame({"path": files, "label_name": names})
+    classes = sorted(set(names))
     inputs = consistency.ConsistencyInputs(frame, classes)
     convnext = args.convnext_weights or tiny.build_convnext(work / "convnext", args.full_size)
     timm_params = AuditParams(consistency_backend="timm", consistency_weights=str(convnext),
@@ -116,6 +104,27 @@ def bench_models(args, paths: list[Path], images: list[np.ndarray], names: list[
     timed_model("FID features: Inception-v3 pool3 (299 px)", n, lambda: fid_embed(files),
                 lambda: fid_embed(files[:2]))
 
+
+def bench_models(args, paths: list[Path], images: list[np.ndarray], names: list[str],
+                 work: Path) -> None:
+    """Every model-backed measure of the full study through the audit's loaders.
+
+    DINOv2-B embedder, ConvNeXt-B consistency, CLIP ViT-B/32 zero-shot, Inception-v3 FID
+    features, the OWLv2 pass (one shared pass for object and person boxes against the
+    baseline of two separate passes, measured in the same run) and the BLIP VQA judge.
+    """
+    from synreal.audit.classes import object_phrases
+    from synreal.audit.owlvit import OwlPass
+    from synreal.audit.vlm import BlipVqaJudge
+
+    kind = "full-size random" if args.full_size else "tiny random"
+    print(f"\nmodel-backed measures on {args.device} (batch {args.batch}; without a weights "
+          f"flag each model is {kind})")
+    files = [str(p) for p in paths[:args.model_images]]
+    n = len(files)
+    images = images[:n]
+    if not args.only_detector:
+        bench_classifiers(args, files, names[:n], work)
     owl = args.owlvit_weights or tiny.build_owlv2(work / "owlv2", args.full_size)
     phrases = [object_phrases(name) for name in names[:n]]
     shared = OwlPass(str(owl), "google/owlv2-base-patch16-ensemble", "scale_weights",
@@ -134,11 +143,11 @@ def bench_models(args, paths: list[Path], images: list[np.ndarray], names: list[
             detector.detect(batch, [asked] * len(batch), 0.1)
             detector.detect(batch, [[PERSON_QUERY]] * len(batch), 0.1)
 
-    timed_model("object + person boxes: OWLv2, two passes", n, lambda: two_passes(n),
-                lambda: two_passes(2))
-    timed_model("object + person boxes: OWLv2, one pass", n, lambda: one_pass(n),
-                lambda: one_pass(2))
-    print("  (ratio: compare the two lines above, measured in this run)")
+    baseline = timed_model("object + person boxes: OWLv2, two passes", n,
+                           lambda: two_passes(n), lambda: two_passes(2))
+    shared_seconds = timed_model("object + person boxes: OWLv2, one pass", n,
+                                 lambda: one_pass(n), lambda: one_pass(2))
+    print(f"  one pass against two, same run: {baseline / shared_seconds:.2f}x the speed")
 
     if args.skip_vlm:
         return
@@ -173,6 +182,8 @@ def main() -> None:
     parser.add_argument("--skip-vlm", action="store_true", help="skip the BLIP VQA judge")
     parser.add_argument("--vlm-weights", default=None, help="local BLIP VQA folder")
     parser.add_argument("--skip-models", action="store_true", help="CPU measures only")
+    parser.add_argument("--only-detector", action="store_true",
+                        help="of the model-backed measures, the OWLv2 passes (and the judge)")
     args = parser.parse_args()
     n_img, n_emb = (64, 2000) if args.quick else (512, 15000)
 

@@ -63,6 +63,48 @@ def test_a_host_that_can_run_the_study_passes_every_check(host, monkeypatch):
     assert float(result["cost total"].detail.split()[0]) > 0
 
 
+AUDIT_ROWS = """| audit | dinov2-base | 224 px | {gpu} | 0.02 | images/s | test |
+| audit | convnext_base | 224 px | {gpu} | 0.02 | images/s | test |
+| audit | clip-vit-b-32 | 224 px | {gpu} | 0.02 | images/s | test |
+| audit | inception-v3-fid | 299 px | {gpu} | 0.02 | images/s | test |
+| audit | owlv2-base-patch16 (one pass: object and person boxes) | 960 px | {gpu} | 0.005 | images/s | test |
+"""
+
+
+@pytest.mark.parametrize("gpu", ["CPU (2 cores)", "A100"])
+def test_the_audit_cost_counts_every_audited_image_through_each_model(host, monkeypatch,
+                                                                      tmp_path, gpu):
+    """Each audit job: its images and its real reference's non-test images through the five
+    models, the evaluation's test images through the embedder; CPU rates stay out of the
+    GPU total."""
+    from synreal.data.formats import scan
+
+    table = tmp_path / "t.md"
+    table.write_text(THROUGHPUT + AUDIT_ROWS.format(gpu=gpu))
+    result = checks(host, monkeypatch, throughput=table)
+    config = validate_config(yaml.safe_load(STUDY.read_text()), base=host)
+    records = {name: scan(d["format"], host / d["path"])
+               for name, d in config["datasets"].items()}
+    total = {name: len(r) for name, r in records.items()}
+    train = {name: sum(x.split != "test" for x in r) for name, r in records.items()}
+    tests = sum(x.split == "test" for x in records["pets"])
+    per_image = 4 / 0.02 + 1 / 0.005
+    # real afhq and pets; afhq_syn, afhq_var, pets_syn and the 6 other sweep scales
+    synthetic = [("afhq", 2 + 6), ("pets", 1)]
+    seconds = (sum(total.values()) * per_image
+               + sum(2 * train[name] * n for name, n in synthetic) * per_image
+               + 11 * tests / 0.02)
+    unit = "CPU-h" if gpu.startswith("CPU") else "GPU-h"
+    hours, detail = result["cost audit"].detail.split(" ", 1)
+    assert seconds > 40 * 3600  # hours printed to 0.1: the comparison is to 0.25 %
+    assert float(hours) == pytest.approx(seconds / 3600, rel=2.5e-3)
+    assert detail.startswith(f"{unit} (11 audit jobs, ") and "through 5 models" in detail
+    stages = sum(float(c.detail.split()[0]) for name, c in result.items()
+                 if name.startswith("cost ") and name not in ("cost total", "cost audit"))
+    with_audit = stages + (float(hours) if unit == "GPU-h" else 0.0)
+    assert float(result["cost total"].detail.split()[0]) == pytest.approx(with_audit, abs=0.1 * 5)
+
+
 def test_no_gpu_fails_on_a_gpu_node_and_is_a_note_on_the_login_node(host, monkeypatch):
     cpu_only = CudaView(0, None, 0, (), (), ())
     result = failed(checks(host, monkeypatch, cuda=cpu_only, smi=[]))

@@ -130,3 +130,80 @@ def _pretrain_cost(config: dict, real: dict[str, int], rows: list[dict]) -> tupl
         note += f" ({seeds} seeds of {len(replicated)} runs"
         note += f", {parts} control runs at half size per seed)" if parts > 1 else ")"
     return seen / speed / 3600, note
+
+
+#: Which throughput row (a substring of its model) serves each audit model.
+AUDIT_MODELS = {"dinov2": "dinov2", "timm": "convnext", "clip": "clip", "inception":
+                "inception", "owlvit": "owlv2", "owlvit-one-pass": "one pass"}
+
+
+def audit_models_used(config: dict) -> tuple[list[str], list[str]]:
+    """(throughput-row models every audited image goes through, those a test image does).
+
+    A dataset's images (and its real reference's non-test images) pass through the
+    detector (one pass for object and person boxes), the consistency classifier and CLIP,
+    the embedder and FID's Inception; the evaluation's test images only through the embedder,
+    for the leak check.
+    """
+    audit = config["audit"]
+    params, embedding = audit.get("params", {}), audit.get("embedding", {})
+    models = []
+    if "owlvit" in (params.get("scale_backend"), params.get("person_backend")):
+        models.append(AUDIT_MODELS["owlvit-one-pass"])
+    if params.get("consistency_backend") == "timm":
+        models.append(AUDIT_MODELS["timm"])
+    if params.get("clip_weights"):
+        models.append(AUDIT_MODELS["clip"])
+    if params.get("fid_features") == "inception":
+        models.append(AUDIT_MODELS["inception"])
+    embedder = AUDIT_MODELS.get(str(embedding.get("embedder")))
+    return models + ([embedder] if embedder else []), [embedder] if embedder else []
+
+
+def audit_cost(config: dict, base: Path, rows: list[dict]) -> tuple[float, str, str]:
+    """Hours of the study's audit jobs, from the audit rows of the throughput table.
+
+    Returns:
+        ``(hours, how it was counted, unit)``; the unit is ``CPU-h`` when the rows were
+        measured on a CPU (bench/audit.py here, no GPU figure yet): an upper bound for the
+        GPU the study asks for, kept out of the GPU total.
+    """
+    from synreal.data.formats import scan
+    from synreal.plan import build_plan
+
+    plan = build_plan(config)
+    counts: dict[str, tuple[int, int]] = {}  # real dataset -> (all images, test images)
+    for name, dataset in config["datasets"].items():
+        if "path" in dataset and (base / dataset["path"]).is_dir():
+            records = scan(dataset["format"], base / dataset["path"])
+            counts[name] = (len(records), sum(r.split == "test" for r in records))
+    if not counts:
+        raise DataError("no dataset folder found to count the audited images from; run it "
+                        "where the study's datasets are.")
+    every, test_only = audit_models_used(config)
+    per_image = sum(1 / per_second(rows, "audit", model) for model in every)
+    per_test_image = sum(1 / per_second(rows, "audit", model) for model in test_only)
+    seconds, images = 0.0, 0
+    for job in plan.jobs.get("audit", {}).values():
+        name, reference = job.params["name"], job.params["reference_name"]
+        if name == reference:  # a real dataset, all its splits
+            audited = counts.get(name, (0, 0))[0]
+        else:  # a synthetic set made like its reference's training split, and that split
+            total, test = counts.get(reference, (0, 0))
+            audited = 2 * (total - test)
+        tested = counts.get(config.get("evaluation", {}).get("dataset"), (0, 0))[1]
+        seconds += audited * per_image + tested * per_test_image
+        images += audited
+    on_cpu = all(_row(rows, "audit", model).get("gpu", "").upper().startswith("CPU")
+                 for model in every)
+    how = (f"{len(plan.jobs.get('audit', {}))} audit jobs, {images} images through "
+           f"{len(every)} models")
+    if on_cpu:
+        how += ("; at the CPU rates bench/audit.py measured (no GPU figure yet): an upper "
+                "bound for a GPU, not in the GPU total")
+    return seconds / 3600, how, "CPU-h" if on_cpu else "GPU-h"
+
+
+def _row(rows: list[dict], stage: str, model: str) -> dict:
+    return next(row for row in rows if row.get("stage", "").lower() == stage
+                and model in row.get("model", "").lower())

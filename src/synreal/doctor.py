@@ -350,6 +350,17 @@ def cost_lines(config: dict, base: Path, rows: list[dict]) -> list[Check]:
     total = sum(hours for hours, _ in costs.values())
     lines = [Check(f"cost {stage}", True, f"{hours:.1f} GPU-h ({how})", decides=False)
              for stage, (hours, how) in costs.items()]
+    if config.get("audit"):
+        from synreal.cost import audit_cost
+
+        try:
+            hours, how, unit = audit_cost(config, base, rows)
+        except (DataError, ConfigError) as error:
+            lines.append(Check("cost audit", False, f"not estimated: {error}", decides=False))
+        else:
+            lines.append(Check("cost audit", True, f"{hours:.1f} {unit} ({how})",
+                               decides=False))
+            total += hours if unit == "GPU-h" else 0.0
     return lines + [Check("cost total", True, f"{total:.1f} GPU-h", decides=False)]
 
 
