@@ -234,9 +234,12 @@ def test_a_throughput_table_without_the_studys_model_is_a_note(host, monkeypatch
     assert "no pretrain row for a vit_small model" in result["cost"].detail
 
 
-def test_the_documented_throughput_table_parses_and_cites_sources():
+def test_the_documented_throughput_table_parses_and_cites_sources(host, monkeypatch):
     rows = read_throughput()
     assert rows and all(row.get("source") for row in rows)
+    # the study's audit line comes from the documented rows: CPU-measured, so CPU hours
+    result = checks(host, monkeypatch, throughput=REPO / "docs" / "throughput.md")
+    assert result["cost audit"].ok and " CPU-h (11 audit jobs, " in result["cost audit"].detail
 
 
 def test_the_cli_exits_1_on_this_gpu_less_machine_and_names_the_failures(host):
