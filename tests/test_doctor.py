@@ -67,7 +67,7 @@ AUDIT_ROWS = """| audit | dinov2-base | 224 px | {gpu} | 0.02 | images/s | test 
 | audit | convnext_base | 224 px | {gpu} | 0.02 | images/s | test |
 | audit | clip-vit-b-32 | 224 px | {gpu} | 0.02 | images/s | test |
 | audit | inception-v3-fid | 299 px | {gpu} | 0.02 | images/s | test |
-| audit | owlv2-base-patch16 (one pass: object and person boxes) | 960 px | {gpu} | 0.005 | images/s | test |
+| audit | owlv2-base-patch16 (one pass) | 960 px | {gpu} | 0.005 | images/s | test |
 """
 
 
