@@ -31,9 +31,10 @@ rehearsal: setup
 	snakemake --configfile $(STUDY) --config rehearsal=true --cores $(CORES)
 	snakemake --configfile $(STUDY) --config rehearsal=true --cores $(CORES) --report results/report.html
 
+# --durations: CI's log names the slowest tests, what its time budget is spent on.
 test: setup
 	ruff check src tests bench
-	python -m pytest -n 2 --dist loadfile
+	python -m pytest -n 2 --dist loadfile --durations=15
 
 test-fast: setup
 	python -m pytest -n 2 --dist loadfile -m "not slow"
