@@ -189,6 +189,19 @@ def test_runs_already_on_disk_count_nothing(host, monkeypatch):
             (host / job.out_dir).rmdir()
     # ViT-S/16 with the 65,536-dim head: each finished run keeps ~352 MB
     assert 3 * 340e6 < before - after < 3 * 360e6
+    # a finished generation counts nothing either: its real dataset's training images
+    from synreal.data.formats import scan
+    from synreal.doctor import BYTES_PER_IMAGE_256
+
+    generated = plan.generators["afhq_syn"]
+    (host / generated.out_dir).mkdir(parents=True)
+    try:
+        rest = estimated_bytes(config, host, plan)
+    finally:
+        (host / generated.out_dir).rmdir()
+    afhq = config["datasets"]["afhq"]
+    train = sum(r.split == "train" for r in scan(afhq["format"], host / afhq["path"]))
+    assert before - rest == train * BYTES_PER_IMAGE_256 > 0
 
 
 def test_snakemake_refuses_a_study_the_disk_cannot_hold(monkeypatch, tmp_path):

@@ -194,8 +194,12 @@ def preflight(config: dict, base: Path) -> None:
 
 # ---------------------------------------------------------------- disk, Slurm, cost
 
-def images_generated(config: dict, base: Path) -> int:
-    """Synthetic images the study makes: each generator like its real dataset, and the sweep."""
+def images_to_generate(config: dict, base: Path, plan) -> int:
+    """Synthetic images the plan's generate jobs not yet on disk will make.
+
+    Each generator (every CFG sweep scale too) makes as many images as its real dataset's
+    training split holds.
+    """
     from synreal.data.formats import scan
     from synreal.stages.generate import TRAINING_SPLITS
 
@@ -206,11 +210,12 @@ def images_generated(config: dict, base: Path) -> int:
                 records = scan(dataset["format"], base / dataset["path"])
             except DataError:
                 continue
-            counts[name] = sum(r.split in TRAINING_SPLITS for r in records)
-    per_generator = {g: counts.get(spec["like"], 0) for g, spec in config["generators"].items()}
-    sweep = config.get("cfg_sweep") or {}
-    extra = per_generator.get(sweep.get("generator"), 0) * max(len(sweep.get("scales", [])) - 1, 0)
-    return sum(per_generator.values()) + extra
+            if name in plan.datasets:
+                counts[plan.datasets[name].ref] = sum(r.split in TRAINING_SPLITS
+                                                      for r in records)
+    return sum(counts.get(job.upstream.get("like"), 0)
+               for job in plan.jobs.get("generate", {}).values()
+               if not (base / job.out_dir).is_dir())
 
 
 @functools.cache
@@ -265,7 +270,7 @@ def estimated_bytes(config: dict, base: Path, plan=None) -> int:
              for job in plan.jobs.get(stage, {}).values()
              if not (base / job.out_dir).is_dir()]
     checkpoints = sorted((checkpoint for _, checkpoint in sizes), reverse=True)
-    return (images_generated(config, base) * BYTES_PER_IMAGE_256
+    return (images_to_generate(config, base, plan) * BYTES_PER_IMAGE_256
             + sum(kept for kept, _ in sizes) + sum(checkpoints[:CONCURRENT_RUNS]))
 
 

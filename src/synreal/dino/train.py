@@ -234,7 +234,7 @@ def _initialise_from(artifact: Path, student, teacher, loss: DINOLoss) -> None:
     source = artifact
     if has_final_state(artifact):
         tensors = load_final_state(artifact)
-    elif (marker := latest_checkpoint(artifact)) is not None:  # a run exported before v3
+    elif (marker := latest_checkpoint(artifact)) is not None:  # exported without its head
         tensors, _ = load_training_state(marker)
         source = marker
     else:
