@@ -42,9 +42,9 @@ class Study:
         """The content-keyed jobs; call it in the working folder the study runs in.
 
         Unless quiet (a job re-reading the Snakefile, after the main process checked), it
-        refuses a RealTune subset smaller than a batch or a disk too small for what the plan
-        still has to write, and prints each DINO run's teacher averaging window in epochs,
-        counting the datasets' images once.
+        refuses a RealTune subset smaller than a batch, warns when the disk looks too small
+        for what the plan still has to write, and prints each DINO run's teacher averaging
+        window in epochs, counting the datasets' images once.
         """
         from synreal.dino.teacher_window import (
             check_realtune_schedule,
@@ -59,10 +59,12 @@ class Study:
         if not self.quiet:
             from synreal.doctor import check_disk
 
+            # a warning, not a refusal: the same Snakefile load serves dry runs, --report
+            # and --lint, which write nothing; the doctor's disk check is the refusal
             disk = check_disk(self.config, Path.cwd(), plan)
             if not disk.ok:
-                raise ConfigError(f"disk: {disk.detail}; `python -m synreal doctor "
-                                  "--configfile <study>` checks the rest.")
+                print(f"synreal warning: disk: {disk.detail}. `python -m synreal doctor "
+                      "--configfile <study>` fails on this.", file=sys.stderr)
             counts = training_images(self.config, Path.cwd())
             check_realtune_schedule(self.config, counts)
             for line in window_lines(self.config, counts):
