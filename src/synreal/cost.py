@@ -132,9 +132,10 @@ def _pretrain_cost(config: dict, real: dict[str, int], rows: list[dict]) -> tupl
     return seen / speed / 3600, note
 
 
-#: Which throughput row (a substring of its model) serves each audit model.
+#: Which throughput row (a substring of its model) serves each audit model; the detector's is
+#: the one-pass row (object and person boxes from one OWLv2 forward), not the two-pass baseline.
 AUDIT_MODELS = {"dinov2": "dinov2", "timm": "convnext", "clip": "clip", "inception":
-                "inception", "owlvit": "owlv2", "owlvit-one-pass": "one pass"}
+                "inception", "owlvit": "one pass"}
 
 
 def audit_models_used(config: dict) -> tuple[list[str], list[str]]:
@@ -149,7 +150,7 @@ def audit_models_used(config: dict) -> tuple[list[str], list[str]]:
     params, embedding = audit.get("params", {}), audit.get("embedding", {})
     models = []
     if "owlvit" in (params.get("scale_backend"), params.get("person_backend")):
-        models.append(AUDIT_MODELS["owlvit-one-pass"])
+        models.append(AUDIT_MODELS["owlvit"])
     if params.get("consistency_backend") == "timm":
         models.append(AUDIT_MODELS["timm"])
     if params.get("clip_weights"):
