@@ -194,26 +194,15 @@ def preflight(config: dict, base: Path) -> None:
 
 # ---------------------------------------------------------------- disk, Slurm, cost
 
-def images_to_generate(config: dict, base: Path, plan) -> int:
+def images_to_generate(plan, base: Path, counts: dict[str, int]) -> int:
     """Synthetic images the plan's generate jobs not yet on disk will make.
 
     Each generator (every CFG sweep scale too) makes as many images as its real dataset's
-    training split holds.
+    training split holds; ``counts`` are those per dataset name
+    (:func:`synreal.dino.teacher_window.training_images`).
     """
-    from synreal.data.formats import scan
-    from synreal.stages.generate import TRAINING_SPLITS
-
-    counts = {}
-    for name, dataset in config["datasets"].items():
-        if "path" in dataset and (base / dataset["path"]).is_dir():
-            try:
-                records = scan(dataset["format"], base / dataset["path"])
-            except DataError:
-                continue
-            if name in plan.datasets:
-                counts[plan.datasets[name].ref] = sum(r.split in TRAINING_SPLITS
-                                                      for r in records)
-    return sum(counts.get(job.upstream.get("like"), 0)
+    by_ref = {job.ref: counts[name] for name, job in plan.datasets.items() if name in counts}
+    return sum(by_ref.get(job.upstream.get("like"), 0)
                for job in plan.jobs.get("generate", {}).values()
                if not (base / job.out_dir).is_dir())
 
@@ -254,7 +243,8 @@ def run_parameters(dino: dict) -> tuple[int, int]:
                                dino["use_bn_in_head"])
 
 
-def estimated_bytes(config: dict, base: Path, plan=None) -> int:
+def estimated_bytes(config: dict, base: Path, plan=None,
+                    counts: dict[str, int] | None = None) -> int:
     """A rough upper estimate of what the study still has to write under results/.
 
     Every DINO run of the plan not yet on disk (each pretraining, replicate seeds and
@@ -263,20 +253,26 @@ def estimated_bytes(config: dict, base: Path, plan=None) -> int:
     hold a checkpoint too. Finished runs count nothing: a rerun of a half-done study is not
     refused for space it already used.
     """
+    from synreal.dino.teacher_window import training_images
     from synreal.plan import build_plan
 
     plan = plan or build_plan(config)
+    counts = training_images(config, base) if counts is None else counts
     sizes = [run_bytes(job, plan) for stage in ("pretrain", "realtune")
              for job in plan.jobs.get(stage, {}).values()
              if not (base / job.out_dir).is_dir()]
     checkpoints = sorted((checkpoint for _, checkpoint in sizes), reverse=True)
-    return (images_to_generate(config, base, plan) * BYTES_PER_IMAGE_256
+    return (images_to_generate(plan, base, counts) * BYTES_PER_IMAGE_256
             + sum(kept for kept, _ in sizes) + sum(checkpoints[:CONCURRENT_RUNS]))
 
 
-def check_disk(config: dict, base: Path, plan=None) -> Check:
-    """Free space where results/ lives against the study's estimated output."""
-    need = estimated_bytes(config, base, plan)
+def check_disk(config: dict, base: Path, plan=None,
+               counts: dict[str, int] | None = None) -> Check:
+    """Free space where results/ lives against the study's estimated output.
+
+    ``plan`` and ``counts`` (training images per real dataset) when the caller has them.
+    """
+    need = estimated_bytes(config, base, plan, counts)
     where = base / "results" if (base / "results").exists() else base
     free = shutil.disk_usage(where).free
     detail = (f"{free / 2**30:.1f} GiB free at {where}, the study still writes up to "

@@ -59,13 +59,13 @@ class Study:
         if not self.quiet:
             from synreal.doctor import check_disk
 
+            counts = training_images(self.config, Path.cwd())
             # a warning, not a refusal: the same Snakefile load serves dry runs, --report
             # and --lint, which write nothing; the doctor's disk check is the refusal
-            disk = check_disk(self.config, Path.cwd(), plan)
+            disk = check_disk(self.config, Path.cwd(), plan, counts)
             if not disk.ok:
                 print(f"synreal warning: disk: {disk.detail}. `python -m synreal doctor "
                       "--configfile <study>` fails on this.", file=sys.stderr)
-            counts = training_images(self.config, Path.cwd())
             check_realtune_schedule(self.config, counts)
             for line in window_lines(self.config, counts):
                 print(f"synreal: {line}", file=sys.stderr)
