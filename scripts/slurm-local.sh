@@ -3,8 +3,8 @@
 # profile: `bash scripts/slurm-local.sh start|stop|status`.
 #
 # start   installs Debian's slurm-wlm and munge if missing, writes /etc/slurm/slurm.conf and
-#         gres.conf for this machine (cons_tres, no cgroups, one fake GPU "gpu:testgpu:1" whose
-#         device file is /dev/null, partitions "cpu" (default) and "gpu" as in
+#         gres.conf for this machine (cons_tres, no cgroups, fake GPUs "gpu:testgpu:N" whose
+#         device files are /dev/null and /dev/zero (N = 2 by default), partitions "cpu" (default) and "gpu" as in
 #         workflow/profiles/slurm plus "urgent" whose jobs pre-empt (requeue) theirs after a
 #         KillWait (10 s) to checkpoint, job completion log in a text file, no slurmdbd), wipes the
 #         spool and state directories of any earlier run, starts munged (as the munge user),
@@ -19,12 +19,21 @@
 # Environment (all optional):
 #   SLURM_LOCAL_DIR        state directory (pids, spool, logs, job completion log);
 #                          default /var/tmp/synreal-slurm
-#   SLURM_LOCAL_GPU_MODEL  GRES type of the fake GPU; default testgpu
+#   SLURM_LOCAL_GPU_MODEL  GRES type of the fake GPUs; default testgpu
+#   SLURM_LOCAL_GPUS       how many fake GPUs the node has, 1 or 2; default 2 (two GPU jobs
+#                          at once, one per CPU of a 2-CPU runner)
 #   SLURM_LOCAL_TIMEOUT    seconds to wait for the node to become idle; default 60
 set -euo pipefail
 
 STATE_DIR=${SLURM_LOCAL_DIR:-/var/tmp/synreal-slurm}
 GPU_MODEL=${SLURM_LOCAL_GPU_MODEL:-testgpu}
+GPUS=${SLURM_LOCAL_GPUS:-2}
+# One character device per fake GPU: nothing behind them, Slurm only counts and indexes them.
+GPU_FILES=(/dev/null /dev/zero)
+if [[ $GPUS != 1 && $GPUS != 2 ]]; then
+    echo "slurm-local: SLURM_LOCAL_GPUS must be 1 or 2, not '$GPUS'." >&2
+    exit 64
+fi
 WAIT_S=${SLURM_LOCAL_TIMEOUT:-60}
 CONF_DIR=/etc/slurm
 CONF=$CONF_DIR/slurm.conf
@@ -123,7 +132,7 @@ MinJobAge=$MIN_JOB_AGE
 KillWait=10
 InactiveLimit=0
 SlurmdTimeout=120
-NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus Boards=$boards SocketsPerBoard=$sockets CoresPerSocket=$cores ThreadsPerCore=$threads RealMemory=$memory Gres=gpu:$GPU_MODEL:1 State=UNKNOWN
+NodeName=$host NodeAddr=127.0.0.1 CPUs=$cpus Boards=$boards SocketsPerBoard=$sockets CoresPerSocket=$cores ThreadsPerCore=$threads RealMemory=$memory Gres=gpu:$GPU_MODEL:$GPUS State=UNKNOWN
 # Pre-emption as on shared clusters: a job in a higher PriorityTier partition takes the
 # node; the running job gets SIGTERM, KillWait seconds to save a checkpoint, SIGKILL, and
 # is requeued (it must be submitted with --requeue, as the Slurm profiles do).
@@ -136,11 +145,11 @@ PartitionName=gpu Nodes=ALL Default=NO MaxTime=INFINITE State=UP PriorityTier=1 
 PartitionName=urgent Nodes=ALL Default=NO MaxTime=INFINITE State=UP PriorityTier=10 PreemptMode=OFF
 EOF
     cat >"$GRES_CONF" <<EOF
-$MARKER: one fake GPU (no device behind it).
+$MARKER: $GPUS fake GPUs (no device behind them).
 AutoDetect=off
-NodeName=$host Name=gpu Type=$GPU_MODEL File=/dev/null
+$(for ((i = 0; i < GPUS; i++)); do echo "NodeName=$host Name=gpu Type=$GPU_MODEL File=${GPU_FILES[i]}"; done)
 EOF
-    say "wrote $CONF ($host: $cpus CPUs, $memory MB, gpu:$GPU_MODEL:1, partitions cpu, gpu, urgent)"
+    say "wrote $CONF ($host: $cpus CPUs, $memory MB, gpu:$GPU_MODEL:$GPUS, partitions cpu, gpu, urgent)"
 }
 
 # ---------------------------------------------------------------- processes

@@ -30,7 +30,7 @@ rule gpu_too_many:
     output:
         "gpu/too_many.txt",
     resources:
-        gpu=2,
+        gpu=3,
         gpu_model="testgpu",
         runtime=5,
         mem_mb=100,

@@ -32,9 +32,9 @@ ENV_REHEARSAL = "SYNREAL_REHEARSAL"
 #: Where each study's rehearsal runs, under the working directory: ``rehearsal/<study>/``.
 ROOT = "rehearsal"
 
-#: Pretraining: one epoch of 3 steps on the 12-image AFHQ fixture (batch 4).
+#: Pretraining: one epoch of 3 steps on the 6-image AFHQ fixture (batch 2).
 PRETRAIN = {"epochs": 1, "warmup_epochs": 0, "warmup_teacher_temp_epochs": 0,
-            "freeze_last_layer": 0, "batch_size": 4}
+            "freeze_last_layer": 0, "batch_size": 2}
 #: Diffusion sampling steps: two, so that the multistep schedulers take a second step.
 GENERATION_STEPS = 2
 #: Training seeds of replicated runs: two, the fewest that exercise the seed-level bootstrap
@@ -116,10 +116,10 @@ def rehearsal_config(study: dict) -> dict:
     if ssl:
         for key, value in PRETRAIN.items():
             _set(config, f"realtune.ssl.dino.{key}", value)
-        # 6 of the fixture's 12 AFHQ training images: at least one batch of 4
+        # 3 of the fixture's 6 AFHQ training images: at least one batch of 2
         _set(config, "realtune.ssl.params.fraction", 0.5)
     if _get(config, "realtune.supervised"):
-        _set(config, "realtune.supervised.params.per_class", 2)
+        _set(config, "realtune.supervised.params.per_class", 1)
         _set(config, "realtune.supervised.params.epochs", 1)
         _set(config, "realtune.supervised.params.batch_size", 4)
     if "evaluation" in config:
