@@ -78,7 +78,8 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
     Args:
         config: what Snakemake loaded (the config files, then ``--config`` over them).
         configfiles: the ``--configfile`` paths (empty: the demo study).
-        quiet: do not print the rehearsal's changes (jobs re-reading the Snakefile).
+        quiet: a job re-reading the Snakefile, not the run's main process: it neither
+            prints the rehearsal's changes nor writes its fixtures.
     """
     from synreal import rehearsal
     from synreal.doctor import preflight
@@ -94,9 +95,13 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
     validate_config(study, check_paths=False)
     rehearsed = rehearsal.rehearsal_config(study)
     workdir = rehearsal.folder_for(configfiles)
-    from synreal.rehearsal.fixtures import prepare
+    if not quiet:
+        # Only the main process writes the fixtures, before any job starts. Jobs use what it
+        # wrote: a job rewriting them (after a code change mid-run) would swap a dataset
+        # under the jobs already reading it.
+        from synreal.rehearsal.fixtures import prepare
 
-    prepare(validate_config(rehearsed, check_paths=False), workdir)
+        prepare(validate_config(rehearsed, check_paths=False), workdir)
     resolved = validate_config(rehearsed, base=workdir)
     preflight(resolved, workdir)
     if not quiet:

@@ -121,3 +121,26 @@ def test_a_rehearsal_runs_its_gpu_stages_side_by_side_on_the_cpus(monkeypatch):
     monkeypatch.setattr(os, "cpu_count", lambda: 4)
     config = {"resources": {"pretrain": {"gpu": 2}, "features": {"gpu": 1}, "ingest": {}}}
     assert study.gpu_limit(config, rehearsal=True) == 8
+
+
+def test_only_the_main_process_writes_the_rehearsals_fixtures(tmp_path, monkeypatch, capsys):
+    """A job re-reading the Snakefile leaves the fixtures alone, even when the code that
+    writes them changed since the run started (it would swap a dataset under running jobs);
+    the main process of the next run rewrites them."""
+    from synreal.rehearsal import fixtures
+    from synreal.study import load_study
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("SYNREAL_REHEARSAL", raising=False)
+    config = {**study(REPO / "config" / "studies" / "afhq_pets.yaml"), "rehearsal": True}
+    files = ["config/studies/afhq_pets.yaml"]
+    load_study(dict(config), files)
+    assert "synreal rehearsal: runs the study" in capsys.readouterr().err
+    stamp = tmp_path / "rehearsal" / "afhq_pets" / "data" / "oxford-iiit-pet" / fixtures.STAMP
+    written = stamp.read_text()
+    monkeypatch.setattr(fixtures, "PET_PER_BREED", {"trainval": 2, "test": 2})
+    job = load_study(dict(config), files, quiet=True)
+    assert job.rehearsal and stamp.read_text() == written
+    assert capsys.readouterr().err == ""
+    load_study(dict(config), files)
+    assert stamp.read_text() != written
