@@ -42,9 +42,9 @@ class Study:
         """The content-keyed jobs; call it in the working folder the study runs in.
 
         Unless quiet (a job re-reading the Snakefile, after the main process checked), it
-        refuses a RealTune subset smaller than a batch, warns when the disk looks too small
-        for what the plan still has to write, and prints each DINO run's teacher averaging
-        window in epochs, counting the datasets' images once.
+        records the resolved config, refuses a RealTune subset smaller than a batch, warns
+        when the disk looks too small for what the plan still has to write, and prints each
+        DINO run's teacher averaging window in epochs, counting the datasets' images once.
         """
         from synreal.dino.teacher_window import (
             check_realtune_schedule,
@@ -53,10 +53,10 @@ class Study:
         )
         from synreal.plan import build_plan
 
-        RESOLVED.parent.mkdir(parents=True, exist_ok=True)
-        RESOLVED.write_text(json.dumps(self.config, indent=1, sort_keys=True))
         plan = build_plan(self.config)
         if not self.quiet:
+            RESOLVED.parent.mkdir(parents=True, exist_ok=True)
+            RESOLVED.write_text(json.dumps(self.config, indent=1, sort_keys=True))
             from synreal.doctor import check_disk
 
             counts = training_images(self.config, Path.cwd())
@@ -78,16 +78,23 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
     Args:
         config: what Snakemake loaded (the config files, then ``--config`` over them).
         configfiles: the ``--configfile`` paths (empty: the demo study).
-        quiet: a job re-reading the Snakefile, not the run's main process: it neither
-            prints the rehearsal's changes nor writes its fixtures.
+        quiet: a job re-reading the Snakefile, not the run's main process: it does not
+            check the data and weights again, write the rehearsal's fixtures or print its
+            changes.
     """
     from synreal import rehearsal
     from synreal.doctor import preflight
 
     raw = dict(config)
+    # A job re-reading the Snakefile trusts the checks its run's main process made before
+    # scheduling anything: on Slurm every job re-reads it, and the data and weights checks
+    # (a scan of every dataset, the audit models' libraries imported to check their
+    # weights) would cost each job seconds before its own work.
+    checked = not quiet
     if not rehearsal.requested(raw):
-        resolved = validate_config(raw)
-        preflight(resolved, Path.cwd())
+        resolved = validate_config(raw, check_paths=checked)
+        if checked:
+            preflight(resolved, Path.cwd())
         return Study(resolved, False, None, quiet)
     # jobs (local, or Slurm's with sbatch --export=ALL) re-read the Snakefile as a rehearsal
     os.environ[rehearsal.ENV_REHEARSAL] = "1"
@@ -95,15 +102,16 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
     validate_config(study, check_paths=False)
     rehearsed = rehearsal.rehearsal_config(study)
     workdir = rehearsal.folder_for(configfiles)
-    if not quiet:
+    if checked:
         # Only the main process writes the fixtures, before any job starts. Jobs use what it
         # wrote: a job rewriting them (after a code change mid-run) would swap a dataset
         # under the jobs already reading it.
         from synreal.rehearsal.fixtures import prepare
 
         prepare(validate_config(rehearsed, check_paths=False), workdir)
-    resolved = validate_config(rehearsed, base=workdir)
-    preflight(resolved, workdir)
+    resolved = validate_config(rehearsed, base=workdir, check_paths=checked)
+    if checked:
+        preflight(resolved, workdir)
     if not quiet:
         changes = rehearsal.changed_keys(study, rehearsed)
         print(rehearsal.describe_changes(changes), file=sys.stderr)

@@ -131,7 +131,7 @@ def test_only_the_main_process_writes_the_rehearsals_fixtures(tmp_path, monkeypa
     from synreal.study import load_study
 
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv("SYNREAL_REHEARSAL", raising=False)
+    monkeypatch.setenv("SYNREAL_REHEARSAL", "0")  # restored after load_study sets it
     config = {**study(REPO / "config" / "studies" / "afhq_pets.yaml"), "rehearsal": True}
     files = ["config/studies/afhq_pets.yaml"]
     load_study(dict(config), files)
@@ -144,3 +144,22 @@ def test_only_the_main_process_writes_the_rehearsals_fixtures(tmp_path, monkeypa
     assert capsys.readouterr().err == ""
     load_study(dict(config), files)
     assert stamp.read_text() != written
+
+
+def test_a_job_rereading_the_snakefile_does_not_check_the_data_again(tmp_path, monkeypatch):
+    """On Slurm every job re-reads the Snakefile: the dataset scans and the weights checks
+    (which import the audit models' libraries) are the main process's, made once before any
+    job is scheduled."""
+    from synreal.errors import ConfigError
+    from synreal.study import load_study
+
+    monkeypatch.chdir(tmp_path)  # none of the study's datasets or weights are here
+    monkeypatch.setenv("SYNREAL_REHEARSAL", "0")
+    config = study(REPO / "config" / "studies" / "afhq_pets.yaml")
+    files = ["config/studies/afhq_pets.yaml"]
+    with pytest.raises(ConfigError, match="datasets.afhq.path"):
+        load_study(dict(config), files)
+    job = load_study(dict(config), files, quiet=True)
+    assert job.config["datasets"]["afhq"]["path"] == config["datasets"]["afhq"]["path"]
+    job.build_plan()
+    assert not RESOLVED.exists()  # the main process records the resolved config, once
