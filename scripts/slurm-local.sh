@@ -4,11 +4,12 @@
 #
 # start   installs Debian's slurm-wlm and munge if missing, writes /etc/slurm/slurm.conf and
 #         gres.conf for this machine (cons_tres, no cgroups, fake GPUs "gpu:testgpu:N" whose
-#         device files are /dev/null and /dev/zero (N = 2 by default), partitions "cpu" (default) and "gpu" as in
-#         workflow/profiles/slurm plus "urgent" whose jobs pre-empt (requeue) theirs after a
-#         KillWait (10 s) to checkpoint, job completion log in a text file, no slurmdbd), wipes the
-#         spool and state directories of any earlier run, starts munged (as the munge user),
-#         slurmctld and slurmd, and waits until `sinfo` shows the node idle.
+#         device files are /dev/null and /dev/zero (N = 2 by default), partitions "cpu"
+#         (default) and "gpu" as in workflow/profiles/slurm plus "urgent" whose jobs
+#         pre-empt (requeue) theirs after a KillWait (10 s) to checkpoint, job completion log
+#         in a text file, no slurmdbd), wipes the spool and state directories of any earlier
+#         run, starts munged (as the munge user), slurmctld and slurmd, and waits until
+#         `sinfo` shows the node idle.
 # stop    cancels the cluster's jobs and stops the daemons this script started, by pid.
 # status  says whether the daemons are up and prints `sinfo`.
 #
