@@ -86,15 +86,15 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
     from synreal.doctor import preflight
 
     raw = dict(config)
-    # A job re-reading the Snakefile trusts the checks its run's main process made before
-    # scheduling anything: on Slurm every job re-reads it, and the data and weights checks
-    # (a scan of every dataset, the audit models' libraries imported to check their
+    # A job re-reading the Snakefile (quiet) trusts the checks its run's main process made
+    # before scheduling anything: on Slurm every job re-reads it, and the data and weights
+    # checks (a scan of every dataset, the audit models' libraries imported to check their
     # weights) would cost each job seconds before its own work.
-    checked = not quiet
     if not rehearsal.requested(raw):
-        resolved = validate_config(raw, check_paths=checked)
-        if checked:
-            preflight(resolved, Path.cwd())
+        if quiet:
+            return Study(validate_config(raw, check_paths=False), False, None, quiet)
+        resolved = validate_config(raw)
+        preflight(resolved, Path.cwd())
         return Study(resolved, False, None, quiet)
     # jobs (local, or Slurm's with sbatch --export=ALL) re-read the Snakefile as a rehearsal
     os.environ[rehearsal.ENV_REHEARSAL] = "1"
@@ -102,20 +102,20 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
     validate_config(study, check_paths=False)
     rehearsed = rehearsal.rehearsal_config(study)
     workdir = rehearsal.folder_for(configfiles)
-    if checked:
-        # Only the main process writes the fixtures, before any job starts. Jobs use what it
-        # wrote: a job rewriting them (after a code change mid-run) would swap a dataset
-        # under the jobs already reading it.
-        from synreal.rehearsal.fixtures import prepare
+    if quiet:
+        # Jobs use the fixtures the main process wrote before any job started: a job
+        # rewriting them (after a code change mid-run) would swap a dataset under the jobs
+        # already reading it.
+        resolved = validate_config(rehearsed, base=workdir, check_paths=False)
+        return Study(resolved, True, workdir, quiet)
+    from synreal.rehearsal.fixtures import prepare
 
-        prepare(validate_config(rehearsed, check_paths=False), workdir)
-    resolved = validate_config(rehearsed, base=workdir, check_paths=checked)
-    if checked:
-        preflight(resolved, workdir)
-    if not quiet:
-        changes = rehearsal.changed_keys(study, rehearsed)
-        print(rehearsal.describe_changes(changes), file=sys.stderr)
-        print(f"synreal rehearsal: working folder {workdir}", file=sys.stderr)
+    prepare(validate_config(rehearsed, check_paths=False), workdir)
+    resolved = validate_config(rehearsed, base=workdir)
+    preflight(resolved, workdir)
+    changes = rehearsal.changed_keys(study, rehearsed)
+    print(rehearsal.describe_changes(changes), file=sys.stderr)
+    print(f"synreal rehearsal: working folder {workdir}", file=sys.stderr)
     return Study(resolved, True, workdir, quiet)
 
 
