@@ -163,3 +163,32 @@ def test_a_job_rereading_the_snakefile_does_not_check_the_data_again(tmp_path, m
     assert job.config["datasets"]["afhq"]["path"] == config["datasets"]["afhq"]["path"]
     job.build_plan()
     assert not RESOLVED.exists()  # the main process records the resolved config, once
+
+
+PLANNING_MUST_NOT_IMPORT = ("torch", "pandas", "matplotlib", "timm", "transformers", "scipy")
+
+
+@pytest.mark.parametrize("config_file", ["config/config.yaml", "config/studies/afhq_pets.yaml"])
+def test_planning_in_a_job_imports_no_heavy_library(config_file):
+    """Each Slurm job reads the Snakefile twice (the plugin's job step, then its srun), so
+    what planning imports is paid twice per job: it once imported the audit runner, and with
+    it pandas and matplotlib (1.8 s a read). A fresh interpreter, as a job has."""
+    code = f"""
+import sys, yaml
+from synreal.study import load_study
+config = yaml.safe_load(open({config_file!r}))
+load_study(config, [{config_file!r}], quiet=True).build_plan()
+print(sorted(m for m in {PLANNING_MUST_NOT_IMPORT!r} if m in sys.modules))
+"""
+    result = subprocess.run(["python", "-c", code], cwd=REPO, capture_output=True, text=True,
+                            env=snakemake_env(), check=False, timeout=120)
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.strip().splitlines()[-1] == "[]", result.stdout
+
+
+def test_the_schema_is_parsed_once_and_handed_out_as_a_copy():
+    from synreal.config import load_schema
+
+    first = load_schema()
+    first["properties"].clear()
+    assert load_schema()["properties"], "a caller's change leaked into the cached schema"

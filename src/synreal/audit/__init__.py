@@ -29,12 +29,24 @@ Public API::
     audit_dataset(params, manifest, out_dir, *, reference_manifest=None, test_manifest=None,
                   embed=None, fid_embed=None, name=..., reference_name=...) -> summary dict
 
-Importing this package is cheap: torch, transformers and timm load only when a
-model-backed backend is created.
+Importing this package is cheap: planning (every Snakefile read, twice per Slurm job) needs
+only :class:`AuditParams`, so the runner and its pandas and matplotlib load on first use of
+its names, and torch, transformers and timm only when a model-backed backend is created.
 """
 
 from synreal.audit.params import AuditParams
-from synreal.audit.run import AUDIT_FILE, REFERENCE_CONSISTENCY_FILE, SUMMARY_FILE, audit_dataset
+
+#: Names served from synreal.audit.run, imported when first asked for.
+_FROM_RUN = ("AUDIT_FILE", "REFERENCE_CONSISTENCY_FILE", "SUMMARY_FILE", "audit_dataset")
+
+
+def __getattr__(name: str):
+    if name in _FROM_RUN:
+        from synreal.audit import run
+
+        return getattr(run, name)
+    raise AttributeError(f"module 'synreal.audit' has no attribute {name!r}")
+
 
 __all__ = ["AUDIT_FILE", "REFERENCE_CONSISTENCY_FILE", "SUMMARY_FILE", "AuditParams",
            "audit_dataset"]

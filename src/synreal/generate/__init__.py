@@ -14,18 +14,33 @@ Public API::
     image_seed                      per-image seeds
     load_pipeline / resolve_model_path   local-only diffusers loading
 
-Importing this package is cheap: torch, diffusers and transformers load only when a
+Importing this package is cheap: planning (every Snakefile read, twice per Slurm job) needs
+only :class:`GenerateParams`, so each name below loads its module (and pandas, for the
+runner and the plan) on first use; torch, diffusers and transformers load only when a
 diffusers backend is created.
 """
 
-from synreal.generate.blank import is_blank
-from synreal.generate.loading import SCHEDULERS, load_pipeline, resolve_model_path
-from synreal.generate.params import GenerateParams
-from synreal.generate.plan import ImageJob, build_plan, select_shards, shard_bounds
-from synreal.generate.prompts import compose, prompt_set
-from synreal.generate.registry import Backend, Generated, create, known_backends, register
-from synreal.generate.run import MANIFEST_FILE, generate_dataset, regenerate_image
-from synreal.generate.seeds import image_seed
+import importlib
+
+#: Where each public name lives, imported when first asked for.
+_MODULE_OF = {
+    "is_blank": "blank",
+    "SCHEDULERS": "loading", "load_pipeline": "loading", "resolve_model_path": "loading",
+    "GenerateParams": "params",
+    "ImageJob": "plan", "build_plan": "plan", "select_shards": "plan", "shard_bounds": "plan",
+    "compose": "prompts", "prompt_set": "prompts",
+    "Backend": "registry", "Generated": "registry", "create": "registry",
+    "known_backends": "registry", "register": "registry",
+    "MANIFEST_FILE": "run", "generate_dataset": "run", "regenerate_image": "run",
+    "image_seed": "seeds",
+}
+
+
+def __getattr__(name: str):
+    if name in _MODULE_OF:
+        return getattr(importlib.import_module(f"synreal.generate.{_MODULE_OF[name]}"), name)
+    raise AttributeError(f"module 'synreal.generate' has no attribute {name!r}")
+
 
 __all__ = [
     "MANIFEST_FILE", "SCHEDULERS", "Backend", "GenerateParams", "Generated", "ImageJob",

@@ -18,13 +18,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-import pandas as pd
 
 from synreal.errors import DataError
 from synreal.params import doc, parse_params
 from synreal.stages import Stage, register
+
+if TYPE_CHECKING:  # planning imports this module: pandas loads when the stage runs
+    import pandas as pd
 
 PARTS = ("reference", "negative", "positive")
 #: The splits pretraining reads (synreal.dino.sources.TRAINING_SPLITS).
@@ -44,6 +47,8 @@ class ControlParams:
 
 def split_halves(rows: pd.DataFrame, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Two disjoint halves of ``rows``, stratified by ``label``: (A, B), each sorted by id."""
+    import pandas as pd
+
     rng = np.random.default_rng(np.random.SeedSequence([seed, 11]))
     first, second = [], []
     for _, group in rows.sort_values("id").groupby("label", sort=True):
