@@ -111,7 +111,7 @@ def _check_references(config: dict) -> None:
                           f"use one of the real datasets {sorted(config['datasets'])}.")
 
 
-def _check_weights(config: dict, base: Path) -> None:
+def _check_weights(config: dict, base: Path, memo: Path | None = None) -> None:
     """Every weights folder a generator or an audit model loads must hold it, before any job."""
     from synreal.generate.loading import check_weights
 
@@ -123,7 +123,7 @@ def _check_weights(config: dict, base: Path) -> None:
     if config.get("audit"):  # every audit model the study selects, of its architecture
         from synreal.audit.preflight import check_study
 
-        check_study(config, base)
+        check_study(config, base, memo)
 
 
 def replicate_seeds(config: dict) -> tuple[list[int] | None, int, list[str] | None]:
@@ -194,12 +194,15 @@ def _check_controls(config: dict) -> None:
                 f"per class (datasets.{run['real']}.toyworld) or lower the batch size.")
 
 
-def validate_config(config: dict, base: Path | None = None, check_paths: bool = True) -> dict:
+def validate_config(config: dict, base: Path | None = None, check_paths: bool = True,
+                    weights_memo: Path | None = None) -> dict:
     """Return a validated copy of ``config`` with defaults filled; raise one ConfigError.
 
     Args:
         base: directory relative paths are resolved against (default: working directory).
         check_paths: also require every dataset path and diffusion weights folder to exist.
+        weights_memo: file of the audit weights checks that passed, not repeated while the
+            weights are unchanged (:func:`synreal.audit.preflight.check_model`).
     """
     schema = load_schema()
     validator = jsonschema.Draft202012Validator(schema)
@@ -214,7 +217,7 @@ def validate_config(config: dict, base: Path | None = None, check_paths: bool = 
     _check_controls(resolved)
     if check_paths:
         _check_paths(resolved, Path(base or Path.cwd()))
-        _check_weights(resolved, Path(base or Path.cwd()))
+        _check_weights(resolved, Path(base or Path.cwd()), weights_memo)
     return resolved
 
 

@@ -142,12 +142,14 @@ def check_weights_folder(folder: Path) -> str | None:
     return None
 
 
-def check_weights(config: dict, base: Path) -> list[Check]:
+def check_weights(config: dict, base: Path, memo: Path | None = None) -> list[Check]:
     """Every weights folder the study names is present and readable; audit models fit.
 
     An audit model's weights must also be of its architecture (tensor shapes from the
     headers against the architecture its config names, :mod:`synreal.audit.preflight`),
     and every audited class must have what its measures ask of the audit class table.
+    ``memo``: checks that passed before and need not be made again (the Snakefile's; the
+    doctor passes none and checks everything).
     """
     from synreal.rehearsal.fixtures import weight_folders
 
@@ -158,7 +160,7 @@ def check_weights(config: dict, base: Path) -> list[Check]:
         if why is None and path in audit:
             from synreal.audit.preflight import check_model
 
-            why = check_model(audit[path], base)
+            why = check_model(audit[path], base, memo)
         checks.append(Check(f"weights {where}", why is None, why or f"{base / path} readable"))
     if audit:
         checks.append(_check_audit_classes(config))
@@ -184,9 +186,9 @@ def _check_audit_classes(config: dict) -> Check:
                                         "ImageNet entry in the class table")
 
 
-def preflight(config: dict, base: Path) -> None:
+def preflight(config: dict, base: Path, memo: Path | None = None) -> None:
     """The data and weights checks, raising the first failure (the Snakefile runs this)."""
-    for check in check_datasets(config, base) + check_weights(config, base):
+    for check in check_datasets(config, base) + check_weights(config, base, memo):
         if not check.ok:
             raise ConfigError(f"{check.name}: {check.detail}; `python -m synreal doctor "
                               "--configfile <study>` checks the rest.")

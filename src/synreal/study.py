@@ -21,6 +21,8 @@ from synreal.gpu_slots import host_gpus
 
 #: Where each run records the config it resolved (inside Snakemake's own folder).
 RESOLVED = Path(".snakemake") / "synreal" / "resolved_config.json"
+#: The audit weights checks that passed, under the folder the study runs in.
+CHECKED_WEIGHTS = Path(".snakemake") / "synreal" / "checked_weights.json"
 
 
 @dataclass
@@ -93,8 +95,9 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
     if not rehearsal.requested(raw):
         if quiet:
             return Study(validate_config(raw, check_paths=False), False, None, quiet)
-        resolved = validate_config(raw)
-        preflight(resolved, Path.cwd())
+        memo = Path.cwd() / CHECKED_WEIGHTS
+        resolved = validate_config(raw, weights_memo=memo)
+        preflight(resolved, Path.cwd(), memo)
         return Study(resolved, False, None, quiet)
     # jobs (local, or Slurm's with sbatch --export=ALL) re-read the Snakefile as a rehearsal
     os.environ[rehearsal.ENV_REHEARSAL] = "1"
@@ -111,8 +114,9 @@ def load_study(config: dict, configfiles: list[str], quiet: bool = False) -> Stu
     from synreal.rehearsal.fixtures import prepare
 
     prepare(validate_config(rehearsed, check_paths=False), workdir)
-    resolved = validate_config(rehearsed, base=workdir)
-    preflight(resolved, workdir)
+    memo = workdir / CHECKED_WEIGHTS
+    resolved = validate_config(rehearsed, base=workdir, weights_memo=memo)
+    preflight(resolved, workdir, memo)
     changes = rehearsal.changed_keys(study, rehearsed)
     print(rehearsal.describe_changes(changes), file=sys.stderr)
     print(f"synreal rehearsal: working folder {workdir}", file=sys.stderr)

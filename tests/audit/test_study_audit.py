@@ -119,3 +119,38 @@ def test_weights_of_another_architecture_are_one_sentence(tmp_path):
     with pytest.raises(ConfigError, match=r"audit.embedding.embedder_weights: .* model_type "
                                           r"None, not 'dinov2'"):
         check_study(study, tmp_path)
+
+
+def test_a_passed_weights_check_is_remembered_until_the_weights_change(tmp_path, monkeypatch):
+    """The Snakefile checks the audit weights on every `snakemake` call (importing timm,
+    open_clip and transformers: seconds); a check that passed is not made again while the
+    weights and the checker are unchanged, and a failure is never remembered."""
+    import shutil
+
+    from synreal.audit import preflight, tiny
+    from synreal.rehearsal import rehearsal_config
+    from synreal.rehearsal.fixtures import prepare_weights
+
+    config = rehearsal_config(_study())
+    prepare_weights({"audit": config["audit"]}, tmp_path)
+    memo = tmp_path / ".snakemake" / "checked.json"
+    made = []
+    checked = preflight._checked
+    monkeypatch.setattr(preflight, "_checked", lambda w, p: made.append(w.where) or checked(w, p))
+    check_study(config, tmp_path, memo)
+    distinct = {(w.model, w.arch, w.path) for w in audit_weights(config)}
+    assert len(made) == len(distinct)  # a folder two keys share (scale, person) once
+    made.clear()
+    check_study(config, tmp_path, memo)
+    assert made == []
+    check_study(config, tmp_path)  # no memo (the doctor): every check made
+    assert len(made) == len(audit_weights(config))
+
+    embedder = tmp_path / config["audit"]["embedding"]["embedder_weights"]
+    shutil.rmtree(embedder)
+    tiny.build_convnext(embedder)  # same folder, another architecture
+    made.clear()
+    for _ in range(2):  # the failure is found, and found again
+        with pytest.raises(ConfigError, match="audit.embedding.embedder_weights: .* model_type"):
+            check_study(config, tmp_path, memo)
+    assert made.count("audit.embedding.embedder_weights") == 2

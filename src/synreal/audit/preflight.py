@@ -17,7 +17,9 @@ Each failure is one sentence naming the key and what to set.
 
 from __future__ import annotations
 
+import hashlib
 import json
+import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -215,11 +217,61 @@ def _fid(path: Path) -> str | None:
     return None
 
 
-def check_model(weights: AuditWeights, base: Path) -> str | None:
-    """None when ``weights`` holds the model that reads it, else why not (one clause)."""
+def _stamp(weights: AuditWeights, path: Path) -> tuple[str, str]:
+    """(memo key, stamp): what was checked, and what its check depended on.
+
+    The stamp is every file under the weights path (size, modification time) and this
+    audit package's source, so new weights or a changed check are checked again.
+    """
+    files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
+    listing = [(str(f.relative_to(path)) if f != path else "", f.stat().st_size,
+                f.stat().st_mtime_ns) for f in files]
+    digest = hashlib.sha256()
+    for source in sorted(Path(__file__).parent.glob("*.py")):
+        digest.update(source.read_bytes())
+    digest.update(json.dumps(listing).encode())
+    return f"{weights.model}:{weights.arch}:{path.resolve()}", digest.hexdigest()
+
+
+def _read_memo(memo: Path) -> dict:
+    try:
+        return json.loads(memo.read_text())
+    except (OSError, ValueError):
+        return {}
+
+
+def _remember(memo: Path, key: str, stamp: str) -> None:
+    """Record one passed check (written whole, then renamed: a reader never sees half)."""
+    entries = {**_read_memo(memo), key: stamp}
+    memo.parent.mkdir(parents=True, exist_ok=True)
+    partial = memo.with_name(f".{memo.name}.{os.getpid()}")
+    partial.write_text(json.dumps(entries, indent=1, sort_keys=True))
+    partial.replace(memo)
+
+
+def check_model(weights: AuditWeights, base: Path, memo: Path | None = None) -> str | None:
+    """None when ``weights`` holds the model that reads it, else why not (one clause).
+
+    ``memo``: a file of the checks that passed (the Snakefile's, in ``.snakemake/``). A check
+    whose weights and checker are unchanged since it passed is not made again: it imports
+    the model's library (timm, open_clip, transformers: seconds), and the Snakefile runs it
+    on every ``snakemake`` call, dry runs included. A failure is never remembered.
+    """
     path = Path(base) / weights.path
     if not path.exists():
         return f"{path} does not exist"
+    if memo is not None:
+        key, stamp = _stamp(weights, path)
+        if _read_memo(memo).get(key) == stamp:
+            return None
+    why = _checked(weights, path)
+    if why is None and memo is not None:
+        _remember(memo, key, stamp)
+    return why
+
+
+def _checked(weights: AuditWeights, path: Path) -> str | None:
+    """check_model's verdict, made now."""
     checks = {"dinov2": lambda: _dinov2(path), "timm": lambda: _timm(path, weights.arch),
               "clip": lambda: _clip(path, weights.arch), "owl": lambda: _owl(path),
               "fid-inception": lambda: _fid(path)}
@@ -274,10 +326,13 @@ def check_classes(config: dict) -> None:
             raise ConfigError(f"audit.datasets: {name}: {error}") from None
 
 
-def check_study(config: dict, base: Path) -> None:
-    """Classes, then every audit weights path; the first failure as a ConfigError."""
+def check_study(config: dict, base: Path, memo: Path | None = None) -> None:
+    """Classes, then every audit weights path; the first failure as a ConfigError.
+
+    ``memo``: as for :func:`check_model`.
+    """
     check_classes(config)
     for weights in audit_weights(config):
-        why = check_model(weights, base)
+        why = check_model(weights, base, memo)
         if why:
             raise ConfigError(f"{weights.where}: {why}.")
