@@ -264,3 +264,37 @@ def test_the_cli_exits_1_on_this_gpu_less_machine_and_names_the_failures(host):
     assert proc.returncode == 1, proc.stdout + proc.stderr
     assert "[FAIL] torch runs them" in proc.stdout
     assert proc.stdout.strip().endswith("the study cannot run here yet")
+
+
+def test_the_snakefiles_disk_estimate_remembers_the_parameter_counts(host, tmp_path,
+                                                                      monkeypatch):
+    """Counting a recipe's parameters builds its networks (torch and timm imported: seconds
+    on every `snakemake` call); the Snakefile's memo keeps the counts, under a key naming the
+    recipe, the network code and the torch and timm versions. Same estimate either way."""
+    from synreal import doctor
+    from synreal.plan import build_plan
+
+    config = validate_config(yaml.safe_load(STUDY.read_text()), base=host)
+    plan = build_plan(config)
+    memo = tmp_path / "network_parameters.json"
+    built = []
+    counter = doctor._network_parameters.__wrapped__
+    monkeypatch.setattr(doctor, "_network_parameters",
+                        lambda *network: built.append(network) or counter(*network))
+    direct = doctor.estimated_bytes(config, host, plan)
+    assert built
+    built.clear()
+    assert doctor.estimated_bytes(config, host, plan, memo=memo) == direct
+    recipes = set(built)
+    built.clear()
+    assert doctor.estimated_bytes(config, host, plan, memo=memo) == direct
+    assert built == [] and len(recipes) >= 1
+
+    # an entry made under other network code or library versions is not used
+    import json
+
+    entries = json.loads(memo.read_text())
+    stale = {key.replace(doctor._network_sources(), "0" * 64): [1, 1] for key in entries}
+    memo.write_text(json.dumps(stale))
+    assert doctor.estimated_bytes(config, host, plan, memo=memo) == direct
+    assert set(built) == recipes

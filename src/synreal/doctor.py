@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import functools
+import hashlib
 import json
 import shutil
 import struct
@@ -224,7 +225,7 @@ def _network_parameters(arch: str, img_size: int, out_dim: int, use_bn: bool) ->
             sum(p.numel() for p in head.parameters()))
 
 
-def run_bytes(job, plan) -> tuple[int, int]:
+def run_bytes(job, plan, memo: Path | None = None) -> tuple[int, int]:
     """(bytes a finished run keeps, bytes of its resume checkpoint while it trains), float32.
 
     A DINO run keeps its student, teacher backbone and teacher head; its checkpoint holds
@@ -233,20 +234,45 @@ def run_bytes(job, plan) -> tuple[int, int]:
     """
     if "dino" not in job.params:
         stage, key = job.upstream["checkpoint"].split("/")
-        backbone, _ = run_parameters(plan.job(stage, key).params["dino"])
+        backbone, _ = run_parameters(plan.job(stage, key).params["dino"], memo)
         return 4 * 2 * backbone, 4 * 4 * backbone
-    backbone, head = run_parameters(job.params["dino"])
+    backbone, head = run_parameters(job.params["dino"], memo)
     return 4 * 2 * (backbone + head), 4 * 4 * (backbone + head)
 
 
-def run_parameters(dino: dict) -> tuple[int, int]:
-    """(backbone, DINO head) parameter counts of a DINO recipe."""
-    return _network_parameters(dino["arch"], dino["global_crop_size"], dino["out_dim"],
-                               dino["use_bn_in_head"])
+def run_parameters(dino: dict, memo: Path | None = None) -> tuple[int, int]:
+    """(backbone, DINO head) parameter counts of a DINO recipe.
+
+    ``memo``: a file of counts made before (the Snakefile's): counting builds the networks,
+    which imports torch and timm, seconds on every ``snakemake`` call. Its key names the
+    recipe, the sources that define the networks and the torch and timm versions.
+    """
+    network = (dino["arch"], dino["global_crop_size"], dino["out_dim"], dino["use_bn_in_head"])
+    if memo is None:
+        return _network_parameters(*network)
+    from synreal.memo import recall, remember
+
+    key = json.dumps([*network, _network_sources()])
+    counts = recall(memo, key)
+    if not (isinstance(counts, list) and len(counts) == 2):
+        counts = list(_network_parameters(*network))
+        remember(memo, key, counts)
+    return counts[0], counts[1]
+
+
+@functools.cache
+def _network_sources() -> str:
+    """sha256 of what the parameter counts depend on: synreal's network code, torch, timm."""
+    from importlib.metadata import version
+
+    digest = hashlib.sha256(f"torch {version('torch')} timm {version('timm')}".encode())
+    for module in ("backbones", "head"):
+        digest.update((Path(__file__).parent / "dino" / f"{module}.py").read_bytes())
+    return digest.hexdigest()
 
 
 def estimated_bytes(config: dict, base: Path, plan=None,
-                    counts: dict[str, int] | None = None) -> int:
+                    counts: dict[str, int] | None = None, memo: Path | None = None) -> int:
     """A rough upper estimate of what the study still has to write under results/.
 
     Every DINO run of the plan not yet on disk (each pretraining, replicate seeds and
@@ -260,7 +286,7 @@ def estimated_bytes(config: dict, base: Path, plan=None,
 
     plan = plan or build_plan(config)
     counts = training_images(config, base) if counts is None else counts
-    sizes = [run_bytes(job, plan) for stage in ("pretrain", "realtune")
+    sizes = [run_bytes(job, plan, memo) for stage in ("pretrain", "realtune")
              for job in plan.jobs.get(stage, {}).values()
              if not (base / job.out_dir).is_dir()]
     checkpoints = sorted((checkpoint for _, checkpoint in sizes), reverse=True)
@@ -269,12 +295,13 @@ def estimated_bytes(config: dict, base: Path, plan=None,
 
 
 def check_disk(config: dict, base: Path, plan=None,
-               counts: dict[str, int] | None = None) -> Check:
+               counts: dict[str, int] | None = None, memo: Path | None = None) -> Check:
     """Free space where results/ lives against the study's estimated output.
 
-    ``plan`` and ``counts`` (training images per real dataset) when the caller has them.
+    ``plan`` and ``counts`` (training images per real dataset) when the caller has them;
+    ``memo`` as for :func:`run_parameters`.
     """
-    need = estimated_bytes(config, base, plan, counts)
+    need = estimated_bytes(config, base, plan, counts, memo)
     where = base / "results" if (base / "results").exists() else base
     free = shutil.disk_usage(where).free
     detail = (f"{free / 2**30:.1f} GiB free at {where}, the study still writes up to "

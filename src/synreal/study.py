@@ -18,11 +18,14 @@ from pathlib import Path
 from synreal.config import validate_config
 from synreal.errors import ConfigError
 from synreal.gpu_slots import host_gpus
+from synreal.memo import MEMO_DIR
 
 #: Where each run records the config it resolved (inside Snakemake's own folder).
 RESOLVED = Path(".snakemake") / "synreal" / "resolved_config.json"
 #: The audit weights checks that passed, under the folder the study runs in.
-CHECKED_WEIGHTS = Path(".snakemake") / "synreal" / "checked_weights.json"
+CHECKED_WEIGHTS = MEMO_DIR / "checked_weights.json"
+#: Parameter counts of the study's networks, for the disk estimate.
+NETWORK_PARAMETERS = MEMO_DIR / "network_parameters.json"
 
 
 @dataclass
@@ -64,7 +67,8 @@ class Study:
             counts = training_images(self.config, Path.cwd())
             # a warning, not a refusal: the same Snakefile load serves dry runs, --report
             # and --lint, which write nothing; the doctor's disk check is the refusal
-            disk = check_disk(self.config, Path.cwd(), plan, counts)
+            disk = check_disk(self.config, Path.cwd(), plan, counts,
+                              Path.cwd() / NETWORK_PARAMETERS)
             if not disk.ok:
                 print(f"synreal warning: disk: {disk.detail}. `python -m synreal doctor "
                       "--configfile <study>` fails on this.", file=sys.stderr)

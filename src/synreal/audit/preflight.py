@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -233,22 +232,6 @@ def _stamp(weights: AuditWeights, path: Path) -> tuple[str, str]:
     return f"{weights.model}:{weights.arch}:{path.resolve()}", digest.hexdigest()
 
 
-def _read_memo(memo: Path) -> dict:
-    try:
-        return json.loads(memo.read_text())
-    except (OSError, ValueError):
-        return {}
-
-
-def _remember(memo: Path, key: str, stamp: str) -> None:
-    """Record one passed check (written whole, then renamed: a reader never sees half)."""
-    entries = {**_read_memo(memo), key: stamp}
-    memo.parent.mkdir(parents=True, exist_ok=True)
-    partial = memo.with_name(f".{memo.name}.{os.getpid()}")
-    partial.write_text(json.dumps(entries, indent=1, sort_keys=True))
-    partial.replace(memo)
-
-
 def check_model(weights: AuditWeights, base: Path, memo: Path | None = None) -> str | None:
     """None when ``weights`` holds the model that reads it, else why not (one clause).
 
@@ -261,12 +244,14 @@ def check_model(weights: AuditWeights, base: Path, memo: Path | None = None) -> 
     if not path.exists():
         return f"{path} does not exist"
     if memo is not None:
+        from synreal.memo import recall, remember
+
         key, stamp = _stamp(weights, path)
-        if _read_memo(memo).get(key) == stamp:
+        if recall(memo, key) == stamp:
             return None
     why = _checked(weights, path)
     if why is None and memo is not None:
-        _remember(memo, key, stamp)
+        remember(memo, key, stamp)
     return why
 
 
