@@ -145,6 +145,15 @@ def test_a_passed_weights_check_is_remembered_until_the_weights_change(tmp_path,
     assert made == []
     check_study(config, tmp_path)  # no memo (the doctor): every check made
     assert len(made) == len(audit_weights(config))
+    made.clear()
+    import importlib.metadata
+
+    real_version = importlib.metadata.version
+    with monkeypatch.context() as patch:  # an upgraded model library: checked again
+        patch.setattr(importlib.metadata, "version",
+                      lambda name: "99.0" if name == "timm" else real_version(name))
+        check_study(config, tmp_path, memo)
+    assert len(made) == len(distinct)
 
     embedder = tmp_path / config["audit"]["embedding"]["embedder_weights"]
     shutil.rmtree(embedder)

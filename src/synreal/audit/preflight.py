@@ -216,15 +216,27 @@ def _fid(path: Path) -> str | None:
     return None
 
 
+#: The distributions whose model classes the checks build.
+MODEL_LIBRARIES = ("torch", "timm", "open_clip_torch", "transformers", "safetensors")
+
+
 def _stamp(weights: AuditWeights, path: Path) -> tuple[str, str]:
     """(memo key, stamp): what was checked, and what its check depended on.
 
-    The stamp is every file under the weights path (size, modification time) and this
-    audit package's source, so new weights or a changed check are checked again.
+    The stamp is every file under the weights path (size, modification time), this audit
+    package's source and the versions of the libraries that build the models, so new
+    weights, a changed check or an upgraded library are checked again.
     """
+    from importlib.metadata import PackageNotFoundError, version
+
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     listing = [(str(f.relative_to(path)) if f != path else "", f.stat().st_size,
                 f.stat().st_mtime_ns) for f in files]
+    for library in MODEL_LIBRARIES:
+        try:
+            listing.append((library, version(library)))
+        except PackageNotFoundError:
+            listing.append((library, None))
     digest = hashlib.sha256()
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.read_bytes())
