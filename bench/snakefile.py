@@ -37,10 +37,10 @@ READ = """
 import json, os, sys, time
 import yaml
 from synreal.study import load_study
-config_file, mode = sys.argv[1], sys.argv[2]
+config_file, mode, heavy = sys.argv[1], sys.argv[2], sys.argv[3].split(",")
 config = yaml.safe_load(open(config_file))
 files = [] if config_file.endswith("config/config.yaml") else [config_file]
-if mode == "rehearsal-fixtures" or config.get("rehearsal"):
+if config.get("rehearsal"):
     os.environ["SYNREAL_REHEARSAL"] = "1"
 start = time.perf_counter()
 study = load_study(config, files, quiet=(mode == "job"))
@@ -48,14 +48,14 @@ if study.workdir:
     os.chdir(study.workdir)
 study.build_plan()
 print(json.dumps({"seconds": time.perf_counter() - start,
-                  "heavy": sorted(m for m in %r if m in sys.modules)}))
-""" % (HEAVY,)
+                  "heavy": sorted(m for m in heavy if m in sys.modules)}))
+"""
 
 
 def read_once(config: Path, mode: str, cwd: Path) -> dict:
     """One Snakefile-like read in a fresh interpreter: its seconds and heavy imports."""
-    proc = subprocess.run([sys.executable, "-c", READ, str(config), mode], cwd=cwd,
-                          capture_output=True, text=True, check=False)
+    proc = subprocess.run([sys.executable, "-c", READ, str(config), mode, ",".join(HEAVY)],
+                          cwd=cwd, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise SystemExit(f"the {mode} read of {config} failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
