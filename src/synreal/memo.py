@@ -20,18 +20,18 @@ MEMO_DIR = Path(".snakemake") / "synreal"
 
 def recall(memo: Path, key: str) -> Any:
     """The value remembered under ``key``, or None (no memo, no entry, unreadable file)."""
-    try:
-        return json.loads(Path(memo).read_text()).get(key)
-    except (OSError, ValueError, AttributeError):
-        return None
+    return _entries(memo).get(key)
 
 
 def remember(memo: Path, key: str, value: Any) -> None:
     """Add ``key -> value`` to the memo (rewritten whole, then renamed into place)."""
+    write_json_atomic(memo, {**_entries(memo), key: value})
+
+
+def _entries(memo: Path) -> dict:
+    """Everything the memo holds; empty when it is missing or unreadable."""
     try:
         entries = json.loads(Path(memo).read_text())
     except (OSError, ValueError):
-        entries = {}
-    if not isinstance(entries, dict):
-        entries = {}
-    write_json_atomic(memo, {**entries, key: value})
+        return {}
+    return entries if isinstance(entries, dict) else {}

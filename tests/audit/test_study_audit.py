@@ -152,7 +152,9 @@ def test_a_passed_weights_check_is_remembered_until_the_weights_change(tmp_path,
     with monkeypatch.context() as patch:  # an upgraded model library: checked again
         patch.setattr(importlib.metadata, "version",
                       lambda name: "99.0" if name == "timm" else real_version(name))
+        preflight._checker.cache_clear()  # versions are read once per process
         check_study(config, tmp_path, memo)
+    preflight._checker.cache_clear()
     assert len(made) == len(distinct)
 
     embedder = tmp_path / config["audit"]["embedding"]["embedder_weights"]

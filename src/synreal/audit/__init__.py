@@ -48,5 +48,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'synreal.audit' has no attribute {name!r}")
 
 
-__all__ = ["AUDIT_FILE", "REFERENCE_CONSISTENCY_FILE", "SUMMARY_FILE", "AuditParams",
-           "audit_dataset"]
+__all__ = ["AuditParams", *_FROM_RUN]

@@ -17,6 +17,7 @@ Each failure is one sentence naming the key and what to set.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import struct
@@ -223,25 +224,32 @@ MODEL_LIBRARIES = ("torch", "timm", "open_clip_torch", "transformers", "safetens
 def _stamp(weights: AuditWeights, path: Path) -> tuple[str, str]:
     """(memo key, stamp): what was checked, and what its check depended on.
 
-    The stamp is every file under the weights path (size, modification time), this audit
-    package's source and the versions of the libraries that build the models, so new
-    weights, a changed check or an upgraded library are checked again.
+    The stamp is every file under the weights path (size, modification time) and
+    :func:`_checker`, so new weights, a changed check or an upgraded library are checked
+    again.
     """
-    from importlib.metadata import PackageNotFoundError, version
-
     files = [path] if path.is_file() else sorted(p for p in path.rglob("*") if p.is_file())
     listing = [(str(f.relative_to(path)) if f != path else "", f.stat().st_size,
                 f.stat().st_mtime_ns) for f in files]
-    for library in MODEL_LIBRARIES:
-        try:
-            listing.append((library, version(library)))
-        except PackageNotFoundError:
-            listing.append((library, None))
+    digest = hashlib.sha256(_checker().encode())
+    digest.update(json.dumps(listing).encode())
+    return f"{weights.model}:{weights.arch}:{path.resolve()}", digest.hexdigest()
+
+
+@functools.cache
+def _checker() -> str:
+    """sha256 of this audit package's source and the versions of MODEL_LIBRARIES."""
+    from importlib.metadata import PackageNotFoundError, version
+
     digest = hashlib.sha256()
     for source in sorted(Path(__file__).parent.glob("*.py")):
         digest.update(source.read_bytes())
-    digest.update(json.dumps(listing).encode())
-    return f"{weights.model}:{weights.arch}:{path.resolve()}", digest.hexdigest()
+    for library in MODEL_LIBRARIES:
+        try:
+            digest.update(f"{library} {version(library)}".encode())
+        except PackageNotFoundError:
+            digest.update(f"{library} absent".encode())
+    return digest.hexdigest()
 
 
 def check_model(weights: AuditWeights, base: Path, memo: Path | None = None) -> str | None:

@@ -42,9 +42,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'synreal.generate' has no attribute {name!r}")
 
 
-__all__ = [
-    "MANIFEST_FILE", "SCHEDULERS", "Backend", "GenerateParams", "Generated", "ImageJob",
-    "build_plan", "compose", "create", "generate_dataset", "image_seed", "is_blank",
-    "known_backends", "load_pipeline", "prompt_set", "register", "regenerate_image",
-    "resolve_model_path", "select_shards", "shard_bounds",
-]
+__all__ = sorted(_MODULE_OF)
