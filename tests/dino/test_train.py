@@ -99,24 +99,34 @@ def test_export_loads_back_as_an_evaluation_backbone(samples, tmp_path):
 
 def test_a_finished_run_keeps_its_final_state_not_its_checkpoint(samples, tmp_path,
                                                                   monkeypatch):
-    """The export holds the final student, teacher and centre; the optimizer moments go."""
+    """The export holds the final student, teacher and centre; the optimizer moments go.
+
+    The last step writes no resume checkpoint (the export follows at once): with a checkpoint
+    every 2 of 9 steps, steps 2, 4, 6 and 8 save one and step 9 does not.
+    """
     from synreal.dino import checkpoint
     from synreal.dino import train as train_module
 
+    saved = []
+    save = train_module.save_training_state
+    monkeypatch.setattr(train_module, "save_training_state",
+                        lambda directory, step, *args: saved.append(step)
+                        or save(directory, step, *args))
     plan = ViewPlan.single(TINY.local_crops_number)
     summary = train_dino(TINY, samples, plan, tmp_path / "kept", progress=False)
     assert summary["complete"] and not (tmp_path / "kept" / "checkpoints").exists()
+    assert saved == [2, 4, 6, 8]
     final = checkpoint.load_final_state(tmp_path / "kept")
-    # the same run with its last checkpoint kept: the export equals that checkpoint's state
-    monkeypatch.setattr(train_module, "drop_training_checkpoints", lambda directory: None)
-    train_dino(TINY, samples, plan, tmp_path / "both", progress=False)
+    # the same run stopped after step 8 keeps that checkpoint; resumed, it ends in the same state
+    train_dino(TINY, samples, plan, tmp_path / "both", max_steps=8, progress=False)
     tensors, _ = checkpoint.load_training_state(checkpoint.latest_checkpoint(tmp_path / "both"))
-    kept = {k: v for k, v in tensors.items()
-            if k.startswith(("student.", "teacher.")) or k == "loss.center"}
-    assert final.keys() == kept.keys()
-    for name in kept:
-        torch.testing.assert_close(final[name], kept[name], rtol=0, atol=0, msg=name)
-    assert any(k.startswith("optim.") for k in tensors)
+    kept = {k for k in tensors if k.startswith(("student.", "teacher.")) or k == "loss.center"}
+    assert final.keys() == kept and any(k.startswith("optim.") for k in tensors)
+    train_dino(TINY, samples, plan, tmp_path / "both", progress=False)
+    resumed = checkpoint.load_final_state(tmp_path / "both")
+    assert not (tmp_path / "both" / "checkpoints").exists() and resumed.keys() == final.keys()
+    for name in final:
+        torch.testing.assert_close(resumed[name], final[name], rtol=0, atol=0, msg=name)
 
 
 def test_the_disk_estimate_of_a_run_is_what_it_writes(samples, tmp_path):

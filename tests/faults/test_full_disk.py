@@ -117,7 +117,8 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypa
     from synreal.dino.params import DinoParams
     from synreal.dino.train import train_dino
 
-    recipe = DinoParams(arch="vit_tiny_demo", out_dim=32, epochs=2, batch_size=4,
+    # 3 epochs of 2 steps: checkpoints at steps 2 and 4 (the last step exports instead)
+    recipe = DinoParams(arch="vit_tiny_demo", out_dim=32, epochs=3, batch_size=4,
                         warmup_epochs=1, global_crop_size=16, local_crop_size=8,
                         local_crops_number=2, num_workers=0, checkpoint_every=2, eval_resize=18)
     rng = np.random.default_rng(0)
@@ -137,9 +138,9 @@ def test_full_disk_during_a_checkpoint_keeps_the_previous_one(tmp_path, monkeypa
 
     monkeypatch.delenv(faults.ENV_VAR)
     summary = train_dino(recipe, samples, ViewPlan.single(2), work, progress=False)
-    assert summary["complete"] and summary["steps_done"] == 4
+    assert summary["complete"] and summary["steps_done"] == 6
     log = [json.loads(line)["step"] for line in (work / "train_log.jsonl").open()]
-    assert log == [0, 1, 2, 3], "resumed from step 2, not from scratch"
+    assert log == [0, 1, 2, 3, 4, 5], "resumed from step 2, not from scratch"
 
 
 def test_full_disk_during_a_table_keeps_each_file_whole(tmp_path, monkeypatch):

@@ -472,8 +472,11 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                 bar.update(1)
                 bar.set_postfix(loss=f"{last['loss']:.3f}")
                 preempted = _any_process(preempt["set"] or time_limit.near(), device, world)
-                if rank == 0 and (step % params.checkpoint_every == 0 or preempted
-                                  or step == stop_at):
+                # a run that reaches its last step exports its final state just below, so
+                # it writes no ~700 MB resume checkpoint first; one stopped early by
+                # max_steps keeps one to continue from
+                periodic = step % params.checkpoint_every == 0 or step == stop_at
+                if rank == 0 and (preempted or (periodic and step < total_steps)):
                     last_checkpoint = save(step)
                 if preempted:
                     bar.close()
