@@ -9,7 +9,7 @@ from snakemake.exceptions import WorkflowError
 sys.path.insert(0, str(Path(workflow.basedir) / "src"))
 
 from synreal.errors import SynrealError
-from synreal.study import limit_local_gpus, load_study
+from synreal.study import enable_warm_starts, limit_local_gpus, load_study
 
 
 # A study file (--configfile) is a whole study, never merged over the demo; without one the
@@ -45,6 +45,7 @@ USER_GPU_LIMIT = "gpu" in workflow.global_resources.keys()
 
 onstart:
     limit_local_gpus(workflow, config, REHEARSAL, USER_GPU_LIMIT)
+    enable_warm_starts(workflow, config, REHEARSAL)
 
 
 include: "workflow/rules/common.smk"

@@ -81,8 +81,10 @@ def point(name: str) -> None:
         return
     if action == "enospc":
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
-    if action == "killgroup":
-        os.killpg(os.getpgid(0), signal.SIGKILL)
+    if action == "killgroup":  # a warm job's group is its client's (synreal.warm)
+        from synreal.warm import JOB_GROUP_ENV_VAR
+
+        os.killpg(int(os.environ.get(JOB_GROUP_ENV_VAR) or os.getpgid(0)), signal.SIGKILL)
     os.kill(os.getpid(), signal.SIGKILL)
 
 

@@ -175,3 +175,25 @@ def limit_local_gpus(workflow, config: dict, rehearsal: bool, user_set: bool) ->
         workflow.scheduler.global_resources["gpu"] = limit
         workflow.scheduler.resources["gpu"] = limit
     print(f"synreal: at most {limit} concurrent GPU job(s) on this host", file=sys.stderr)
+
+
+def enable_warm_starts(workflow, config: dict, rehearsal: bool) -> bool:
+    """Snakemake ``onstart``: fork the jobs of a local CPU run from a warm process.
+
+    On for a local run whose every stage runs on the CPU (the demo, a rehearsal, a study with
+    ``gpu: 0`` everywhere), where a job's ~4 s of imports are a large share of its work
+    (synreal.warm); off on Slurm, for a study that uses GPUs (its jobs run for hours, and
+    its benchmark files' CPU and memory columns must be the job's own), and whenever the
+    user set ``SYNREAL_WARM`` (``0`` turns it off). Whether it turned them on.
+    """
+    from synreal.warm import ENV_VAR
+
+    if not workflow.local_exec or ENV_VAR in os.environ:
+        return False
+    if not rehearsal and any(requested_gpus(config).values()):
+        return False
+    os.environ[ENV_VAR] = "1"
+    print("synreal: warm starts on (jobs fork from a process with torch imported; "
+          f"{ENV_VAR}=0 turns them off)", file=sys.stderr)
+    return True
+
