@@ -1,16 +1,19 @@
 """Warm starts: a job forked from a warm server behaves as the job's own process would.
 
 Each test runs ``python -m synreal`` as Snakemake's shell would, with ``SYNREAL_WARM=1`` and
-its own socket folder (``TMPDIR``), so it starts and talks to its own server.
+its own socket folder (``TMPDIR``, short: a socket path holds at most 108 bytes, and a
+deeper folder would send the server to /tmp), so it starts and talks to its own server.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -22,8 +25,16 @@ from synreal.study import enable_warm_starts
 from .conftest import REPO
 
 
-def _env(tmp_path: Path, **extra: str) -> dict:
-    env = {**os.environ, "TMPDIR": str(tmp_path), warm.ENV_VAR: "1",
+@pytest.fixture
+def sockets():
+    """A short folder of its own for the test's server socket (its TMPDIR)."""
+    folder = Path(tempfile.mkdtemp(prefix="sw-", dir="/tmp"))
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _env(sockets: Path, **extra: str) -> dict:
+    env = {**os.environ, "TMPDIR": str(sockets), warm.ENV_VAR: "1",
            "PYTHONPATH": str(REPO / "src"), **extra}
     for name in (warm.CHILD_ENV_VAR, "SLURM_JOB_ID"):
         env.pop(name, None)
@@ -35,22 +46,30 @@ def _synreal(args, env, cwd, **kwargs) -> subprocess.CompletedProcess:
                           capture_output=True, text=True, timeout=120, check=False, **kwargs)
 
 
-def _socket(tmp_path: Path) -> Path:
-    return next(tmp_path.glob("synreal-warm-*.sock"), None)
+def _socket(sockets: Path) -> Path | None:
+    return next(sockets.glob("synreal-warm-*.sock"), None)
+
+
+def _server_pid(sockets: Path) -> int:
+    return int(next(sockets.glob("synreal-warm-*.lock")).read_text())
+
+
+def _wait_for_socket(sockets: Path) -> Path:
+    deadline = time.monotonic() + 60
+    while (path := _socket(sockets)) is None:
+        assert time.monotonic() < deadline, "no warm server came up within 60 s"
+        time.sleep(0.2)
+    return path
 
 
 @pytest.fixture
-def server(tmp_path):
+def server(sockets, tmp_path):
     """A warm server for this test's TMPDIR: the first job starts it (and runs cold)."""
-    env = _env(tmp_path)
+    env = _env(sockets)
     assert _synreal(["--help"], env, tmp_path).returncode == 0
-    deadline = time.monotonic() + 60
-    while _socket(tmp_path) is None:
-        assert time.monotonic() < deadline, "no warm server came up within 60 s"
-        time.sleep(0.2)
+    _wait_for_socket(sockets)
     yield env
-    pid = int(next(tmp_path.glob("synreal-warm-*.lock")).read_text())
-    os.kill(pid, signal.SIGKILL)
+    os.kill(_server_pid(sockets), signal.SIGKILL)
 
 
 def _spec(tmp_path: Path, rows: int = 3) -> str:
@@ -79,7 +98,7 @@ def test_a_warm_job_writes_what_a_cold_one_writes_with_its_own_streams_cwd_and_e
 
 
 def test_the_job_is_a_forked_child_with_the_jobs_env_and_cwd_and_signals_reach_it(
-        server, tmp_path):
+        server, sockets, tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     # a toy world large enough to be caught running
@@ -87,7 +106,7 @@ def test_the_job_is_a_forked_child_with_the_jobs_env_and_cwd_and_signals_reach_i
                              _spec(tmp_path, rows=4000), "--out", "big"],
                             env=server, cwd=work,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    children = _wait_for_children(tmp_path)
+    children = _wait_for_children(sockets)
     assert len(children) == 1, children
     child = children[0]
     assert Path(f"/proc/{child}/cwd").resolve() == work.resolve()
@@ -107,20 +126,20 @@ def test_the_job_is_a_forked_child_with_the_jobs_env_and_cwd_and_signals_reach_i
     assert not (work / "full").exists()
 
 
-def _wait_for_children(tmp_path: Path) -> list[int]:
+def _wait_for_children(sockets: Path) -> list[int]:
     deadline = time.monotonic() + 30
-    while not (children := _warm_children(tmp_path)):
+    while not (children := _warm_children(sockets)):
         assert time.monotonic() < deadline, "no warm child appeared"
         time.sleep(0.1)
     return children
 
 
-def test_a_killed_client_takes_its_job_with_it(server, tmp_path):
+def test_a_killed_client_takes_its_job_with_it(server, sockets, tmp_path):
     proc = subprocess.Popen([sys.executable, "-m", "synreal", "toyworld", "--spec-json",
                              _spec(tmp_path, rows=4000), "--out", "big"], env=server,
                             cwd=tmp_path, stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL)
-    children = _wait_for_children(tmp_path)
+    children = _wait_for_children(sockets)
     assert len(children) == 1, children
     proc.kill()
     proc.wait(timeout=30)
@@ -130,9 +149,9 @@ def test_a_killed_client_takes_its_job_with_it(server, tmp_path):
         time.sleep(0.2)
 
 
-def _warm_children(tmp_path: Path) -> list[int]:
+def _warm_children(sockets: Path) -> list[int]:
     """Pids of the jobs this test's server is running (its child processes)."""
-    server = int(next(tmp_path.glob("synreal-warm-*.lock")).read_text())
+    server = _server_pid(sockets)
     pids = []
     for entry in Path("/proc").iterdir():
         try:
@@ -183,21 +202,20 @@ def test_the_snakefile_turns_warm_starts_on_for_local_cpu_runs_only(
     assert os.environ.get(warm.ENV_VAR) == expected
 
 
-def test_concurrent_first_jobs_start_one_server(tmp_path):
-    env = _env(tmp_path)
+def test_concurrent_first_jobs_start_one_server(sockets, tmp_path):
+    env = _env(sockets)
     clients = [subprocess.Popen([sys.executable, "-m", "synreal", "--help"], env=env,
                                 cwd=tmp_path, stdout=subprocess.DEVNULL) for _ in range(3)]
     assert [c.wait(timeout=120) for c in clients] == [0, 0, 0]
-    deadline = time.monotonic() + 60
-    while _socket(tmp_path) is None:
-        assert time.monotonic() < deadline, "no warm server came up within 60 s"
-        time.sleep(0.2)
-    time.sleep(1)
-    servers = [p for p in Path("/proc").iterdir() if p.name.isdigit()
-               and str(_socket(tmp_path)).encode() in _cmdline(p)]
-    pid = int(next(tmp_path.glob("synreal-warm-*.lock")).read_text())
+    path = _wait_for_socket(sockets)
+    pid = _server_pid(sockets)
     try:
-        assert [int(p.name) for p in servers] == [pid]
+        # the others found the lock taken and exited (on a loaded host, within seconds)
+        deadline = time.monotonic() + 30
+        while (servers := [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()
+                           and str(path).encode() in _cmdline(p)]) != [pid]:
+            assert time.monotonic() < deadline, (servers, pid)
+            time.sleep(0.2)
     finally:
         os.kill(pid, signal.SIGKILL)
 
@@ -209,10 +227,20 @@ def _cmdline(process: Path) -> bytes:
         return b""
 
 
-def test_an_idle_server_exits_and_removes_its_socket(tmp_path):
-    path = tmp_path / "synreal-warm-test.sock"
+def test_an_idle_server_exits_and_removes_its_socket(sockets):
+    path = sockets / "synreal-warm-test.sock"
     code = ("import sys; from pathlib import Path; from synreal.warm import serve; "
             "serve(Path(sys.argv[1]), idle_s=1)")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], env=_env(tmp_path),
+    done = subprocess.run([sys.executable, "-c", code, str(path)], env=_env(sockets),
                           timeout=120, check=False)
     assert done.returncode == 0 and not path.exists()
+
+
+def test_a_deep_tmpdir_puts_the_socket_in_the_systems_folder(monkeypatch, sockets):
+    monkeypatch.setattr(tempfile, "tempdir", str(sockets))
+    assert warm.socket_path().parent == sockets
+    deep = "/tmp/" + "d" * 90
+    monkeypatch.setattr(tempfile, "tempdir", deep)
+    path = warm.socket_path()
+    assert path.parent == Path("/tmp") and len(str(path)) <= 100
+    assert path.name.startswith("synreal-warm-")

@@ -222,14 +222,17 @@ def serve(path: Path, idle_s: float = IDLE_S) -> None:
             ready, _, _ = select.select([listener, *children.values()], [], [], 0.5)
             for sock in ready:
                 if sock is listener:
-                    connection, _ = listener.accept()
-                    pid = _fork_job(connection, listener)
+                    try:
+                        connection, _ = listener.accept()
+                    except OSError:  # e.g. out of file descriptors: that client runs cold
+                        continue
+                    pid = _fork_job(connection)
                     if pid is None:
                         connection.close()
                     else:
                         children[pid] = connection
                     last_activity = time.monotonic()
-                elif not sock.recv(_MAX_MESSAGE):  # the client is gone: so is its job
+                elif not _received(sock):  # the client is gone: so is its job
                     pid = next(p for p, c in children.items() if c is sock)
                     _forward(pid, signal.SIGKILL)
                     with contextlib.suppress(ChildProcessError):
@@ -252,7 +255,15 @@ def serve(path: Path, idle_s: float = IDLE_S) -> None:
             path.unlink()
 
 
-def _fork_job(connection: socket.socket, listener: socket.socket) -> int | None:
+def _received(connection: socket.socket) -> bool:
+    """Whether the client's end is still open (it sends nothing after its request)."""
+    try:
+        return bool(connection.recv(_MAX_MESSAGE))
+    except OSError:
+        return False
+
+
+def _fork_job(connection: socket.socket) -> int | None:
     """Fork the child for the request on ``connection``; its pid, sent to the client too."""
     try:
         message, fds, _, _ = socket.recv_fds(connection, _MAX_MESSAGE, 3)
@@ -265,8 +276,6 @@ def _fork_job(connection: socket.socket, listener: socket.socket) -> int | None:
         return None
     pid = os.fork()
     if pid == 0:  # the child never returns
-        listener.close()
-        connection.close()
         _run_child(request, fds)
     for fd in fds:
         os.close(fd)
@@ -283,7 +292,9 @@ def _run_child(request: dict, fds: list[int]) -> None:
     try:
         for target, fd in enumerate(fds):
             os.dup2(fd, target)
-            os.close(fd)
+        # the server's lock, listening socket and other jobs' connections are not the job's
+        # (a child holding the lock would keep a new server from starting after this one)
+        os.closerange(3, os.sysconf("SC_OPEN_MAX"))
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 (the process's own streams)
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115

@@ -1,13 +1,19 @@
 """A real single-node Slurm cluster for the tests in this folder (scripts/slurm-local.sh).
 
-The cluster is started once per session, unless it already runs (then it is left running),
-and stopped at the end by the pids the script recorded. Where this machine cannot run Slurm
-(not root, nothing to install it with, daemons that do not start) every test here is skipped
-with the reason; set SYNREAL_REQUIRE_SLURM=1 to make that a failure instead (CI).
+The cluster is started once, unless it already runs (then it is left running), and stopped
+by the pids the script recorded when the last pytest process using it is done: under
+pytest-xdist each worker is a session of its own, and one worker's end must not stop the
+cluster under another's running test. Each session holds a lease (a file named by its pid)
+in LEASES; the session that finds none left stops the cluster if a test session started it.
+Where this machine cannot run Slurm (not root, nothing to install it with, daemons that do
+not start) every test here is skipped with the reason; set SYNREAL_REQUIRE_SLURM=1 to make
+that a failure instead (CI).
 """
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import os
 import re
 import shutil
@@ -26,6 +32,10 @@ STATE_DIR = Path(os.environ.get("SLURM_LOCAL_DIR", "/var/tmp/synreal-slurm"))
 JOBCOMP_LOG = STATE_DIR / "jobcomp.log"
 START_TIMEOUT_S = 300  # the first start installs packages
 RUN_TIMEOUT_S = 300  # one snakemake run on the cluster; a hang fails the test, not CI
+#: Leases of the pytest sessions using the cluster, and the mark that a test session started
+#: it (outside STATE_DIR, which the script wipes when it starts the cluster).
+LEASES = STATE_DIR.with_name(STATE_DIR.name + "-leases")
+STARTED_BY_TESTS = LEASES / "started-by-tests"
 
 
 def unavailable(reason: str) -> None:
@@ -51,17 +61,45 @@ def slurm_cluster():
                     f"(uid {os.geteuid()})")
     if shutil.which("slurmctld") is None and shutil.which("apt-get") is None:
         unavailable("Slurm is not installed and there is no apt-get to install it")
-    started_here = local_slurm("status", 30).returncode != 0
-    if started_here:
-        proc = local_slurm("start", START_TIMEOUT_S)
-        if proc.returncode != 0:
-            local_slurm("stop", 60)
-            tail = (proc.stdout + proc.stderr).strip()[-1500:]
-            unavailable(f"scripts/slurm-local.sh start exited {proc.returncode}:\n{tail}")
+    lease = LEASES / str(os.getpid())
+    with _leases_locked():
+        if local_slurm("status", 30).returncode != 0:
+            proc = local_slurm("start", START_TIMEOUT_S)
+            if proc.returncode != 0:
+                local_slurm("stop", 60)
+                tail = (proc.stdout + proc.stderr).strip()[-1500:]
+                unavailable(f"scripts/slurm-local.sh start exited {proc.returncode}:\n{tail}")
+            STARTED_BY_TESTS.touch()
+        lease.touch()
     yield STATE_DIR
-    if started_here:
+    with _leases_locked():
+        lease.unlink(missing_ok=True)
+        if _live_leases() or not STARTED_BY_TESTS.exists():
+            return
+        STARTED_BY_TESTS.unlink()
         proc = local_slurm("stop", 90)
         assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+@contextlib.contextmanager
+def _leases_locked():
+    """The lease folder, locked against the other pytest sessions' start and stop."""
+    LEASES.mkdir(parents=True, exist_ok=True)
+    with (LEASES / "lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _live_leases() -> list[Path]:
+    """Leases of pytest sessions still running (a killed session's lease is dropped)."""
+    live = []
+    for lease in LEASES.iterdir():
+        if lease.name.isdigit():
+            if Path(f"/proc/{lease.name}").exists():
+                live.append(lease)
+            else:
+                lease.unlink(missing_ok=True)
+    return live
 
 
 def start_on_slurm(workdir: Path, *args: str, snakefile: Path = REPO / "Snakefile",
