@@ -313,8 +313,12 @@ def _run_child(request: dict, fds: list[int]) -> None:
         from synreal.cli import main
 
         code = main(request["argv"])
-    except SystemExit as stop:
-        code = stop.code if isinstance(stop.code, int) else (0 if stop.code is None else 1)
+    except SystemExit as stop:  # as the interpreter does: a message goes to stderr, code 1
+        if stop.code is None or isinstance(stop.code, int):
+            code = stop.code or 0
+        else:
+            print(stop.code, file=sys.stderr)
+            code = 1
     except BaseException:  # noqa: BLE001 (reported as the job's own process would)
         import traceback
 
