@@ -7,7 +7,7 @@ STAMP := $(VENV)/.synreal-installed
 CORES ?= all
 STUDY ?= config/studies/afhq_pets.yaml
 
-.PHONY: setup demo rehearsal test test-fast lint report clean-results
+.PHONY: setup demo rehearsal test test-slow test-all lint report clean-results
 
 setup: $(STAMP)
 
@@ -31,13 +31,20 @@ rehearsal: setup
 	snakemake --configfile $(STUDY) --config rehearsal=true --cores $(CORES)
 	snakemake --configfile $(STUDY) --config rehearsal=true --cores $(CORES) --report results/report.html
 
+# The default test run: every test but the end-to-end ones marked `slow` (~5 min on 2 cores).
+# test-slow runs those: both rehearsals of the full study (locally and through the local Slurm
+# cluster), the fault injections, kill-and-rerun, multi-process DINO (~40 min). CI runs both.
 # --durations: CI's log names the slowest tests, what its time budget is spent on.
 test: setup
 	ruff check src tests bench
-	python -m pytest -n 2 --dist loadfile --durations=15
+	python -m pytest -n 2 --dist loadfile --durations=15 -m "not slow"
 
-test-fast: setup
-	python -m pytest -n 2 --dist loadfile -m "not slow"
+test-slow: setup
+	python -m pytest -n 2 --dist loadfile --durations=15 -m slow
+
+test-all: setup
+	ruff check src tests bench
+	python -m pytest -n 2 --dist loadfile --durations=15
 
 lint: setup
 	ruff check src tests bench

@@ -16,6 +16,21 @@ REPO = Path(__file__).resolve().parents[1]
 MICRO_CONFIG = REPO / "tests" / "configs" / "micro.yaml"
 
 
+#: The longest test files, started first: under ``pytest -n 2 --dist loadfile`` each of the
+#: first two files goes to its own worker at once, so the suite's longest runs overlap with
+#: everything else instead of starting last (the Slurm rehearsal alone takes most of the
+#: slow run).
+RUN_FIRST = ("tests/cluster/test_rehearsal_slurm.py", "tests/workflow/test_rehearsal.py")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Move :data:`RUN_FIRST`'s tests to the front, keeping every other order."""
+    def rank(item: pytest.Item) -> int:
+        path = Path(str(item.path)).resolve().relative_to(REPO).as_posix()
+        return RUN_FIRST.index(path) if path in RUN_FIRST else len(RUN_FIRST)
+    items.sort(key=rank)
+
+
 @pytest.fixture
 def micro_config() -> dict:
     """The micro study config as a dict (fresh copy per test)."""
