@@ -33,18 +33,18 @@ rehearsal: setup
 
 # The default test run: every test but the end-to-end ones marked `slow` (~5 min on 2 cores).
 # test-slow runs those: both rehearsals of the full study (locally and through the local Slurm
-# cluster), the fault injections, kill-and-rerun, multi-process DINO (~40 min). CI runs both.
+# cluster), the fault injections, kill-and-rerun, multi-process DINO (~50 min). CI runs both.
 # --durations: CI's log names the slowest tests, what its time budget is spent on.
 test: setup
 	ruff check src tests bench
-	python -m pytest -n 2 --dist loadfile --durations=15 -m "not slow"
+	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15 -m "not slow"
 
 test-slow: setup
-	python -m pytest -n 2 --dist loadfile --durations=15 -m slow
+	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15 -m slow
 
 test-all: setup
 	ruff check src tests bench
-	python -m pytest -n 2 --dist loadfile --durations=15
+	python -m pytest -n 2 --dist loadfile --no-loadscope-reorder --durations=15
 
 lint: setup
 	ruff check src tests bench

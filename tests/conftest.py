@@ -16,10 +16,11 @@ REPO = Path(__file__).resolve().parents[1]
 MICRO_CONFIG = REPO / "tests" / "configs" / "micro.yaml"
 
 
-#: The longest test files, started first: under ``pytest -n 2 --dist loadfile`` each of the
-#: first two files goes to its own worker at once, so the suite's longest runs overlap with
-#: everything else instead of starting last (the Slurm rehearsal alone takes most of the
-#: slow run).
+#: The longest test files, started first. Under ``pytest -n 2 --dist loadfile
+#: --no-loadscope-reorder`` (the Makefile's; without the flag xdist orders files by their
+#: number of tests) each of the first two files goes to its own worker at once, so the
+#: suite's longest runs overlap with everything else instead of starting last (the Slurm
+#: rehearsal alone takes most of the slow run).
 RUN_FIRST = ("tests/cluster/test_rehearsal_slurm.py", "tests/workflow/test_rehearsal.py")
 
 
