@@ -341,8 +341,9 @@ def _apply_thread_counts() -> None:
     Without OMP_NUM_THREADS a job's torch would use one thread per core, and its BLAS as
     many: the server's single thread must not become the job's.
     """
-    threads = os.environ.get("OMP_NUM_THREADS", "")
-    count = int(threads) if threads.isdigit() and int(threads) > 0 else os.cpu_count() or 1
+    from synreal.cpus import job_threads
+
+    count = job_threads()
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(count)
     with contextlib.suppress(Exception):

@@ -127,7 +127,7 @@ def test_pieces_tasks_and_threads_cover_all_queries(monkeypatch, symmetric, thre
     monkeypatch.setattr(retrieval, "_PIECE", 16)  # 5 row blocks, the last of 6 rows
     monkeypatch.setattr(retrieval, "_TASK_ELEMENTS", 70 * 3)  # 3 queries per task
     monkeypatch.setattr(retrieval, "_SYMMETRIC_MAX_BYTES", 1 << 30 if symmetric else 0)
-    monkeypatch.setattr(retrieval, "_threads", lambda: threads)
+    monkeypatch.setattr(retrieval, "job_threads", lambda: threads)
     _assert_matches(retrieval_per_query(emb, labels), ref)
 
 

@@ -16,6 +16,7 @@ rule generate:
     conda:
         "../../envs/generate.yaml"
     threads: config["resources"]["generate"]["threads"]
+    priority: PRIORITY["upstream"]
     resources:
         **stage_resources("generate"),
     shell:

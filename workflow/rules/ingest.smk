@@ -15,12 +15,13 @@ rule ingest:
         "results/benchmarks/ingest/{key}.tsv"
     conda:
         "../../envs/report.yaml"
-    threads: 2
+    threads: config["resources"]["ingest"]["threads"]
+    priority: PRIORITY["upstream"]
     resources:
         gpu=0,
         slurm_partition=config["slurm"]["cpu_partition"],
-        runtime=60,
-        mem_mb=4000,
+        runtime=config["resources"]["ingest"]["runtime"],
+        mem_mb=config["resources"]["ingest"]["mem_mb"],
     shell:
         "OMP_NUM_THREADS={threads} {params.cli} ingest --spec-json {params.spec:q} --out results/ingest/{wildcards.key} "
         "> {log} 2>&1"

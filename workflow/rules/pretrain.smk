@@ -18,6 +18,7 @@ rule pretrain:
     conda:
         "../../envs/train.yaml"
     threads: config["resources"]["pretrain"]["threads"]
+    priority: PRIORITY["pretrain"]
     resources:
         **stage_resources("pretrain"),
     shell:
@@ -40,6 +41,7 @@ rule control:
     conda:
         "../../envs/report.yaml"
     threads: 1
+    priority: PRIORITY["upstream"]
     resources:
         gpu=0,
         slurm_partition=config["slurm"]["cpu_partition"],

@@ -16,6 +16,7 @@ rule realtune:
     conda:
         "../../envs/train.yaml"
     threads: config["resources"]["realtune"]["threads"]
+    priority: PRIORITY["realtune"]
     resources:
         **stage_resources("realtune"),
     shell:

@@ -12,6 +12,7 @@ rule toyworld:
     conda:
         "../../envs/report.yaml"
     threads: 1
+    priority: PRIORITY["upstream"]
     resources:
         gpu=0,
         slurm_partition=config["slurm"]["cpu_partition"],

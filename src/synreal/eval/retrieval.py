@@ -55,9 +55,7 @@ Implementation (speed goal: >= 50x a per-query sklearn loop, see ``bench/evaluat
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -66,6 +64,7 @@ from typing import TYPE_CHECKING, NamedTuple
 
 import numpy as np
 
+from synreal.cpus import job_threads
 from synreal.eval.embeddings import (
     ArrayLike,
     as_embeddings,
@@ -209,7 +208,7 @@ def _row_metrics(
     # One BLAS thread per worker: sgemm pieces and row sorts share the same workers, so no
     # BLAS thread spins idle while the sorts wait for a core.
     with _blas_controller().limit(limits=1, user_api="blas"), \
-            ThreadPoolExecutor(_threads()) as pool:
+            ThreadPoolExecutor(job_threads()) as pool:
         symmetric = loo and n * n <= _SYMMETRIC_MAX_BYTES  # N^2/4 float32 = N^2 bytes
         matrix = _Similarities(pool, query, gallery, symmetric)
         running: list[Future] = []
@@ -232,17 +231,6 @@ def _blas_controller() -> ThreadpoolController:
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
-
-
-def _threads() -> int:
-    """Worker threads: ``OMP_NUM_THREADS`` when set (a job's budget), else the usable cores.
-
-    Read without importing torch, which would cost a retrieval job seconds.
-    """
-    with contextlib.suppress(ValueError):
-        return max(1, int(os.environ.get("OMP_NUM_THREADS", "")))
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity")
-               else os.cpu_count() or 1)
 
 
 def _metric_names(ks: tuple[int, ...]) -> list[str]:

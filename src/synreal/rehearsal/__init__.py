@@ -42,7 +42,8 @@ GENERATION_STEPS = 2
 REPLICATES = 2
 
 #: Stages with resources in the config, and the memory a rehearsal job asks for at most.
-RESOURCE_STAGES = ("generate", "pretrain", "features", "evaluate", "audit", "realtune")
+RESOURCE_STAGES = ("ingest", "generate", "pretrain", "features", "evaluate", "audit",
+                   "realtune")
 JOB_MB = 4000
 
 #: Config keys the rehearsal may change (fnmatch patterns over dotted paths); anything else

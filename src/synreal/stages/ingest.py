@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from synreal.cpus import job_threads
 from synreal.params import doc, parse_params
 from synreal.stages import Stage, register
 
@@ -27,7 +27,7 @@ def run(spec: dict, out_dir: Path) -> None:
     params = parse_params(IngestParams, spec["params"], "ingest params")
     root = Path(spec["inputs"]["root"])
     records = scan(params.format, root)
-    workers = min(8, os.cpu_count() or 1)
+    workers = min(8, job_threads())  # decoding threads: the job's budget, as Snakemake gave it
     manifest, problems = build_manifest(root, records, params.on_corrupt, workers)
     write_manifest(manifest, out_dir / MANIFEST_FILE, {
         "synreal.manifest_hash": manifest_hash(manifest),
