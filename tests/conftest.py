@@ -27,7 +27,7 @@ RUN_FIRST = ("tests/cluster/test_rehearsal_slurm.py", "tests/workflow/test_rehea
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     """Move :data:`RUN_FIRST`'s tests to the front, keeping every other order."""
     def rank(item: pytest.Item) -> int:
-        path = Path(str(item.path)).resolve().relative_to(REPO).as_posix()
+        path = item.path.resolve().relative_to(REPO).as_posix()
         return RUN_FIRST.index(path) if path in RUN_FIRST else len(RUN_FIRST)
     items.sort(key=rank)
 

@@ -26,10 +26,13 @@ def test_without_a_budget_it_is_the_cores_this_process_may_use(monkeypatch):
 
 def test_ingest_threads_come_from_the_study():
     # The demo gives ingest one thread: on 2 cores a 2-thread ingest waited for both, holding
-    # back every evaluation (bench/README.md); a study without the key keeps the old 2.
+    # back every evaluation (bench/README.md); the full study decodes with 8; a study without
+    # the key keeps the old 2.
     demo = load_config(REPO / "config" / "config.yaml")
     assert demo["resources"]["ingest"] == {"runtime": 60, "mem_mb": 4000, "threads": 1}
     study = yaml.safe_load((REPO / "config" / "studies" / "afhq_pets.yaml").read_text())
+    assert validate_config(study, check_paths=False)["resources"]["ingest"]["threads"] == 8
+    del study["resources"]["ingest"]
     assert validate_config(study, check_paths=False)["resources"]["ingest"]["threads"] == 2
     rule = (REPO / "workflow" / "rules" / "ingest.smk").read_text()
     assert 'threads: config["resources"]["ingest"]["threads"]' in rule

@@ -37,6 +37,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from synreal.cpus import job_threads
+
 ENV_VAR = "SYNREAL_WARM"
 #: Set in a warm child's environment: the server's pid (tests and logs tell warm from cold).
 CHILD_ENV_VAR = "SYNREAL_WARM_SERVER"
@@ -341,8 +343,6 @@ def _apply_thread_counts() -> None:
     Without OMP_NUM_THREADS a job's torch would use one thread per core, and its BLAS as
     many: the server's single thread must not become the job's.
     """
-    from synreal.cpus import job_threads
-
     count = job_threads()
     if "torch" in sys.modules:
         sys.modules["torch"].set_num_threads(count)

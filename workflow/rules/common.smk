@@ -23,7 +23,7 @@ _SRC = SRC_ON_PATH.replace("{", "{{").replace("}", "}}")
 RUN = (f"OMP_NUM_THREADS={{threads}} SYNREAL_GPUS={{resources.gpu}}{_FORCE_CPU} {_SRC} "
        "python -m synreal.gpu_slots {resources.gpu} -- env")
 #: Scheduling priorities (higher first among ready jobs, locally and in Slurm submission
-#: order): the long chain toy world/ingest/generation -> DINO -> RealTune first, so that its
+#: order): the long chain toy world/ingest/generation/controls -> DINO -> RealTune first, so its
 #: last pretraining never runs alone at the end while the many short evaluations wait; every
 #: other rule (features, evaluations, audits, tables) keeps 0.
 PRIORITY = {"upstream": 3, "pretrain": 2, "realtune": 1}
