@@ -211,7 +211,8 @@ def images_to_generate(plan, base: Path, counts: dict[str, int]) -> int:
 
 
 @functools.cache
-def _network_parameters(arch: str, img_size: int, out_dim: int, use_bn: bool) -> tuple[int, int]:
+def _network_parameters(arch: str, img_size: int, out_dim: int, use_bn: bool,
+                        hidden_dim: int = 2048, bottleneck_dim: int = 256) -> tuple[int, int]:
     """(backbone, DINO head) parameter counts, from the modules built on the meta device."""
     import torch
 
@@ -220,7 +221,8 @@ def _network_parameters(arch: str, img_size: int, out_dim: int, use_bn: bool) ->
 
     with torch.device("meta"):
         backbone = create_backbone(arch, img_size)
-        head = DINOHead(backbone.num_features, out_dim, use_bn)
+        head = DINOHead(backbone.num_features, out_dim, use_bn, hidden_dim=hidden_dim,
+                        bottleneck_dim=bottleneck_dim)
     return (sum(p.numel() for p in backbone.parameters()),
             sum(p.numel() for p in head.parameters()))
 
@@ -247,7 +249,8 @@ def run_parameters(dino: dict, memo: Path | None = None) -> tuple[int, int]:
     which imports torch and timm, seconds on every ``snakemake`` call. Its key names the
     recipe, the sources that define the networks and the torch and timm versions.
     """
-    network = (dino["arch"], dino["global_crop_size"], dino["out_dim"], dino["use_bn_in_head"])
+    network = (dino["arch"], dino["global_crop_size"], dino["out_dim"], dino["use_bn_in_head"],
+               dino["head_hidden_dim"], dino["head_bottleneck_dim"])
     if memo is None:
         return _network_parameters(*network)
     from synreal.memo import recall, remember

@@ -129,21 +129,30 @@ def test_a_finished_run_keeps_its_final_state_not_its_checkpoint(samples, tmp_pa
         torch.testing.assert_close(resumed[name], final[name], rtol=0, atol=0, msg=name)
 
 
-def test_the_disk_estimate_of_a_run_is_what_it_writes(samples, tmp_path):
-    """doctor's per-run bytes (from the recipe's parameter counts) against a real run's files."""
+@pytest.mark.parametrize("head", [{}, {"head_hidden_dim": 64, "head_bottleneck_dim": 32}],
+                         ids=["official-head", "narrow-head"])
+def test_the_disk_estimate_of_a_run_is_what_it_writes(samples, tmp_path, head):
+    """doctor's per-run bytes (from the recipe's parameter counts) against a real run's files,
+    with the official head widths and with the narrower ones a recipe can set."""
     from dataclasses import asdict
     from types import SimpleNamespace
 
     from synreal.dino import checkpoint
     from synreal.doctor import run_bytes
 
-    train_dino(TINY, samples, ViewPlan.single(2), tmp_path / "run", max_steps=2, progress=False)
+    params = replace(TINY, **head)
+    train_dino(params, samples, ViewPlan.single(2), tmp_path / "run", max_steps=2,
+               progress=False)
     state = checkpoint.latest_checkpoint(tmp_path / "run").with_suffix(".safetensors")
     state_bytes = state.stat().st_size
-    train_dino(TINY, samples, ViewPlan.single(2), tmp_path / "run", progress=False)
+    train_dino(params, samples, ViewPlan.single(2), tmp_path / "run", progress=False)
+    head_weights = load_file(tmp_path / "run" / checkpoint.TEACHER_HEAD_FILE)
+    hidden, bottleneck = params.head_hidden_dim, params.head_bottleneck_dim
+    assert head_weights["mlp.0.weight"].shape == (hidden, 96)
+    assert head_weights["mlp.4.weight"].shape == (bottleneck, hidden)
     kept = sum((tmp_path / "run" / name).stat().st_size for name in
                (checkpoint.STUDENT_FILE, checkpoint.BACKBONE_FILE, checkpoint.TEACHER_HEAD_FILE))
-    estimate, checkpoint_estimate = run_bytes(SimpleNamespace(params={"dino": asdict(TINY)}),
+    estimate, checkpoint_estimate = run_bytes(SimpleNamespace(params={"dino": asdict(params)}),
                                               plan=None)
     # the files add safetensors headers and the centre; a checkpoint has no AdamW moments
     # for frozen parameters (the normalised last layer's scale)

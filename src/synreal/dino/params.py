@@ -38,6 +38,11 @@ class DinoParams:
                                 default=True)
     use_bn_in_head: bool = doc("BatchNorm in the head MLP (official False for ViTs).",
                                default=False)
+    head_hidden_dim: int = doc("Width of the head's two hidden layers (official 2048). The head "
+                               "runs once per view, so on a small ViT it costs as much as the "
+                               "backbone: the CPU demo uses 512.", default=2048)
+    head_bottleneck_dim: int = doc("Width of the head's bottleneck before the prototypes "
+                                   "(official 256).", default=256)
     # --- teacher ---------------------------------------------------------------------------
     momentum_teacher: float = doc("Base EMA momentum of the teacher, raised to 1 by a cosine "
                                   "schedule (official 0.996 at batch 1024). The teacher averages "
@@ -124,8 +129,8 @@ class DinoParams:
                               f"{list(AUGMENTATIONS)}.")
         if self.decoded_size < 0:
             raise ConfigError("pretrain decoded_size must be >= 0 (0 = automatic).")
-        for key in ("epochs", "batch_size", "out_dim", "global_crop_size", "local_crop_size",
-                    "checkpoint_every"):
+        for key in ("epochs", "batch_size", "out_dim", "head_hidden_dim", "head_bottleneck_dim",
+                    "global_crop_size", "local_crop_size", "checkpoint_every"):
             if int(getattr(self, key)) < 1:
                 raise ConfigError(f"pretrain {key} must be a positive integer.")
         if self.local_crops_number < 0 or self.warmup_teacher_temp_epochs < 0:

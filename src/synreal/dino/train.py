@@ -248,7 +248,7 @@ def _initialise_from(artifact: Path, student, teacher, loss: DINOLoss) -> None:
                                  if k.startswith("teacher.")})
         loss.center.copy_(tensors["loss.center"])
     except (RuntimeError, KeyError) as error:
-        raise DataError(f"{source} does not fit this recipe (arch, out_dim and head must "
+        raise DataError(f"{source} does not fit this recipe (arch, out_dim and head widths must "
                         f"match the pretraining run's): {str(error).splitlines()[0]}") from None
     print(f"continuing from {source}")
 
@@ -335,10 +335,12 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
     student_backbone = create_backbone(params.arch, params.global_crop_size,
                                        params.drop_path_rate)
     dim = student_backbone.num_features
+    widths = {"hidden_dim": params.head_hidden_dim, "bottleneck_dim": params.head_bottleneck_dim}
     student = MultiCropNetwork(student_backbone, DINOHead(
-        dim, params.out_dim, params.use_bn_in_head, params.norm_last_layer)).to(device)
+        dim, params.out_dim, params.use_bn_in_head, params.norm_last_layer, **widths)).to(device)
     teacher = MultiCropNetwork(create_backbone(params.arch, params.global_crop_size),
-                               DINOHead(dim, params.out_dim, params.use_bn_in_head)).to(device)
+                               DINOHead(dim, params.out_dim, params.use_bn_in_head,
+                                        **widths)).to(device)
     teacher.load_state_dict(student.state_dict())
     for p in teacher.parameters():
         p.requires_grad = False
