@@ -1,14 +1,15 @@
 """DINO on the demo's toy world: it trains without collapse, and whether it beats random init.
 
-The demo's own recipe (192-wide demo ViT embedding its mean patch token, 32/16 px crops, 50
+The demo's own recipe (96-wide demo ViT embedding its mean patch token, 32/16 px crops, 50
 steps) on 180 toy-AFHQ images of the demo's toy world, then a weighted k-NN (k = 20) on 90
 held-out images of the same 3 coarse classes, against the same architecture at its random
 initialisation. Every run must end with no collapse flag, of the teacher or of the student.
 The MixDiff case pairs each real image with the demo's toy variation of it, split 1+6 real /
-1+2 synthetic views. Deterministic on CPU. Before the toy world was recoloured and the demo
-ViT widened (issue 21), DINO beat its random init by 5-10 points here; today it does not
-(the strict xfail below says why and fails once that is fixed).
-The last test: the real-pretrained demo backbone reaches 3x chance on the demo's Pet task."""
+1+2 synthetic views. Deterministic on CPU. Before the toy world was recoloured (issue 21),
+DINO beat its random init by 5-10 points here; today it does not (the strict xfail below says
+why and fails once that is fixed).
+The last test: the real-pretrained demo backbone reaches 3x chance on the demo's Pet task, on
+the main table's own measure (also a strict xfail today)."""
 
 import json
 
@@ -110,9 +111,9 @@ def test_dino_lowers_its_loss_without_collapse(demo_runs, source, augment):
 
 @pytest.mark.xfail(strict=True, reason=(
     "known defect: the demo's toy world (toyworld v3) tells its classes apart by colour, "
-    "which DINO's colour jitter and grayscale are built to discard, and the 192-wide demo "
-    "ViT's random init already reads colour: on the demo's toy AFHQ (seed 0) 50 DINO steps "
-    "give k-NN 0.456 (cpu), 0.400 (batched), 0.444 (MixDiff) against 0.456 at random init. "
+    "which DINO's colour jitter and grayscale are built to discard, and the demo ViT's random "
+    "init already reads colour: on the demo's toy AFHQ (seed 0) 50 DINO steps give k-NN 0.444 "
+    "(cpu, batched and MixDiff alike) against 0.467 at random init. "
     "Strict: this fails once DINO beats its random init again, so the marker is removed."))
 @pytest.mark.parametrize(("source", "augment"), RUNS)
 def test_dino_beats_its_random_init_on_knn(demo_runs, source, augment):
@@ -135,13 +136,26 @@ def _stage_manifest(root, layout, counts, world):
                          "split": draws["split"]}).sort_values("id", ignore_index=True)
 
 
+@pytest.mark.xfail(strict=True, reason=(
+    "known defect (issue 21): on the main table's own measure the demo's real-pretrained "
+    "backbone sits just under 3x chance, no better than its random init: DINO linear top-1 on "
+    "the toy Pet task, mean over the demo's seeds 0 and 1, measured 24.0 % (22.9, 25.0) against "
+    "24.0 % at random init; chance 8.3 %. The images hold the breeds (a linear probe on 8x8 "
+    "thumbnails reaches 49 %); the small ViT's mean-pooled features lose most of it, and 50 DINO "
+    "steps do not recover it (README 'What the demo is'). Strict: fails once the demo reaches "
+    "3x chance, so the marker is removed."))
 def test_real_pretrained_demo_backbone_reaches_3x_chance_on_the_demo_pet_task(tmp_path):
-    """Issue 21: the demo's Pet task is learnable. The demo's own toy world, Pet counts, DINO
-    recipe (real run, seed 0), feature protocol and linear probe settings: at least 3x chance
-    top-1 (25 % for 12 breeds). Seed 0 measured 27.5 % (random init of the same ViT 22.9 %;
-    the pre-issue demo: 9.2 %); the demo's k-NN reaches less (about 20 %)."""
-    from synreal.eval.probe import ProbeConfig, linear_probe
+    """Issue 21: the demo's Pet task is learnable, read the way the main table reads it.
+
+    The demo's own toy world, Pet counts, DINO recipe (real run), feature extraction
+    (evaluation.features) and linear probe (evaluation.probe's first protocol, through the
+    probe stage's own fit), on each of the main table's training seeds: the mean top-1 over
+    the seeds reaches 3x chance (25 % for 12 breeds)."""
+    from synreal.config import replicate_seeds
+    from synreal.params import parse_params
+    from synreal.plan_jobs import replicate_seed
     from synreal.stages.features import FeaturesParams
+    from synreal.stages.probe import ProbeParams, _probe
 
     config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
     world = dict(config["toyworld"])
@@ -149,20 +163,54 @@ def test_real_pretrained_demo_backbone_reaches_3x_chance_on_the_demo_pet_task(tm
                            world)
     pets = _stage_manifest(tmp_path / "pets", "oxford_pet",
                            config["datasets"]["pets"]["toyworld"], world)
-    resolved = resolve({**config["pretrain"]["params"], "seed": config["study"]["seed"]},
-                       {"source": "real", "real": "afhq"}, "real")
-    params = DinoParams(**resolved["dino"])
-    summary = train_dino(params, build_samples("real", afhq, None),
-                         ViewPlan.single(params.local_crops_number), tmp_path / "run",
-                         progress=False)
-    assert summary["complete"] and summary["collapse"] is None
-    model, preprocess = load_backbone(tmp_path / "run")
-    protocol = config["evaluation"].get("features", {}).get("protocol", FeaturesParams.protocol)
+    evaluation = config["evaluation"]
+    features = parse_params(FeaturesParams, evaluation.get("features", {}), "features")
+    probe = parse_params(ProbeParams, evaluation.get("probe", {}), "probe")
+    fit, _ = _probe(probe.protocols[0], probe)
     train, test = (pets[pets["split"] == split] for split in ("trainval", "test"))
-    x_train, _ = extract_features(model, list(train["path"]), preprocess, protocol)
-    x_test, _ = extract_features(model, list(test["path"]), preprocess, protocol)
-    probe = config["evaluation"].get("probe", {})
-    result = linear_probe(x_train, train["label"].to_numpy(), x_test, test["label"].to_numpy(),
-                          ProbeConfig(steps=probe.get("steps", ProbeConfig.steps)))
+    listed, count, _ = replicate_seeds(config)
+    recipe = resolve(config["pretrain"]["params"], {"source": "real", "real": "afhq"}, "real")
+    seeds = [replicate_seed(recipe["dino"]["seed"], i, listed) for i in range(count)]
+    top1 = []
+    for seed in seeds:  # the main table's real run, once per replicate seed, as the plan has it
+        params = DinoParams(**{**recipe["dino"], "seed": seed})
+        summary = train_dino(params, build_samples("real", afhq, None),
+                             ViewPlan.single(params.local_crops_number), tmp_path / f"run{seed}",
+                             progress=False)
+        assert summary["complete"] and summary["collapse"] is None
+        model, preprocess = load_backbone(tmp_path / f"run{seed}")
+        x_train, x_test = (extract_features(model, list(split["path"]), preprocess,
+                                            features.protocol, features.n_last_blocks,
+                                            features.avgpool)[0] for split in (train, test))
+        top1.append(fit(x_train, train["label"].to_numpy(), x_test,
+                        test["label"].to_numpy()).top1)
     chance = 1 / train["label"].nunique()
-    assert result.top1 >= 3 * chance, f"Pet linear top-1 {result.top1:.3f}, chance {chance:.3f}"
+    assert np.mean(top1) >= 3 * chance, (
+        f"Pet linear top-1 {np.mean(top1):.3f} (seeds {seeds}: {np.round(top1, 3).tolist()}), "
+        f"chance {chance:.3f}")
+
+
+def test_the_demo_pet_task_is_learnable_from_its_pixels(tmp_path):
+    """The toy world holds the breeds: the main table's linear probe (evaluation.probe's first
+    protocol) on 8x8 RGB thumbnails of the demo's Pet images, instead of backbone features,
+    reaches 4x chance (measured 49 %). So when the demo's backbones sit near 3x chance, the
+    loss is in their features, not in the task."""
+    from PIL import Image
+
+    from synreal.params import parse_params
+    from synreal.stages.probe import ProbeParams, _probe
+
+    config = yaml.safe_load((REPO / "config" / "config.yaml").read_text())
+    pets = _stage_manifest(tmp_path / "pets", "oxford_pet",
+                           config["datasets"]["pets"]["toyworld"], dict(config["toyworld"]))
+    probe = parse_params(ProbeParams, config["evaluation"].get("probe", {}), "probe")
+    fit, _ = _probe(probe.protocols[0], probe)
+
+    def thumbnails(rows):
+        return np.stack([np.asarray(Image.open(path).convert("RGB").resize(
+            (8, 8), Image.BILINEAR), dtype=np.float32).ravel() / 255 for path in rows["path"]])
+
+    train, test = (pets[pets["split"] == split] for split in ("trainval", "test"))
+    top1 = fit(thumbnails(train), train["label"].to_numpy(), thumbnails(test),
+               test["label"].to_numpy()).top1
+    assert top1 >= 4 / train["label"].nunique(), f"thumbnail top-1 {top1:.3f}"
