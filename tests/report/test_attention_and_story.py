@@ -51,6 +51,21 @@ def test_main_finding_follows_the_sign_and_ci_of_the_paired_difference(cell, wor
     assert f"synthetic - real {100 * cell.estimate:+.1f} points" in text
 
 
+def test_main_finding_names_the_negative_controls_other_columns_whose_ci_excludes_0():
+    """The verdict reads linear top-1; the negative control's other columns are a caution."""
+    controls = {"negative": Cell(0.0, -0.02, 0.02), "positive": Cell(-0.2, -0.3, -0.1)}
+    others = {"k-NN top-1 (k=20)": Cell(0.01, -0.01, 0.03),
+              "retrieval mAP": Cell(0.0015, 0.0006, 0.0024)}
+    main = Cell(-0.10, -0.15, -0.05)
+    text = story.main({"linear top-1": main}, "synthetic - real", controls, others)
+    assert ("The negative control's CI also excludes 0 on retrieval mAP "
+            "(negative - reference +0.1 points [+0.1, +0.2])") in text
+    assert "k-NN" not in text and text.endswith(f": {story.CONSISTENT}.")
+    clean = {"retrieval mAP": Cell(0.001, -0.001, 0.003)}
+    assert "also excludes" not in story.main({"linear top-1": main}, "synthetic - real",
+                                             controls, clean)
+
+
 def test_mix_ratio_finding_reads_the_trend_and_its_significance():
     rising = [(0, _cell(0.2)), (50, _cell(0.3)), (100, _cell(0.4))]
     assert story.mix_ratio(rising).endswith(story.CONSISTENT + ".")

@@ -237,6 +237,15 @@ def check_written_main_table(tables) -> None:
         assert "NOT detected" in finding and "cannot tell the answer at this scale" in finding
     if "negative" in controls and not controls["negative"][1] <= 0 <= controls["negative"][2]:
         assert "SHOWS A DIFFERENCE" in finding
+    if "negative" in controls:  # its other columns whose CI excludes 0 are named, and no other
+        name = next(v for v in frame["pretraining data"]
+                    if v.startswith("negative control") and v.endswith(" (paired)"))
+        verdicts = rows.loc[f"differ? ({name.removesuffix(' (paired)')})"]
+        for column in METRIC_COLUMNS[1:]:
+            if column in frame.columns and rows.loc[name, column]:
+                value = estimate_and_ci(rows.loc[name, column])[0]
+                quoted = f"{column} (negative - reference {value:+.1f} points"
+                assert (quoted in finding) == (verdicts[column] == "yes"), (column, finding)
     if hi < 0:
         assert "real pretraining is significantly better" in finding
     elif lo > 0:

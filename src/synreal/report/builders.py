@@ -241,12 +241,14 @@ def main_table(params: dict, out_dir: Path) -> None:
         return [diff, verdict], cells
 
     extra, cells = compare("real", "synthetic")
-    control_cells = {}
+    control_cells, negative_columns = {}, {}
     for part in ("negative", "positive"):
         if part in controls:
             lines, found = compare(controls["reference"], controls[part])
             extra += lines
-            control_cells[part] = found["linear top-1"]
+            control_cells[part] = found.pop("linear top-1")
+            if part == "negative":
+                negative_columns = found
     what = ("DINO pretrained on real vs synthetic images of equal number, classes and "
             "resolution; the last rows give each paired difference (B - A, seed i of B with "
             "seed i of A on the same test images) and whether its 95 % CI excludes 0.")
@@ -260,7 +262,8 @@ def main_table(params: dict, out_dir: Path) -> None:
     frame = pd.DataFrame([*rows, *extra]).fillna("")
     label = difference_label(runs["real"]["labels"][first], runs["synthetic"]["labels"][first])
     write_table(frame, out_dir, "main",
-                _with_story(caption, story.main(cells, label, control_cells)))
+                _with_story(caption, story.main(cells, label, control_cells,
+                                                negative_columns)))
 
 
 def mix_ratio_table(params: dict, out_dir: Path) -> None:

@@ -70,13 +70,32 @@ def controls_read(controls: dict[str, Cell]) -> tuple[str, str | None]:
     return "; ".join(said), failed
 
 
+def negative_elsewhere(columns: dict[str, Cell]) -> str:
+    """The negative control's other columns whose CI excludes 0, as a caution ("" if none).
+
+    ``columns``: metric title -> the negative control's paired difference from the control
+    reference, for the columns the verdict does not read. Real data differing from real data
+    there says that a difference of that size in that column is no evidence.
+    """
+    shown = [f"{title} ({_points('negative - reference', cell)})"
+             for title, cell in columns.items()
+             if np.isfinite(cell.estimate) and not cell.lo <= 0 <= cell.hi]
+    if not shown:
+        return ""
+    return (f"The negative control's CI also excludes 0 on {', '.join(shown)}: a difference "
+            f"of that size there is no evidence. ")
+
+
 def main(differences: dict[str, Cell], label: str = "synthetic - real",
-         controls: dict[str, Cell] | None = None) -> str:
+         controls: dict[str, Cell] | None = None,
+         negative_columns: dict[str, Cell] | None = None) -> str:
     """Real vs synthetic: the paired difference of linear top-1 (``label``: "B - A").
 
     ``controls`` (part -> paired difference from the control reference, linear top-1) are
     read first: a positive control that is not detected, or a negative control that shows a
     difference, makes the verdict "the study cannot tell", whatever the main difference.
+    ``negative_columns`` (the negative control's differences in the other columns): each
+    whose CI excludes 0 is named as a caution (:func:`negative_elsewhere`).
     """
     cell = differences["linear top-1"]
     if not np.isfinite(cell.estimate):
@@ -91,7 +110,7 @@ def main(differences: dict[str, Cell], label: str = "synthetic - real",
     first = ""
     if controls:
         said, failed = controls_read(controls)
-        first = f"Controls first: {said}. "
+        first = f"Controls first: {said}. {negative_elsewhere(negative_columns or {})}"
         if failed:
             return (f"Finding: {first}{failed[0].upper()}{failed[1:]}; the main comparison "
                     f"is not judged ({here}): {CANNOT_TELL}.")
