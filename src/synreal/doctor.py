@@ -212,7 +212,7 @@ def images_to_generate(plan, base: Path, counts: dict[str, int]) -> int:
 
 @functools.cache
 def _network_parameters(arch: str, img_size: int, out_dim: int, use_bn: bool,
-                        hidden_dim: int = 2048, bottleneck_dim: int = 256) -> tuple[int, int]:
+                        hidden_dim: int, bottleneck_dim: int) -> tuple[int, int]:
     """(backbone, DINO head) parameter counts, from the modules built on the meta device."""
     import torch
 
