@@ -490,12 +490,22 @@ def _cfg_sweep(plan: Plan) -> None:
 
 
 def _facts(plan: Plan, run_names: list[str]) -> dict:
-    """Caption facts: model, epochs, seed, evaluation sizes and protocol."""
-    config = plan.config
-    dino = plan.pretrain[run_names[0]].params["dino"]
-    evaluation = plan.evaluations[run_names[0]]
+    """Caption facts of the first named run: see :func:`run_facts`."""
+    return run_facts(plan.config, plan.pretrain[run_names[0]], plan.evaluations[run_names[0]])
+
+
+def run_facts(config: dict, pretrain: Job, evaluation: dict[str, Job]) -> dict:
+    """Caption facts of one pretraining job and its evaluation jobs.
+
+    Model, epochs, recipe changes (:func:`synreal.dino.params.recipe_changes`), seed,
+    evaluation sizes and protocol.
+    """
+    from synreal.dino.params import recipe_changes
+
+    dino = pretrain.params["dino"]
     probe = evaluation["probe"].params
-    return {"model": dino["arch"], "epochs": dino["epochs"], "seed": config["study"]["seed"],
+    return {"model": dino["arch"], "epochs": dino["epochs"], "recipe": recipe_changes(dino),
+            "seed": config["study"]["seed"],
             "eval_dataset": config["evaluation"]["dataset"],
             "n_train": probe["train_split"], "n_test": probe["test_split"],
             "protocol": evaluation["features"].params["protocol"],

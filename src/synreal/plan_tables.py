@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from synreal.errors import ConfigError
-from synreal.plan_jobs import Job, Plan, TableJob, _facts, mix_run
+from synreal.plan_jobs import Job, Plan, TableJob, _facts, mix_run, run_facts
 from synreal.report import paper_numbers
 
 
@@ -213,18 +213,19 @@ def cfg_table(plan: Plan) -> TableJob:
     """Guidance sweep: audit measures and downstream metrics per CFG scale."""
     if not plan.cfg:
         raise ConfigError("table cfg needs a cfg_sweep section (generator and scales).")
-    rows, needs = {}, []
+    rows, needs, facts = {}, [], {}
     for scale, (generator, audit, pretrain) in sorted(plan.cfg.items()):
         row = {"generate": generator.out_dir, "audit": audit.out_dir}
         if pretrain is not None:
             evaluation = plan.evaluations[f"cfg{scale}"]
             row.update({"pretrain": pretrain.out_dir,
                         **{stage: job.out_dir for stage, job in evaluation.items()}})
+            facts = facts or {"facts": run_facts(plan.config, pretrain, evaluation)}
         rows[str(scale)] = row
         needs += list(row.values())
     return TableJob("cfg", {"study": plan.config["study"]["name"], "runs": rows,
                             "order": list(rows),
-                            "generator": plan.config["cfg_sweep"]["generator"]},
+                            "generator": plan.config["cfg_sweep"]["generator"], **facts},
                     sorted(set(needs)))
 
 

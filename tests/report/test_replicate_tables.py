@@ -17,7 +17,8 @@ from ..workflow.test_tables import (
 )
 
 N_TEST = 120
-FACTS = {"model": "vit_tiny", "epochs": 2, "seed": 0, "eval_dataset": "pets",
+FACTS = {"model": "vit_tiny", "epochs": 2, "recipe": ["out_dim 256"], "seed": 0,
+         "eval_dataset": "pets",
          "n_train": "trainval", "n_test": "test", "protocol": "cls", "resamples": 500}
 
 
@@ -101,6 +102,8 @@ def test_main_table_reports_the_mean_over_seeds_with_two_level_cis_and_the_contr
     assert estimate_and_ci(row)[0] == pytest.approx(round(100 * paired.estimate, 1))
     caption = (tables / "main.md").read_text().splitlines()[0]
     assert "mean over 2 seeds" in caption and "CI over seeds and test images" in caption
+    assert ("DINO 2 epochs on 90 images (settings unlike the official main_dino.py defaults: "
+            "out_dim 256), seeds 0, 1") in caption, caption
     assert "positive control (class cues removed) is detected" in caption
     assert "negative control (held-out real) shows no difference" in caption
     assert (tables / "main_seeds.png").stat().st_size > 0

@@ -84,6 +84,10 @@ def test_the_main_caption_names_each_columns_protocol(rehearsed):
     assert "k-NN: DINO weighted k-NN (eval_knn)" in caption
     assert "last-block CLS token (384-d)" in caption
     assert "Retrieval: retrieval by cosine similarity" in caption
+    # the study's own departures from DINO's recipe, and the rehearsal's shortened schedule
+    assert re.search(r"DINO 1 epochs on \d+ images \(settings unlike the official main_dino"
+                     r"\.py defaults: batch_size 2, warmup_epochs 0, freeze_last_layer 0, "
+                     r"norm_last_layer False, momentum_teacher 0\.978\)", caption), caption
 
 
 def test_the_rehearsal_trained_the_studys_architecture(rehearsed):

@@ -69,6 +69,13 @@ def test_every_table_is_written_with_cis_a_finding_and_keys(finished):
     assert list(synbench["dataset"]) == ["afhq", "afhq_syn", "afhq_syn@cfg2.5"]
     cfg = pd.read_csv(tables / "cfg.csv")
     assert list(cfg["CFG scale"]) == [2.5, 7.5]
+    # every table that shows DINO numbers names the backbone, the recipe's departures from
+    # main_dino.py's defaults and each column's protocol; the cfg sweep's pretrained scales too
+    for name in ("main", "mix_ratio", "mixdiff_views", "realtune", "pretrain_finetune", "cfg"):
+        caption = (tables / f"{name}.md").read_text().splitlines()[0]
+        assert re.search(r"Backbone \S+, DINO \d+ epochs on \d+ images \((settings unlike|"
+                         r"otherwise) the official main_dino\.py defaults", caption), name
+        assert "Linear top-1: linear probe" in caption and "k-NN: DINO weighted" in caption, name
 
 
 def test_realtune_subsets_are_recorded_and_hold_no_test_image(finished):

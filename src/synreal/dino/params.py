@@ -228,3 +228,37 @@ def check_realtune_data(params: DinoParams, n_images: int, where: str) -> None:
         raise ConfigError(f"{where} gives {n_images} images, fewer than one batch of "
                           f"{params.batch_size} (realtune.ssl.dino.batch_size); raise "
                           "realtune.ssl.params.fraction or lower realtune.ssl.dino.batch_size.")
+
+
+# --- what a table caption says about the recipe --------------------------------------------
+
+#: Recipe settings a caption names when a run departs from main_dino.py's defaults. Left out:
+#: what the caption states anyway (arch, epochs, seed), and how a run is computed rather than
+#: what it learns (precision, compilation, augmentation path, workers, checkpoints).
+RECIPE_KEYS = ("batch_size", "lr", "min_lr", "warmup_epochs", "weight_decay",
+               "weight_decay_end", "clip_grad", "freeze_last_layer", "drop_path_rate",
+               "out_dim", "norm_last_layer", "use_bn_in_head", "head_hidden_dim",
+               "head_bottleneck_dim", "momentum_teacher", "warmup_teacher_temp", "teacher_temp",
+               "warmup_teacher_temp_epochs", "student_temp", "center_momentum",
+               "global_crop_size", "global_crops_scale", "local_crops_number",
+               "local_crop_size", "local_crops_scale", "eval_resize")
+
+
+def recipe_changes(dino: dict) -> list[str]:
+    """``"key value"`` for each setting of a resolved recipe unlike main_dino.py's default.
+
+    So that a table never calls a run DINO's recipe where it is not: the demo's small-data
+    settings, a study's teacher momentum, a rehearsal's shortened schedule.
+    """
+    from dataclasses import fields
+
+    defaults = {f.name: f.default for f in fields(DinoParams)}
+    changed = []
+    for key in RECIPE_KEYS:
+        value, default = dino.get(key, defaults[key]), defaults[key]
+        if isinstance(default, tuple):
+            value = tuple(value)
+        if value != default:
+            shown = list(value) if isinstance(value, tuple) else value
+            changed.append(f"{key} {shown}")
+    return changed

@@ -68,8 +68,13 @@ def _caption(params: dict, what: str) -> str:
     first = next(iter(_runs(params).values()))
     probe = json.loads((Path(first["probe"]) / "metrics.json").read_text())
     images = json.loads((Path(first["pretrain"]) / "summary.json").read_text())["n_images"]
+    changes, recipe = facts.get("recipe"), ""
+    if changes is not None:  # the settings that make it not (or not only) DINO's recipe
+        recipe = (f" (settings unlike the official main_dino.py defaults: {', '.join(changes)})"
+                  if changes else " (otherwise the official main_dino.py defaults)")
     return (f"{what} Study '{params['study']}'. Backbone {facts['model']}, DINO "
-            f"{facts['epochs']} epochs on {images} images, {_seeds_text(params)}; evaluation "
+            f"{facts['epochs']} epochs on {images} images{recipe}, {_seeds_text(params)}; "
+            f"evaluation "
             f"on {facts['eval_dataset']} ({probe['n_train']} {facts['n_train']} / "
             f"{probe['n_test']} {facts['n_test']} images), frozen features. "
             f"{_protocols_text(first)}{_cells_text(params)}{_collapse_warning(params)}")
@@ -376,6 +381,10 @@ def cfg_table(params: dict, out_dir: Path) -> None:
                "scale's images against the real dataset and, where pretrained, DINO on them "
                "evaluated frozen (% with 95 % bootstrap CI). Key: the generated dataset. "
                + _audit_caption(summaries, reference=False))
+    pretrained = {scale: run for scale, run in _runs(params).items() if "probe" in run}
+    if pretrained and "facts" in params:  # what made the DINO columns' numbers
+        caption += " " + _caption({**params, "runs": pretrained, "order": list(pretrained)},
+                                  "The DINO columns:")
     write_table(pd.DataFrame(rows), out_dir, "cfg",
                 _with_story(caption, story.cfg(diversity, top1)))
 
