@@ -254,3 +254,15 @@ def test_the_shipped_main_tables_have_their_seeds_and_both_controls(path, seeds)
     main = plan.tables["main"].params
     assert main["order"][2:] == ["control_reference", "control_negative", "control_positive"]
     assert {len(row["replicates"]) for row in main["runs"].values()} == {seeds}
+
+
+def test_mixdiff_views_single_source_rows_show_the_runs_own_crops(config):
+    """The real-only and synthetic-only rows say 2 global + the run's own local crops (the
+    micro study's 2, the demo's 2, the study's 8), not a fixed 2+8."""
+    for locals_ in (2, 8):
+        changed = copy.deepcopy(config)
+        changed["pretrain"]["params"]["local_crops_number"] = locals_
+        rows = _plan(changed).tables["mixdiff_views"].params["runs"]
+        views = ("real views (global+local)", "synthetic views (global+local)")
+        assert [rows["real"]["labels"][v] for v in views] == [f"2+{locals_}", "0"]
+        assert [rows["synthetic"]["labels"][v] for v in views] == ["0", f"2+{locals_}"]

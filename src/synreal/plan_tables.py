@@ -133,10 +133,12 @@ def mixdiff_views_table(plan: Plan) -> TableJob:
                           "(one per view split, e.g. views real 1+6 / synthetic 1+2).")
     table = paper_numbers.MIXDIFF_TABLE7
     rows = {}
-    for name, labels in (("real", ("2+8", "0")), ("synthetic", ("0", "2+8"))):
-        rows[name] = _run_row(plan, name,
-                              {"pretraining data": name, "real views (global+local)": labels[0],
-                               "synthetic views (global+local)": labels[1]}, "—")
+    for name in ("real", "synthetic"):  # the run's own crops: 2 global + its local_crops_number
+        crops = f"2+{plan.pretrain[name].params['dino']['local_crops_number']}"
+        rows[name] = _run_row(plan, name, {
+            "pretraining data": name,
+            "real views (global+local)": crops if name == "real" else "0",
+            "synthetic views (global+local)": crops if name == "synthetic" else "0"}, "—")
     for name, v in views.items():
         key = (v["real_global"], v["real_local"], v["synthetic_global"], v["synthetic_local"])
         rows[name] = _run_row(plan, name, {
