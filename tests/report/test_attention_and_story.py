@@ -95,6 +95,10 @@ def test_realtune_finding(lift, verdict):
             "synthetic/vanilla": _cell(0.3), "synthetic/SynTune": _cell(0.2),
             "synthetic/RealTune": _cell(0.3 + lift)}
     assert story.realtune(top1).endswith(f"{verdict}.")
+    # a tuning that barely moved its teacher is not judged, whatever the numbers
+    still = story.realtune(top1, still_share=0.97)
+    assert "kept 97 % of its starting weights" in still and still.endswith(
+        f"{story.CANNOT_TELL}.")
 
 
 def test_cfg_finding_needs_a_significant_rank_correlation():

@@ -197,3 +197,30 @@ def test_pretrain_finetune_reads_each_seeds_fine_tuned_classifier_and_draws_the_
     assert "mean over 1-2 seeds" in caption
     assert "figure results/tables/pretrain_finetune_seeds.png" in caption
     assert (tmp_path / "tables" / "pretrain_finetune_seeds.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("share", [0.44, 0.97])
+def test_the_realtune_table_warns_when_a_tuned_teacher_barely_moved(tmp_path, share):
+    """A tuned run's teacher_start_share above STILL_SHARE: the caption warns, naming the
+    key to change, and the Finding does not judge; below it, neither."""
+    rng = np.random.default_rng(0)
+    rows = {}
+    for run in ("real", "synthetic"):
+        for tuning in ("vanilla", "SynTune", "RealTune"):
+            name = f"{run}/{tuning}"
+            row = _row(tmp_path, name.replace("/", "_"), run, [0.5, 0.45], rng)
+            row["labels"] = {"pretrained on": run, "tuning": tuning}
+            if tuning != "vanilla":
+                for replicate in row["replicates"]:
+                    summary = Path(replicate["pretrain"]) / "summary.json"
+                    summary.write_text(json.dumps({"n_images": 36,
+                                                   "teacher_start_share": share}))
+            rows[name] = row
+    params = {"study": "t", "runs": rows, "order": list(rows), "facts": FACTS,
+              "paper_source": "SynBench Table 10"}
+    builders.realtune_table(params, tmp_path / "tables")
+    caption = (tmp_path / "tables" / "realtune.md").read_text().splitlines()[0]
+    warned = "WARNING: a tuned teacher kept 97 % of its starting weights" in caption
+    assert warned == (share > 0.5)
+    assert ("lower realtune.ssl.dino.momentum_teacher" in caption) == warned
+    assert ("Finding: not judged: a tuned teacher kept 97 %" in caption) == warned

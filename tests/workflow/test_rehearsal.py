@@ -90,6 +90,14 @@ def test_the_main_caption_names_each_columns_protocol(rehearsed):
                      r"norm_last_layer False, momentum_teacher 0\.978\)", caption), caption
 
 
+def test_the_rehearsals_one_step_realtune_is_flagged_as_barely_tuned(rehearsed):
+    """The rehearsal tunes for one step, so its tuned teachers keep 99 % of their start: the
+    realtune table says so and does not judge (the full study's 660 steps keep ~4 %)."""
+    caption = (FOLDER / "results" / "tables" / "realtune.md").read_text().splitlines()[0]
+    assert "WARNING: a tuned teacher kept 99 % of its starting weights" in caption, caption
+    assert "Finding: not judged" in caption
+
+
 def test_the_rehearsal_trained_the_studys_architecture(rehearsed):
     main = (FOLDER / "results" / "tables" / "main.md").read_text()
     assert "vit_small_patch16_224" in main.splitlines()[0]

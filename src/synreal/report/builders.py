@@ -14,6 +14,7 @@ import pandas as pd
 
 from synreal.artifacts import read_spec
 from synreal.data.manifest import read_manifest
+from synreal.dino.params import STILL_SHARE
 from synreal.dino.verdict import LOG_FILE, run_verdict
 from synreal.report.table_writer import write_table
 
@@ -320,8 +321,31 @@ def realtune_table(params: dict, out_dir: Path) -> None:
                                f"from each pretrained model on {tune_images} unlabeled real "
                                "(RealTune) or synthetic (SynTune) images, then evaluated "
                                f"frozen. Paper: {params['paper_source']}.")
+    still = _still_share(params)
+    if still is not None:
+        caption += (f" WARNING: a tuned teacher kept {100 * still:.0f} % of its starting "
+                    "weights (its EMA momentum schedule over the tuning's few steps; above "
+                    f"{100 * STILL_SHARE:.0f} % a tuning barely tunes), so the tuned rows can "
+                    "hardly differ from vanilla: lower realtune.ssl.dino.momentum_teacher or "
+                    "add realtune.ssl.dino.epochs.")
     write_table(pd.DataFrame(rows), out_dir, "realtune",
-                _with_story(caption, story.realtune(top1)))
+                _with_story(caption, story.realtune(top1, still)))
+
+
+def _still_share(params: dict) -> float | None:
+    """The largest share of its start a tuned teacher kept, when above STILL_SHARE; else None.
+
+    Read from each tuned run's summary.json (every replicate seed); runs written before the
+    share was recorded count as tuned.
+    """
+    from synreal.report.metrics import replicates
+
+    shares = [json.loads((Path(r["pretrain"]) / "summary.json").read_text())
+              .get("teacher_start_share", 0.0)
+              for run in _runs(params).values() if run["labels"].get("tuning") != "vanilla"
+              for r in replicates(run)]
+    largest = max(shares, default=0.0)
+    return largest if largest > STILL_SHARE else None
 
 
 def pretrain_finetune_table(params: dict, out_dir: Path) -> None:

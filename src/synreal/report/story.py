@@ -161,11 +161,19 @@ def mixdiff(top1: dict[str, Cell]) -> str:
             f"{_verdict(significant, beaten)}.")
 
 
-def realtune(top1: dict[str, Cell]) -> str:
-    """SynBench Table 10: RealTune lifts DINO-Syn far more than SynTune does."""
+def realtune(top1: dict[str, Cell], still_share: float | None = None) -> str:
+    """SynBench Table 10: RealTune lifts DINO-Syn far more than SynTune does.
+
+    ``still_share``: given when a tuned teacher kept more than STILL_SHARE of its starting
+    weights (the largest such share): its tuning barely tuned, so the table cannot tell.
+    """
     if not {"synthetic/RealTune", "synthetic/vanilla"} <= set(top1):
         return ("Finding: not judged (the paper's comparison needs the runs named real and "
                 "synthetic in realtune.runs).")
+    if still_share is not None:
+        return (f"Finding: not judged: a tuned teacher kept {100 * still_share:.0f} % of its "
+                f"starting weights, so RealTune and SynTune barely changed the backbones they "
+                f"tuned: {CANNOT_TELL}.")
     tuned, vanilla = top1["synthetic/RealTune"], top1["synthetic/vanilla"]
     lift = tuned.estimate - vanilla.estimate
     up, down = _separated(tuned, vanilla), _separated(vanilla, tuned)
