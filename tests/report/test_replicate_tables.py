@@ -213,13 +213,18 @@ def test_the_realtune_table_warns_when_a_tuned_teacher_barely_moved(tmp_path, sh
             if tuning != "vanilla":
                 for replicate in row["replicates"]:
                     summary = Path(replicate["pretrain"]) / "summary.json"
-                    summary.write_text(json.dumps({"n_images": 36,
+                    summary.write_text(json.dumps({"n_images": 36, "total_steps": 15,
                                                    "teacher_start_share": share}))
+                    (summary.parent / "spec.json").write_text(json.dumps({"params": {"dino": {
+                        "epochs": 5, "batch_size": 12, "lr": 0.005, "warmup_epochs": 0,
+                        "momentum_teacher": 0.9}}}))
             rows[name] = row
     params = {"study": "t", "runs": rows, "order": list(rows), "facts": FACTS,
               "paper_source": "SynBench Table 10"}
     builders.realtune_table(params, tmp_path / "tables")
     caption = (tmp_path / "tables" / "realtune.md").read_text().splitlines()[0]
+    assert ("on 36 unlabeled real (RealTune) or synthetic (SynTune) images for 5 epochs "
+            "(15 steps, batch 12, lr 0.005, 0 warm-up epochs, teacher momentum 0.9)") in caption
     warned = "WARNING: a tuned teacher kept 97 % of its starting weights" in caption
     assert warned == (share > 0.5)
     assert ("lower realtune.ssl.dino.momentum_teacher" in caption) == warned

@@ -316,10 +316,15 @@ def realtune_table(params: dict, out_dir: Path) -> None:
     rows = _run_rows(params, paper_title="paper top-1")
     top1 = _top1(params)
     tuned = next(run for run in _runs(params).values() if run["labels"]["tuning"] != "vanilla")
-    tune_images = json.loads((Path(tuned["pretrain"]) / "summary.json").read_text())["n_images"]
+    summary = json.loads((Path(tuned["pretrain"]) / "summary.json").read_text())
+    tune = read_spec(Path(tuned["pretrain"]))["params"]["dino"]
+    steps = f"{summary['total_steps']} steps, " if "total_steps" in summary else ""
     caption = _caption(params, "RealTune / SynTune in self-supervised form: DINO continued "
-                               f"from each pretrained model on {tune_images} unlabeled real "
-                               "(RealTune) or synthetic (SynTune) images, then evaluated "
+                               f"from each pretrained model on {summary['n_images']} unlabeled "
+                               "real (RealTune) or synthetic (SynTune) images for "
+                               f"{tune['epochs']} epochs ({steps}batch {tune['batch_size']}, "
+                               f"lr {tune['lr']}, {tune['warmup_epochs']} warm-up epochs, "
+                               f"teacher momentum {tune['momentum_teacher']}), then evaluated "
                                f"frozen. Paper: {params['paper_source']}.")
     still = _still_share(params)
     if still is not None:
