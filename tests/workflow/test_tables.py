@@ -76,6 +76,12 @@ def test_every_table_is_written_with_cis_a_finding_and_keys(finished):
         assert re.search(r"Backbone \S+, DINO \d+ epochs on \d+ images \((settings unlike|"
                          r"otherwise) the official main_dino\.py defaults", caption), name
         assert "Linear top-1: linear probe" in caption and "k-NN: DINO weighted" in caption, name
+    # the fine-tuned column names its own recipe, as each probe column does
+    caption = (tables / "pretrain_finetune.md").read_text().splitlines()[0]
+    assert re.search(r"supervised fine-tuning, \d+ images per class \(balanced\), \d+ epochs: "
+                     r"the whole backbone and a new linear head, AdamW lr \S+ \(head x\S+\) "
+                     r"cosine, weight decay \S+, batch \d+, RandomResizedCrop scale "
+                     r"\[\S+, \S+\] \+ flip, label smoothing \S+, \d+ images\)", caption), caption
 
 
 def test_realtune_subsets_are_recorded_and_hold_no_test_image(finished):

@@ -159,7 +159,12 @@ def _supervised(spec: dict, params: RealtuneParams, out_dir: Path) -> None:
     correct = (predicted == test["label_name"].map(index).to_numpy()).astype(np.float64)
     per_item = {"top1": correct}
     metrics = {"protocol": f"supervised fine-tuning, {params.per_class} images per class "
-                           f"({params.balance}), {params.epochs} epochs",
+                           f"({params.balance}), {params.epochs} epochs: the whole backbone "
+                           f"and a new linear head, AdamW lr {params.lr} (head x"
+                           f"{params.head_lr_scale}) cosine, weight decay "
+                           f"{params.weight_decay}, batch {params.batch_size}, "
+                           f"RandomResizedCrop scale {list(params.crop_scale)} + flip, label "
+                           f"smoothing {params.label_smoothing}",
                "n_train": len(subset), "n_test": len(test),
                **with_ci(per_item, params.bootstrap_resamples, params.seed),
                "epoch_losses": losses}
