@@ -225,7 +225,9 @@ def test_the_realtune_table_warns_when_a_tuned_teacher_barely_moved(tmp_path, sh
     caption = (tmp_path / "tables" / "realtune.md").read_text().splitlines()[0]
     assert ("on 36 unlabeled real (RealTune) or synthetic (SynTune) images for 5 epochs "
             "(15 steps, batch 12, lr 0.005, 0 warm-up epochs, teacher momentum 0.9)") in caption
-    warned = "WARNING: a tuned teacher kept 97 % of its starting weights" in caption
+    warned = "WARNING: a tuned teacher kept" in caption
     assert warned == (share > 0.5)
     assert ("lower realtune.ssl.dino.momentum_teacher" in caption) == warned
-    assert ("Finding: not judged: a tuned teacher kept 97 %" in caption) == warned
+    assert ("Finding: not judged: a tuned teacher kept" in caption) == warned
+    if warned:
+        assert "kept 97 % of its starting weights" in caption

@@ -75,8 +75,7 @@ def _caption(params: dict, what: str) -> str:
                   if changes else " (otherwise the official main_dino.py defaults)")
     return (f"{what} Study '{params['study']}'. Backbone {facts['model']}, DINO "
             f"{facts['epochs']} epochs on {images} images{recipe}, {_seeds_text(params)}; "
-            f"evaluation "
-            f"on {facts['eval_dataset']} ({probe['n_train']} {facts['n_train']} / "
+            f"evaluation on {facts['eval_dataset']} ({probe['n_train']} {facts['n_train']} / "
             f"{probe['n_test']} {facts['n_test']} images), frozen features. "
             f"{_protocols_text(first)}{_cells_text(params)}{_collapse_warning(params)}")
 
