@@ -76,6 +76,17 @@ def test_mix_ratio_finding_reads_the_trend_and_its_significance():
     assert story.mix_ratio(flat).endswith(story.CANNOT_TELL + "."), "a null is no agreement"
 
 
+def test_mixdiff_finding_never_lets_a_collapsed_best_split_back_the_paper():
+    top1 = {"real": Cell(0.30, 0.28, 0.32), "synthetic": Cell(0.29, 0.27, 0.31),
+            "mixdiff_6l_2l": Cell(0.40, 0.38, 0.42), "mixdiff_2l_6l": Cell(0.31, 0.29, 0.33)}
+    healthy = story.mixdiff(top1)
+    assert "mixdiff_6l_2l at" in healthy and healthy.endswith(f"{story.CONSISTENT}.")
+    flagged = story.mixdiff(top1, collapsed={"mixdiff_6l_2l"})
+    assert "mixdiff_6l_2l (a collapsed run, its backbone may be degenerate)" in flagged
+    assert flagged.endswith(f"{story.CANNOT_TELL}.")
+    assert "collapsed" not in story.mixdiff(top1, collapsed={"mixdiff_2l_6l"})
+
+
 def test_pretrain_finetune_finding_checks_the_papers_ranking():
     paper_order = {"mix/real": _cell(0.5), "mix/none": _cell(0.4),
                    "synthetic/real": _cell(0.3), "real/synthetic": _cell(0.2)}

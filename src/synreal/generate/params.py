@@ -138,7 +138,8 @@ class GenerateParams:
                                 "the same coarse class (the label keeps the prompted one).",
                                 default=0.2)
     toy_scale: tuple[float, float] = doc("toy only: (min, max) object scale, narrower than the "
-                                         "real toy world's (0.3, 0.95).", default=(0.5, 0.75))
+                                         "real toy world's (default 0.3-0.95; set it inside "
+                                         "the study's toyworld.scale).", default=(0.5, 0.75))
     toy_brightness: tuple[float, float] = doc("toy only: (min, max) brightness, narrower than "
                                               "the real toy world's (0.35, 1.45).",
                                               default=(0.8, 1.15))

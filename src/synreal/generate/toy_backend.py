@@ -57,10 +57,16 @@ def _around_centre(bounds, factor: float, limits) -> tuple[float, float]:
     return max(limits[0], centre - half), min(limits[1], centre + half)
 
 
+#: Object scales the renderer draws as an animal (it may run out of the frame above 1). The
+#: widened scale range of a weak guidance scale is clipped to these, not to the default real
+#: world's 0.3-0.95: a study's toyworld.scale may lie above that (the demo's is 1.0-1.5).
+DRAWABLE_SCALE = (0.2, 1.8)
+
+
 def toy_world(params: GenerateParams) -> WorldParams:
     """The biased world: narrower scale and brightness, never occluded; guidance-dependent."""
     factor, real = guidance_factor(params.cfg_scale), WorldParams()
-    return WorldParams(scale=_around_centre(params.toy_scale, factor, real.scale),
+    return WorldParams(scale=_around_centre(params.toy_scale, factor, DRAWABLE_SCALE),
                        brightness=_around_centre(params.toy_brightness, factor,
                                                  real.brightness),
                        occlusion_prob=0.0)

@@ -122,14 +122,12 @@ def _cells_text(params: dict) -> str:
             "about half the seed variance).")
 
 
-def _collapse_warning(params: dict) -> str:
-    """A sentence naming the runs whose DINO teacher or student had collapsed when training ended.
+def _collapsed_runs(params: dict) -> dict[str, tuple[str, str]]:
+    """The table's runs whose DINO teacher or student had collapsed when training ended.
 
-    The verdict is read from each DINO run's training log (the mean statistics of its last
-    steps), so runs trained before the verdict averaged its last steps get the same one.
-    Their last training targets, or their student's outputs, carried no information about
-    the image, so their backbones may be degenerate: a reader must know before comparing
-    their rows. Empty when no run collapsed.
+    Run folder -> (run name, its label with seed and kind). The verdict is read from each
+    DINO run's training log (the mean statistics of its last steps), so runs trained before
+    the verdict averaged its last steps get the same one.
     """
     from synreal.report.metrics import replicates
 
@@ -143,14 +141,25 @@ def _collapse_warning(params: dict) -> str:
             dino = read_spec(run_dir)["params"]["dino"]
             if kind := run_verdict(run_dir / LOG_FILE, dino["warmup_epochs"], dino["out_dim"]):
                 label = f"{name} seed {seed['seed']}" if len(seeds) > 1 else name
-                flagged.setdefault(run_dir.name, f"{label} ({kind})")
+                flagged.setdefault(run_dir.name, (name, f"{label} ({kind})"))
+    return flagged
+
+
+def _collapse_warning(params: dict) -> str:
+    """A sentence naming the runs whose DINO teacher or student had collapsed when training ended.
+
+    Their last training targets, or their student's outputs, carried no information about
+    the image, so their backbones may be degenerate: a reader must know before comparing
+    their rows. Empty when no run collapsed.
+    """
+    flagged = _collapsed_runs(params)
     if not flagged:
         return ""
     return (" WARNING: collapsed DINO run at the end of pretraining (uniform or dominant: "
             "the teacher's targets no longer told images apart; student: the student's "
             "outputs no longer depended on the image; the backbone may be degenerate): "
-            f"{', '.join(flagged.values())}; see the run's train_log.jsonl and the README's "
-            "'When DINO does not learn'.")
+            f"{', '.join(label for _, label in flagged.values())}; see the run's "
+            "train_log.jsonl and the README's 'When DINO does not learn'.")
 
 
 def _run_rows(params: dict, metrics=None, paper_title: str | None = None) -> list[dict]:
@@ -304,7 +313,8 @@ def mixdiff_views_table(params: dict, out_dir: Path) -> None:
                                "split as shown; real-only and synthetic-only rows use 2 global "
                                f"+ local crops of one image. Paper: {params['paper_source']}.")
     write_table(pd.DataFrame(rows), out_dir, "mixdiff_views",
-                _with_story(caption, story.mixdiff(top1)))
+                _with_story(caption, story.mixdiff(
+                    top1, {name for name, _ in _collapsed_runs(params).values()})))
 
 
 def realtune_table(params: dict, out_dir: Path) -> None:
