@@ -165,3 +165,17 @@ def test_toy_variations_name_a_draws_table_without_backgrounds(tmp_path):
     assert SourceDraws()(image)["breed"] == draws["breed"][0]
     with pytest.raises(DataError, match="is not recorded in"):
         SourceDraws()(image.with_name("missing.png"))
+
+
+def test_the_toy_scale_range_follows_guidance_above_the_default_worlds_scales():
+    """A study whose real animals are close-ups (the demo's 1.0-1.5) sets toy_scale above the
+    default world's 0.3-0.95: guidance still narrows or widens it around its centre, clipped
+    only to the scales the renderer can draw, not squashed to 0.95."""
+    close_ups = {"backend": "toy", "toy_scale": (1.05, 1.35)}
+    assert toy_world(GenerateParams(**close_ups)).scale == pytest.approx((1.05, 1.35))
+    assert toy_world(GenerateParams(**close_ups, cfg_scale=15.0)).scale == pytest.approx(
+        (1.125, 1.275))
+    low, high = toy_world(GenerateParams(**close_ups, cfg_scale=2.5)).scale
+    assert low == pytest.approx(0.75) and high == pytest.approx(1.65)
+    image, draw = render(ALL_BREEDS["Bengal"], 32, image_rng(0, 0), WorldParams(scale=(1.8, 1.8)))
+    assert image.size == (32, 32) and draw.object_area_ratio > 0.3
