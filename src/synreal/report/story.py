@@ -158,12 +158,13 @@ def mixdiff(top1: dict[str, Cell], collapsed: set[str] = frozenset()) -> str:
     beats = all(mixes[best].estimate > top1[k].estimate for k in ("real", "synthetic"))
     significant = all(_separated(mixes[best], top1[k]) for k in ("real", "synthetic"))
     beaten = any(_separated(top1[k], mixes[best]) for k in ("real", "synthetic"))
-    flag = " (a collapsed run, its backbone may be degenerate)" if best in collapsed else ""
+    degenerate = best in collapsed
+    flag = " (a collapsed run, its backbone may be degenerate)" if degenerate else ""
     return (f"Finding: MixDiff's best split (1+6 real, 1+2 synthetic) beats both single-source "
             f"runs; here the best split is {best}{flag} at {_pct(mixes[best])}, "
             f"{'above' if beats else 'not above'} both single-source runs"
             f"{' (CIs separate)' if significant else ' (CIs overlap)'}: "
-            f"{_verdict(significant and not flag, beaten)}.")
+            f"{_verdict(significant and not degenerate, beaten)}.")
 
 
 def realtune(top1: dict[str, Cell], still_share: float | None = None) -> str:
