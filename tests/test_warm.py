@@ -244,3 +244,44 @@ def test_a_deep_tmpdir_puts_the_socket_in_the_systems_folder(monkeypatch, socket
     path = warm.socket_path()
     assert path.parent == Path("/tmp") and len(str(path)) <= 100
     assert path.name.startswith("synreal-warm-")
+
+
+def test_a_server_whose_starting_folder_is_deleted_preloads_and_serves(sockets, tmp_path):
+    """The folder of the job that starts a server may go while the server preloads.
+
+    torch._dynamo's config calls os.getcwd() on import; in a deleted folder that import
+    failed, and every job forked afterwards inherited a half-imported torch._inductor.
+    """
+    start = tmp_path / "first-job"
+    start.mkdir()
+    env = _env(sockets)
+    assert _synreal(["--help"], env, start).returncode == 0
+    shutil.rmtree(start)
+    deadline = time.monotonic() + 60
+    while _socket(sockets) is None:
+        cold = next(sockets.glob("synreal-warm-*.cold"), None)
+        assert cold is None, cold.read_text()
+        assert time.monotonic() < deadline, "no warm server came up within 60 s"
+        time.sleep(0.2)
+    pid = _server_pid(sockets)
+    try:
+        assert os.readlink(f"/proc/{pid}/cwd") == "/"
+        work = tmp_path / "work"
+        work.mkdir()
+        done = _synreal(["toyworld", "--spec-json", _spec(tmp_path), "--out", "warm"], env, work)
+        assert done.returncode == 0, done.stderr
+        assert "synreal toyworld: wrote warm" in done.stdout
+    finally:
+        os.kill(pid, signal.SIGKILL)
+
+
+def test_a_server_whose_preload_fails_serves_no_job_and_says_why(sockets):
+    path = sockets / "synreal-warm-test.sock"
+    code = ("import sys; from pathlib import Path; import synreal.warm as w; "
+            "w.PRELOAD = ('json', 'no_such_module_here'); w.serve(Path(sys.argv[1]), idle_s=1)")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], env=_env(sockets),
+                          timeout=120, check=False)
+    assert done.returncode == 0 and not path.exists()
+    reason = path.with_suffix(".cold").read_text()
+    assert "importing no_such_module_here failed (ModuleNotFoundError" in reason
+    assert reason.endswith("jobs run cold\n")

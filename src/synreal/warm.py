@@ -17,6 +17,8 @@ stage exactly as the job's own process would have, then reports the child's exit
 * The client forwards SIGTERM, SIGINT, SIGHUP, SIGUSR1 and SIGUSR2 to the child (the
   pre-emption and time-limit signals included) and exits with the child's code (128 + N
   when signal N ended it); a client that dies takes its child with it.
+* The server works in ``/`` (the job folder that started it may be deleted under it), and a
+  server whose preload failed serves no job: it writes why to ``<socket>.cold`` and exits.
 * Off inside Slurm jobs (each job runs on its own allocation, often another node), with
   ``SYNREAL_WARM=0``, and where the platform lacks ``socket.send_fds``. Any failure to reach
   a server falls back to running the job in its own process.
@@ -146,21 +148,34 @@ def _start_server(path: Path) -> None:
             return
     # libraries that start thread pools when loaded get one thread: the server forks
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR} | SERVER_ENV
+    # the server runs in "/", so it finds this source tree through PYTHONPATH, not the cwd
+    source = str(Path(__file__).resolve().parents[1])
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, (source, env.get("PYTHONPATH"))))
     with contextlib.suppress(OSError):
         subprocess.Popen([sys.executable, "-m", "synreal.warm", str(path)],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True, env=env)
+                         stderr=subprocess.DEVNULL, start_new_session=True, env=env, cwd="/")
 
 
 # ---------------------------------------------------------------- server
 
 
-def _preload() -> None:
+def _preload() -> str | None:
+    """Import :data:`PRELOAD`; the first failure as one line, None when all imported.
+
+    A failed import can leave its package half-initialised in ``sys.modules`` (its finished
+    submodules stay, their parent goes), and every child forked afterwards would inherit
+    that state: torch._dynamo's import then fails in each job with a "partially initialized
+    module" error. So a server whose preload failed must not fork any job.
+    """
     import importlib
 
     for name in PRELOAD:
-        with contextlib.suppress(Exception):
+        try:
             importlib.import_module(name)
+        except Exception as error:  # noqa: BLE001 (reported in the cold marker)
+            return f"importing {name} failed ({type(error).__name__}: {error})"
+    return None
 
 
 def _threads() -> int:
@@ -205,8 +220,14 @@ def serve(path: Path, idle_s: float = IDLE_S) -> None:
     lock.truncate(0)
     lock.write(f"{os.getpid()}\n")  # which process the server is
     lock.flush()
-    _preload()
+    # a daemon's working folder is its own: the folder of the job that started it may be
+    # deleted while it preloads (torch._dynamo's config calls os.getcwd() on import)
+    os.chdir("/")
     marker = path.with_suffix(".cold")
+    failure = _preload()
+    if failure is not None:
+        marker.write_text(f"{failure}: jobs run cold\n")
+        return
     if _threads() > 1:  # forking a process with threads is unsafe: jobs here stay cold
         marker.write_text(f"{_threads()} threads after the preload: jobs run cold\n")
         return
