@@ -148,13 +148,10 @@ def _start_server(path: Path) -> None:
             return
     # libraries that start thread pools when loaded get one thread: the server forks
     env = {k: v for k, v in os.environ.items() if k != ENV_VAR} | SERVER_ENV
-    # the server runs in "/", so it finds this source tree through PYTHONPATH, not the cwd
-    source = str(Path(__file__).resolve().parents[1])
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, (source, env.get("PYTHONPATH"))))
     with contextlib.suppress(OSError):
         subprocess.Popen([sys.executable, "-m", "synreal.warm", str(path)],
                          stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                         stderr=subprocess.DEVNULL, start_new_session=True, env=env, cwd="/")
+                         stderr=subprocess.DEVNULL, start_new_session=True, env=env)
 
 
 # ---------------------------------------------------------------- server
