@@ -224,6 +224,22 @@ def test_the_positive_control_replaces_every_image_by_class_independent_noise(tm
     assert part["sha256"].nunique() == 4
 
 
+def test_the_random_init_control_is_the_real_runs_start_at_each_seed_with_no_data(config):
+    config["controls"] = {"random_init": True}
+    plan = _replicated(config, 2, controls=False)
+    main = plan.tables["main"]
+    assert main.params["order"] == ["real", "synthetic", "control_random_init"]
+    assert main.params["controls"] == {"random_init": "control_random_init"}
+    assert main.params["runs"]["control_random_init"]["labels"] == {
+        "pretraining data": "control: random init"}
+    assert plan.controls == {}  # it cuts no dataset
+    real, untrained = plan.replicates["real"], plan.replicates["control_random_init"]
+    for trained, start in zip(real, untrained, strict=True):
+        assert start.upstream == {} and start.params["data"] == {"source": "random_init"}
+        assert start.params["dino"] == trained.params["dino"]  # same recipe, same seed
+        assert start.target in main.needs
+
+
 def test_the_cost_counts_every_seed_and_the_controls(monkeypatch):
     import synreal.cost as cost
     from synreal.doctor import read_throughput
@@ -248,11 +264,12 @@ def test_the_cost_counts_every_seed_and_the_controls(monkeypatch):
 
 @pytest.mark.parametrize(("path", "seeds"), [("config/config.yaml", 2),
                                              ("config/studies/afhq_pets.yaml", 3)])
-def test_the_shipped_main_tables_have_their_seeds_and_both_controls(path, seeds):
+def test_the_shipped_main_tables_have_their_seeds_and_all_controls(path, seeds):
     config = validate_config(yaml.safe_load((REPO / path).read_text()), check_paths=False)
     plan = build_plan(config)
     main = plan.tables["main"].params
-    assert main["order"][2:] == ["control_reference", "control_negative", "control_positive"]
+    assert main["order"][2:] == ["control_reference", "control_negative", "control_positive",
+                                 "control_random_init"]
     assert {len(row["replicates"]) for row in main["runs"].values()} == {seeds}
 
 

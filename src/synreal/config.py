@@ -167,7 +167,7 @@ def _check_replicates(config: dict) -> None:
 def _check_controls(config: dict) -> None:
     """Controls: a real pretraining run to copy, and halves big enough to train on."""
     controls = config.get("controls") or {}
-    if not (controls.get("negative") or controls.get("positive")):
+    if not (controls.get("negative") or controls.get("positive") or controls.get("random_init")):
         return
     runs = (config.get("pretrain") or {}).get("runs", {})
     name = controls.get("run", "real")
@@ -175,7 +175,10 @@ def _check_controls(config: dict) -> None:
     if run is None or run["source"] != "real":
         real = sorted(n for n, r in runs.items() if r["source"] == "real")
         raise ConfigError(f"controls.run: {name!r} is not a pretraining run with source: real; "
-                          f"name one of {real} (the controls split its real dataset).")
+                          f"name one of {real} (the controls split its real dataset and copy "
+                          "its recipe).")
+    if not (controls.get("negative") or controls.get("positive")):
+        return  # the random-init control alone splits no dataset
     dataset = config["datasets"].get(run.get("real", ""), {})
     counts = dataset.get("toyworld")
     if counts:  # rendered: the training split's size is known before any job runs

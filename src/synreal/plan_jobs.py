@@ -359,17 +359,28 @@ def build_jobs(config: dict) -> Plan:
 CONTROL_RUNS = {"reference": ("control_reference", "real"),
                 "negative": ("control_negative", "real"),
                 "positive": ("control_positive", "synthetic")}
+#: The random-init control's run: the copied run's backbone and seeds, untrained.
+RANDOM_INIT_RUN = "control_random_init"
 
 
 def _controls(plan: Plan) -> None:
-    """The control datasets and their DINO runs (``controls``), replicated like their run."""
+    """The control datasets and their DINO runs (``controls``), replicated like their run.
+
+    The random-init control is a run of its own (no dataset): the copied run's recipe with
+    data source ``random_init``, one per seed of that run.
+    """
     from synreal.stages.control import ControlParams
+    from synreal.stages.pretrain import RANDOM_INIT
 
     settings = plan.config.get("controls") or {}
+    name = settings.get("run", "real")
+    if settings.get("random_init"):
+        run = plan.config["pretrain"]["runs"][name]
+        _replicated(plan, RANDOM_INIT_RUN, {"source": RANDOM_INIT,
+                                            "params": run.get("params", {})}, like=name)
     parts = [part for part in ("negative", "positive") if settings.get(part)]
     if not parts:
         return
-    name = settings.get("run", "real")
     run = plan.config["pretrain"]["runs"][name]
     real = _dataset_ref(plan, run["real"], f"pretrain.runs.{name}.real")
     batch = plan.pretrain[name].params["dino"]["batch_size"]

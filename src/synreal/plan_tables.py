@@ -69,6 +69,7 @@ CONTROL_LABELS = {
     "reference": "control: real half A",
     "negative": "negative control: real half B",
     "positive": "positive control: noise",
+    "random_init": "control: random init",
 }
 
 
@@ -77,9 +78,9 @@ def main_table(plan: Plan) -> TableJob:
 
     With ``controls`` on, the control runs follow as rows; each control is compared, paired by
     seed and test image, with the control reference (real half A), which its Finding reads
-    first.
+    first. The random-init control is compared with the real run (what pretraining added).
     """
-    from synreal.plan_jobs import CONTROL_RUNS
+    from synreal.plan_jobs import CONTROL_RUNS, RANDOM_INIT_RUN
 
     _require_runs(plan, "main", ["real", "synthetic"])
     rows = {label: _run_row(plan, label, {"pretraining data": label})
@@ -89,6 +90,10 @@ def main_table(plan: Plan) -> TableJob:
         run = CONTROL_RUNS[part][0]
         rows[run] = _run_row(plan, run, {"pretraining data": CONTROL_LABELS[part]})
         controls[part] = run
+    if RANDOM_INIT_RUN in plan.pretrain:
+        rows[RANDOM_INIT_RUN] = _run_row(plan, RANDOM_INIT_RUN,
+                                         {"pretraining data": CONTROL_LABELS["random_init"]})
+        controls["random_init"] = RANDOM_INIT_RUN
     counts = {name: len(row["replicates"]) for name, row in rows.items()}
     if len(set(counts.values())) > 1:
         raise ConfigError(f"table main pairs its runs by seed, but they have different numbers "

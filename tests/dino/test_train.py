@@ -213,3 +213,43 @@ def test_compiled_networks_train_like_eager_mode(samples, tmp_path):
     logs = [[json.loads(line)["loss"] for line in (tmp_path / run / "train_log.jsonl").open()]
             for run in ("eager", "compiled")]
     np.testing.assert_allclose(logs[1], logs[0], rtol=1e-5)
+
+
+def test_the_random_init_control_is_exactly_where_the_dino_run_of_its_seed_starts(
+        samples, tmp_path):
+    """The pretrain stage's random_init source exports the untrained teacher: the same
+    weights a DINO run of that seed holds when no step has changed them (lr 0: AdamW's
+    update and its decoupled weight decay both scale with lr, and the EMA of an unchanged
+    student is the student), loadable as an evaluation backbone, deterministic."""
+    from synreal.stages.pretrain import resolve
+    from synreal.stages.pretrain import run as pretrain
+
+    recipe = {k: list(v) if isinstance(v, tuple) else v for k, v in vars(TINY).items()}
+    spec = {"params": resolve(recipe, {"source": "random_init"}, "control_random_init"),
+            "inputs": {}}
+    assert spec["params"]["data"] == {"source": "random_init"}
+    for name in ("a", "b"):
+        pretrain(spec, tmp_path / name)
+    summary = json.loads((tmp_path / "a" / "summary.json").read_text())
+    assert summary["complete"] and summary["steps_done"] == 0 and summary["n_images"] == 0
+    assert not (tmp_path / "a" / "train_log.jsonl").exists()
+    untrained, preprocess = load_backbone(tmp_path / "a")
+    still = train_dino(replace(TINY, lr=0.0, min_lr=0.0), samples,
+                       ViewPlan.single(TINY.local_crops_number), tmp_path / "still",
+                       progress=False)
+    assert still["complete"] and still["steps_done"] == 9
+    started, _ = load_backbone(tmp_path / "still")
+    for key, value in started.state_dict().items():  # up to the EMA's rounding
+        torch.testing.assert_close(untrained.state_dict()[key], value, rtol=1e-5, atol=1e-7)
+    other = {**spec, "params": {**spec["params"],
+                                "dino": {**spec["params"]["dino"], "seed": TINY.seed + 1}}}
+    pretrain(other, tmp_path / "other-seed")
+    another, _ = load_backbone(tmp_path / "other-seed")
+    assert not torch.allclose(another.state_dict()["pos_embed"],
+                              untrained.state_dict()["pos_embed"])
+    again, _ = load_backbone(tmp_path / "b")
+    assert all(torch.equal(again.state_dict()[k], v) for k, v in untrained.state_dict().items())
+    from synreal.eval.extract import extract_features
+
+    features, _ = extract_features(untrained, [p[0] for p in samples[:3]], preprocess)
+    assert features.shape[0] == 3 and np.isfinite(features).all()

@@ -109,6 +109,40 @@ def test_main_table_reports_the_mean_over_seeds_with_two_level_cis_and_the_contr
     assert (tables / "main_seeds.png").stat().st_size > 0
 
 
+def _with_random_init(root, accuracy, untrained):
+    params = _params(root, accuracy)
+    row = _row(root, "control_random_init", "control: random init", untrained,
+               np.random.default_rng(7))
+    params["runs"]["control_random_init"] = row
+    params["order"].append("control_random_init")
+    params["controls"]["random_init"] = "control_random_init"
+    return params
+
+
+@pytest.mark.parametrize(("untrained", "adds"), [([0.1, 0.12], True), ([0.6, 0.55], False)])
+def test_the_random_init_control_is_read_first_as_what_pretraining_added(
+        tmp_path, untrained, adds):
+    params = _with_random_init(tmp_path, GOOD, untrained)
+    builders.main_table(params, tmp_path / "tables")
+    tables = tmp_path / "tables"
+    check_written_main_table(tables)
+    frame = pd.read_csv(tables / "main.csv", dtype=str).fillna("")
+    assert "control: random init" in list(frame["pretraining data"])
+    assert "real - control: random init (paired)" in list(frame["pretraining data"])
+    assert check_written_differences(tables) == 16  # 4 differences x 4 metrics
+    caption = (tables / "main.md").read_text().splitlines()[0]
+    assert "Control 'random init': the real run's backbone at its random initialisation" in caption
+    finding = caption.split("Finding:")[1]
+    assert finding.strip().startswith("Controls first: pretraining on the real images")
+    if adds:
+        assert "adds to the untrained backbone" in finding
+        assert "not judged" not in finding  # GOOD: every control passes
+    else:
+        assert "does NOT add" in finding and "the main comparison is not judged" in finding
+        assert finding.endswith(story.CANNOT_TELL + ".")
+        assert "The frozen features do not depend on the pretraining" in finding
+
+
 def test_an_undetected_positive_control_means_the_study_cannot_tell(tmp_path):
     accuracy = {**GOOD, "control_positive": GOOD["control_reference"]}
     builders.main_table(_params(tmp_path, accuracy), tmp_path / "tables")

@@ -242,12 +242,26 @@ def check_written_main_table(tables) -> None:
         if found:
             controls[part] = estimate_and_ci(rows.loc[found[0], "linear top-1"])
             assert f"the {part} control" in finding.split(label)[0], finding
+    found = [v for v in frame["pretraining data"]
+             if v.startswith("real - control: random init") and v.endswith(" (paired)")]
+    if found:  # what pretraining added to the untrained backbone
+        controls["random_init"] = estimate_and_ci(rows.loc[found[0], "linear top-1"])
+        quoted = f"real - random init {controls['random_init'][0]:+.1f} points"
+        assert quoted in finding.split(label)[0], finding
+    untrained_as_good = "random_init" in controls and not controls["random_init"][1] > 0
+    if "random_init" in controls:
+        assert ("does NOT add" in finding) == untrained_as_good, finding
+        said = "features do not depend on the pretraining" in finding
+        assert said == untrained_as_good, finding
     failed = ("positive" in controls and not controls["positive"][2] < 0) or (
-        "negative" in controls and not controls["negative"][1] <= 0 <= controls["negative"][2])
+        "negative" in controls and not controls["negative"][1] <= 0 <= controls["negative"][2]
+    ) or untrained_as_good
     if controls:
         assert finding.strip().startswith("Controls first:"), finding
     if "positive" in controls and not controls["positive"][2] < 0:
-        assert "NOT detected" in finding and "cannot tell the answer at this scale" in finding
+        assert "NOT detected" in finding
+        # the first failed control gives the reason: the random-init one is read first
+        assert untrained_as_good or "cannot tell the answer at this scale" in finding
     if "negative" in controls and not controls["negative"][1] <= 0 <= controls["negative"][2]:
         assert "SHOWS A DIFFERENCE" in finding
     if "negative" in controls:  # its other columns whose CI excludes 0 are named, and no other

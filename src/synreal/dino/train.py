@@ -274,6 +274,45 @@ def _truncate_log(path: Path, first_step: int) -> None:
 
 # ============ training ================================================================
 
+def initial_networks(params: DinoParams, device: str = "cpu"
+                     ) -> tuple[MultiCropNetwork, MultiCropNetwork]:
+    """The student and the teacher (its frozen copy) a DINO run of ``params`` starts from.
+
+    Seeded by ``params.seed`` alone, before any other draw, so the random-init control of a
+    seed (:func:`export_initialisation`) is exactly the start of that seed's DINO runs.
+    """
+    torch.manual_seed(params.seed)
+    student_backbone = create_backbone(params.arch, params.global_crop_size,
+                                       params.drop_path_rate)
+    dim = student_backbone.num_features
+    widths = {"hidden_dim": params.head_hidden_dim, "bottleneck_dim": params.head_bottleneck_dim}
+    student = MultiCropNetwork(student_backbone, DINOHead(
+        dim, params.out_dim, params.use_bn_in_head, params.norm_last_layer, **widths)).to(device)
+    teacher = MultiCropNetwork(create_backbone(params.arch, params.global_crop_size),
+                               DINOHead(dim, params.out_dim, params.use_bn_in_head,
+                                        **widths)).to(device)
+    teacher.load_state_dict(student.state_dict())
+    for p in teacher.parameters():
+        p.requires_grad = False
+    return student, teacher
+
+
+def export_initialisation(params: DinoParams, work_dir: Path) -> dict:
+    """Export the untrained teacher of a DINO run as if it were the run's result.
+
+    The main table's random-init control: the same backbone, seed and preprocessing as the
+    DINO runs beside it, with no pretraining step, so "run - random init" is what the
+    pretraining itself added to the frozen features. Returns the run's summary (0 steps).
+    """
+    student, teacher = initial_networks(params)
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    export_backbone(work_dir, teacher.backbone, student, Preprocessing(
+        params.arch, params.global_crop_size, params.eval_resize, params.global_crop_size,
+        IMAGENET_MEAN, IMAGENET_STD))
+    return {"steps_done": 0, "total_steps": 0, "complete": True, "final_loss": None,
+            "collapse": None, "precision": "fp32", "world_size": 1}
+
+
 def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: ViewPlan,
                work_dir: Path, device: str = "cpu", max_steps: int | None = None,
                progress: bool = True, init_from: Path | None = None) -> dict:
@@ -331,19 +370,7 @@ def train_dino(params: DinoParams, samples: list[tuple[str, ...]], view_plan: Vi
                            view_plan), params.seed, rank, device)
 
     # ---------------- student and teacher ----------------
-    torch.manual_seed(params.seed)
-    student_backbone = create_backbone(params.arch, params.global_crop_size,
-                                       params.drop_path_rate)
-    dim = student_backbone.num_features
-    widths = {"hidden_dim": params.head_hidden_dim, "bottleneck_dim": params.head_bottleneck_dim}
-    student = MultiCropNetwork(student_backbone, DINOHead(
-        dim, params.out_dim, params.use_bn_in_head, params.norm_last_layer, **widths)).to(device)
-    teacher = MultiCropNetwork(create_backbone(params.arch, params.global_crop_size),
-                               DINOHead(dim, params.out_dim, params.use_bn_in_head,
-                                        **widths)).to(device)
-    teacher.load_state_dict(student.state_dict())
-    for p in teacher.parameters():
-        p.requires_grad = False
+    student, teacher = initial_networks(params, device)
     trained, teacher_forward = student, teacher
     if world > 1:
         trained = torch.nn.parallel.DistributedDataParallel(

@@ -256,6 +256,10 @@ def main_table(params: dict, out_dir: Path) -> None:
 
     extra, cells = compare("real", "synthetic")
     control_cells, negative_columns = {}, {}
+    if "random_init" in controls:  # what pretraining added: real - the untrained backbone
+        lines, found = compare(controls["random_init"], "real")
+        extra += lines
+        control_cells["random_init"] = found["linear top-1"]
     for part in ("negative", "positive"):
         if part in controls:
             lines, found = compare(controls["reference"], controls[part])
@@ -266,7 +270,11 @@ def main_table(params: dict, out_dir: Path) -> None:
     what = ("DINO pretrained on real vs synthetic images of equal number, classes and "
             "resolution; the last rows give each paired difference (B - A, seed i of B with "
             "seed i of A on the same test images) and whether its 95 % CI excludes 0.")
-    if controls:
+    if "random_init" in controls:
+        what += (" Control 'random init': the real run's backbone at its random "
+                 "initialisation, each seed's exactly as its DINO run starts, untrained "
+                 "(real - random init: what pretraining added to the frozen features).")
+    if "reference" in controls:
         what += (" Controls, on each half of the real run's training split (half A: the "
                  "control reference): the negative control pretrains on the held-out half B "
                  "(real data: it must show no difference); the positive control on half B "

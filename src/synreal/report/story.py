@@ -41,23 +41,34 @@ def _points(label: str, cell: Cell) -> str:
 
 
 def controls_read(controls: dict[str, Cell]) -> tuple[str, str | None]:
-    """What the controls say, and why the study cannot tell (None when both passed).
+    """What the controls say, and why the study cannot tell (None when all passed).
 
     ``controls``: part (negative, positive) -> its paired difference from the control
-    reference, linear top-1. The positive control passes when its CI lies below 0 (the known
-    defect is detected), the negative control when its CI covers 0 (real is no different
-    from real).
+    reference, linear top-1; random_init -> real - random init. The positive control passes
+    when its CI lies below 0 (the known defect is detected), the negative control when its
+    CI covers 0 (real is no different from real), the random-init control when its CI lies
+    above 0 (pretraining changed what the frozen features read). The first failure, in
+    that order of reading (random init, positive, negative), is the reason given.
     """
     said, failed = [], None
     negative, positive = controls.get("negative"), controls.get("positive")
+    pretraining = controls.get("random_init")
+    if pretraining is not None and np.isfinite(pretraining.estimate):
+        adds = pretraining.lo > 0
+        said.append(f"pretraining on the real images {'adds' if adds else 'does NOT add'} "
+                    f"to the untrained backbone ({_points('real - random init', pretraining)}"
+                    f"{'' if adds else ', CI not above 0'})")
+        if not adds:
+            failed = ("the frozen features do not depend on the pretraining at this scale, so "
+                      "no choice of pretraining data can show in them")
     if positive is not None and np.isfinite(positive.estimate):
         detected = positive.hi < 0
         said.append(f"the positive control (class cues removed) is "
                     f"{'detected' if detected else 'NOT detected'} "
                     f"({_points('positive - reference', positive)})")
         if not detected:
-            failed = ("the pipeline does not detect a known large defect, so the study "
-                      "cannot tell the answer at this scale")
+            failed = failed or ("the pipeline does not detect a known large defect, so the "
+                                "study cannot tell the answer at this scale")
     if negative is not None and np.isfinite(negative.estimate):
         clean = negative.lo <= 0 <= negative.hi
         said.append(f"the negative control (held-out real) "

@@ -10,6 +10,9 @@ from synreal.errors import ConfigError
 from synreal.params import parse_params
 from synreal.stages import Stage, register
 
+#: The data source of the main table's random-init control: DINO's starting point, untrained.
+RANDOM_INIT = "random_init"
+
 #: MixDiff view splits (MixDiff Table 7): crops from the real image / its variation.
 DEFAULT_VIEWS = {"real_global": 1, "real_local": 6, "synthetic_global": 1, "synthetic_local": 2}
 
@@ -52,6 +55,13 @@ def run(spec: dict, out_dir: Path) -> None:
 
     params = parse_params(DinoParams, spec["params"]["dino"], "pretrain params")
     data = spec["params"]["data"]
+    if data["source"] == RANDOM_INIT:  # the random-init control: no data, no step
+        from synreal.dino.train import export_initialisation
+
+        summary = export_initialisation(params, out_dir)
+        summary["n_images"] = 0
+        write_json_atomic(out_dir / "summary.json", summary)
+        return
     manifests = {role: read_manifest(Path(path)) for role, path in spec["inputs"].items()}
     samples = build_samples(data["source"], manifests.get("real"), manifests.get("synthetic"),
                             data.get("real_fraction", 1.0), params.seed)
