@@ -295,13 +295,13 @@ def test_the_written_main_table_differences_equal_their_cells(finished):
 
 @pytest.fixture(scope="module")
 def replicated(tmp_path_factory):
-    """The micro study's main table with 2 seeds of real and synthetic and both controls."""
+    """The micro study's main table with 2 seeds of real and synthetic and all controls."""
     import yaml
 
     workdir = tmp_path_factory.mktemp("micro_replicated")
     config = yaml.safe_load(MICRO_TABLES.read_text())
     config["replicates"] = {"seeds": 2, "runs": ["real", "synthetic"]}
-    config["controls"] = {"negative": True, "positive": True}
+    config["controls"] = {"negative": True, "positive": True, "random_init": True}
     path = workdir / "replicated.yaml"
     path.write_text(yaml.safe_dump(config))
     proc = run_snakemake(workdir, "--cores", "2", "table_main", config=path, timeout=2400)
@@ -313,18 +313,26 @@ def test_the_replicated_main_table_shows_seed_means_two_level_cis_and_the_contro
     tables = replicated / "results" / "tables"
     check_written_main_table(tables)
     frame = pd.read_csv(tables / "main.csv", dtype=str).fillna("")
-    assert list(frame["pretraining data"][:5]) == [
+    assert list(frame["pretraining data"][:6]) == [
         "real", "synthetic", "control: real half A", "negative control: real half B",
-        "positive control: noise"]
-    assert list(frame["seeds"][:5]) == ["2"] * 5
-    assert frame["linear top-1"][:5].str.match(CI_CELL).all()
+        "positive control: noise", "control: random init"]
+    assert list(frame["seeds"][:6]) == ["2"] * 6
+    assert frame["linear top-1"][:6].str.match(CI_CELL).all()
     caption = (tables / "main.md").read_text().splitlines()[0]
     assert "seeds 0, 1" in caption and "mean over 2 seeds" in caption
     assert (tables / "main_seeds.png").stat().st_size > 0
     # every seed of every row is its own artifact, named in its own spec
     specs = [json.loads(p.read_text()) for p in replicated.glob("results/pretrain/*/spec.json")]
     seeds = sorted(s["params"]["dino"]["seed"] for s in specs)
-    assert seeds == [0] * 5 + [1] * 5
+    assert seeds == [0] * 6 + [1] * 6
+    # the random-init control: no data, no step, the real run's recipe at each seed
+    untrained = [s for s in specs if s["params"]["data"]["source"] == "random_init"]
+    real = {s["params"]["dino"]["seed"]: s["params"]["dino"] for s in specs
+            if s["params"]["data"]["source"] == "real" and "real" in s["upstream"]
+            and s["upstream"]["real"].startswith("ingest/")}
+    assert sorted(s["params"]["dino"]["seed"] for s in untrained) == [0, 1]
+    assert all(s["upstream"] == {} and s["params"]["dino"] == real[s["params"]["dino"]["seed"]]
+               for s in untrained)
     # the halves are disjoint parts of the real training split; B holds no test image
     parts = {}
     for spec_file in replicated.glob("results/control/*/spec.json"):
