@@ -138,9 +138,9 @@ def test_the_random_init_control_is_read_first_as_what_pretraining_added(
         assert "adds to the untrained backbone" in finding
         assert "not judged" not in finding  # GOOD: every control passes
     else:
-        assert "does NOT add" in finding and "the main comparison is not judged" in finding
+        assert "is NOT shown to add" in finding and "the main comparison is not judged" in finding
         assert finding.endswith(story.CANNOT_TELL + ".")
-        assert "The frozen features do not depend on the pretraining" in finding
+        assert "The frozen features are not shown to depend on the pretraining" in finding
 
 
 def test_an_undetected_positive_control_means_the_study_cannot_tell(tmp_path):

@@ -250,8 +250,8 @@ def check_written_main_table(tables) -> None:
         assert quoted in finding.split(label)[0], finding
     untrained_as_good = "random_init" in controls and not controls["random_init"][1] > 0
     if "random_init" in controls:
-        assert ("does NOT add" in finding) == untrained_as_good, finding
-        said = "features do not depend on the pretraining" in finding
+        assert ("is NOT shown to add" in finding) == untrained_as_good, finding
+        said = "features are not shown to depend on the pretraining" in finding
         assert said == untrained_as_good, finding
     failed = ("positive" in controls and not controls["positive"][2] < 0) or (
         "negative" in controls and not controls["negative"][1] <= 0 <= controls["negative"][2]

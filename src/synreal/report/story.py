@@ -55,12 +55,13 @@ def controls_read(controls: dict[str, Cell]) -> tuple[str, str | None]:
     pretraining = controls.get("random_init")
     if pretraining is not None and np.isfinite(pretraining.estimate):
         adds = pretraining.lo > 0
-        said.append(f"pretraining on the real images {'adds' if adds else 'does NOT add'} "
-                    f"to the untrained backbone ({_points('real - random init', pretraining)}"
+        said.append(f"pretraining on the real images "
+                    f"{'adds' if adds else 'is NOT shown to add'} to the untrained backbone "
+                    f"({_points('real - random init', pretraining)}"
                     f"{'' if adds else ', CI not above 0'})")
         if not adds:
-            failed = ("the frozen features do not depend on the pretraining at this scale, so "
-                      "no choice of pretraining data can show in them")
+            failed = ("the frozen features are not shown to depend on the pretraining at this "
+                      "scale, so no choice of pretraining data can be expected to show in them")
     if positive is not None and np.isfinite(positive.estimate):
         detected = positive.hi < 0
         said.append(f"the positive control (class cues removed) is "
