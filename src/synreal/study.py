@@ -197,3 +197,21 @@ def enable_warm_starts(workflow, config: dict, rehearsal: bool) -> bool:
           f"{ENV_VAR}=0 turns them off)", file=sys.stderr)
     return True
 
+
+#: What a pretrain job that trains nothing (the random-init control) asks a scheduler for.
+UNTRAINED_RESOURCES = {"gpu": 0, "runtime": 15, "mem_mb": 8000}
+
+
+def untrained_resources(full: dict, cpu_partition: str) -> dict:
+    """The random-init control's resources, from the pretrain stage's ``full`` ones.
+
+    No GPU (and an empty GPU model: the Slurm executor would ask for ``--gpus=<model>:0``),
+    the CPU partition, :data:`UNTRAINED_RESOURCES`' minutes and memory (never more than the
+    stage's own).
+    """
+    light = {**full, **UNTRAINED_RESOURCES, "slurm_partition": cpu_partition,
+             "runtime": min(int(full["runtime"]), UNTRAINED_RESOURCES["runtime"]),
+             "mem_mb": min(int(full["mem_mb"]), UNTRAINED_RESOURCES["mem_mb"])}
+    if "gpu_model" in light:
+        light["gpu_model"] = ""
+    return light

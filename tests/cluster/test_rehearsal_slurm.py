@@ -16,6 +16,7 @@ two Snakemake processes the Slurm plugin starts per job, so this is the suite's 
 
 from __future__ import annotations
 
+import json
 import re
 
 import pytest
@@ -77,9 +78,18 @@ def test_the_study_rehearsal_runs_on_slurm_with_its_gpu_routing(slurm_cluster, t
     assert {r["JobState"] for r in records.values()} == {"COMPLETED"}
     gpu_stages = {stage for stage, r in study["resources"].items() if r.get("gpu")}
     assert gpu_stages == {"generate", "pretrain", "features", "audit", "realtune"}
+    # the random-init control's pretrain jobs train nothing: the CPU partition, no GPU
+    untrained = {spec.parent.name for spec in results.glob("pretrain/*/spec.json")
+                 if json.loads(spec.read_text())["params"]["data"]["source"] == "random_init"}
+    assert len(untrained) == 3, untrained  # one per seed of the real run
+    logs = {slurm_id: log for _, slurm_id, log in SUBMITTED.findall(output)}
     partitions = {}
     for slurm_id, rule in rule_of.items():
+        if rule == "pretrain" and any(key in logs[slurm_id] for key in untrained):
+            rule = "pretrain (random init)"
         partitions.setdefault(rule, set()).add(records[slurm_id]["Partition"])
+    assert partitions["pretrain (random init)"] == {"cpu"}, partitions
+    partitions.pop("pretrain (random init)")
     assert partitions == {rule: {"gpu" if rule in gpu_stages else "cpu"} for rule in partitions}
     assert set(partitions) >= gpu_stages | {"evaluate", "ingest", "control", "table"}, (
         partitions)
@@ -88,7 +98,7 @@ def test_the_study_rehearsal_runs_on_slurm_with_its_gpu_routing(slurm_cluster, t
     for log in (results / "logs").glob("*/*.log"):
         stage, text = log.parent.name, log.read_text()
         seen = re.search(r"CUDA_VISIBLE_DEVICES=(\S+)", text)
-        if stage in gpu_stages:
+        if stage in gpu_stages and log.stem not in untrained:
             assert seen and seen.group(1) in {"0", "1"} and "SLURM_JOB_ID=" in text, (
                 log, text[:500])
         elif "SLURM_JOB_ID=" in text:

@@ -2,6 +2,7 @@
 rehearsal that changes only counts, steps, epochs, paths and the device."""
 
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -89,6 +90,49 @@ def test_the_study_resolves_to_its_file_plus_the_schema_defaults(study_folder):
     resolved = json.loads((study_folder / RESOLVED).read_text())
     assert resolved == validate_config(study(path), base=study_folder)
     assert "toyworld" not in json.dumps(resolved["datasets"])
+
+
+def _pretrain_jobs(stdout: str) -> dict[str, dict[str, str]]:
+    """key -> resources of each ``rule pretrain`` job a dry run lists."""
+    jobs = {}
+    for block in stdout.split("rule pretrain:")[1:]:
+        block = block.split("\n\n")[0]
+        key = re.search(r"wildcards: key=(\w+)", block)[1]
+        line = re.search(r"resources: (.*)", block)[1]
+        jobs[key] = dict(item.split("=", 1) for item in line.split(", "))
+    return jobs
+
+
+@pytest.mark.slow
+def test_the_random_init_control_asks_slurm_for_a_cpu_for_minutes(study_folder):
+    """Its jobs export an untrained backbone in seconds: no GPU-day request to queue for."""
+    from synreal.plan import build_plan
+    from synreal.study import UNTRAINED_RESOURCES
+
+    path = REPO / "config" / "studies" / "afhq_pets.yaml"
+    proc = dry_run(study_folder, "--configfile", str(path), "--cores", "all", "table_main")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    jobs = _pretrain_jobs(proc.stdout)
+    config = validate_config(study(path), base=study_folder)
+    untrained = {job.key for job in build_plan(config).replicates["control_random_init"]}
+    assert len(untrained) == 3 and untrained <= set(jobs)
+    wanted = config["resources"]["pretrain"]
+    for key, resources in jobs.items():
+        if key in untrained:
+            assert (resources["gpu"], resources["slurm_partition"], resources["runtime"]) == (
+                "0", config["slurm"]["cpu_partition"], str(UNTRAINED_RESOURCES["runtime"]))
+        else:
+            assert (resources["gpu"], resources["slurm_partition"], resources["runtime"]) == (
+                str(wanted["gpu"]), config["slurm"]["gpu_partition"], str(wanted["runtime"]))
+
+
+def test_untrained_resources_drop_the_gpu_model_and_never_ask_for_more():
+    from synreal.study import untrained_resources
+
+    full = {"gpu": 2, "gpu_model": "a100", "runtime": 10, "mem_mb": 64000,
+            "slurm_partition": "gpu"}
+    assert untrained_resources(full, "cpu") == {"gpu": 0, "gpu_model": "", "runtime": 10,
+                                                "mem_mb": 8000, "slurm_partition": "cpu"}
 
 
 @pytest.mark.slow

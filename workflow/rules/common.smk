@@ -78,6 +78,31 @@ def stage_resources(stage):
     return resources
 
 
+def pretrain_resources():
+    """The pretrain stage's resources, per job: the random-init control's jobs train nothing.
+
+    They export an untrained backbone in seconds, so they ask for no GPU, the CPU partition,
+    minutes and little memory (synreal.study.UNTRAINED_RESOURCES) instead of a day on a GPU
+    node, which a queue would make them wait for.
+    """
+    from synreal.study import untrained_resources
+
+    full = stage_resources("pretrain")
+    light = untrained_resources(full, config["slurm"]["cpu_partition"])
+
+    def per_job(name):
+        return lambda wildcards: (light if trains_nothing(wildcards.key) else full)[name]
+
+    return {name: per_job(name) for name in full}
+
+
+def trains_nothing(key):
+    """Whether pretrain job ``key`` is the random-init control (no data, no training step)."""
+    from synreal.stages.pretrain import RANDOM_INIT
+
+    return PLAN.job("pretrain", key).params["data"]["source"] == RANDOM_INIT
+
+
 def multi_gpu_launcher(wildcards, resources):
     """``SYNREAL``, with torchrun in place of ``python`` when the job has several GPUs."""
     return f"{SRC_ON_PATH} {launcher(int(resources.gpu))}"

@@ -20,7 +20,7 @@ rule pretrain:
     threads: config["resources"]["pretrain"]["threads"]
     priority: PRIORITY["pretrain"]
     resources:
-        **stage_resources("pretrain"),
+        **pretrain_resources(),
     shell:
         f"{RUN} {{params.launch}} pretrain --spec-json {{params.spec:q}} "
         "--out results/pretrain/{wildcards.key} > {log} 2>&1"
