@@ -81,7 +81,10 @@ def test_the_study_rehearsal_runs_on_slurm_with_its_gpu_routing(slurm_cluster, t
     # the random-init control's pretrain jobs train nothing: the CPU partition, no GPU
     untrained = {spec.parent.name for spec in results.glob("pretrain/*/spec.json")
                  if json.loads(spec.read_text())["params"]["data"]["source"] == "random_init"}
-    assert len(untrained) == 3, untrained  # one per seed of the real run
+    from synreal.rehearsal import rehearsal_config
+
+    seeds = rehearsal_config(study)["replicates"]["seeds"]
+    assert len(untrained) == seeds, untrained  # one per seed of the real run
     logs = {slurm_id: log for _, slurm_id, log in SUBMITTED.findall(output)}
     partitions = {}
     for slurm_id, rule in rule_of.items():
