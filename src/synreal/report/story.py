@@ -103,9 +103,11 @@ def main(differences: dict[str, Cell], label: str = "synthetic - real",
          negative_columns: dict[str, Cell] | None = None) -> str:
     """Real vs synthetic: the paired difference of linear top-1 (``label``: "B - A").
 
-    ``controls`` (part -> paired difference from the control reference, linear top-1) are
-    read first: a positive control that is not detected, or a negative control that shows a
-    difference, makes the verdict "the study cannot tell", whatever the main difference.
+    ``controls`` (part -> paired difference from the control reference, linear top-1;
+    random_init -> real - random init) are read first: pretraining not shown to add to the
+    untrained backbone, a positive control that is not detected, or a negative control that
+    shows a difference makes the verdict "the study cannot tell", whatever the main
+    difference.
     ``negative_columns`` (the negative control's differences in the other columns): each
     whose CI excludes 0 is named as a caution (:func:`negative_elsewhere`).
     """
