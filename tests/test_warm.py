@@ -227,12 +227,19 @@ def _cmdline(process: Path) -> bytes:
         return b""
 
 
-def test_an_idle_server_exits_and_removes_its_socket(sockets):
+def _serve_briefly(sockets: Path, preload: tuple[str, ...] | None = None
+                   ) -> tuple[subprocess.CompletedProcess, Path]:
+    """Run a server (with ``preload`` in place of PRELOAD) that exits after 1 s idle."""
     path = sockets / "synreal-warm-test.sock"
-    code = ("import sys; from pathlib import Path; from synreal.warm import serve; "
-            "serve(Path(sys.argv[1]), idle_s=1)")
+    code = ("import sys; from pathlib import Path; import synreal.warm as w; "
+            f"w.PRELOAD = {preload!r} or w.PRELOAD; w.serve(Path(sys.argv[1]), idle_s=1)")
     done = subprocess.run([sys.executable, "-c", code, str(path)], env=_env(sockets),
                           timeout=120, check=False)
+    return done, path
+
+
+def test_an_idle_server_exits_and_removes_its_socket(sockets):
+    done, path = _serve_briefly(sockets)
     assert done.returncode == 0 and not path.exists()
 
 
@@ -276,11 +283,7 @@ def test_a_server_whose_starting_folder_is_deleted_preloads_and_serves(sockets, 
 
 
 def test_a_server_whose_preload_fails_serves_no_job_and_says_why(sockets):
-    path = sockets / "synreal-warm-test.sock"
-    code = ("import sys; from pathlib import Path; import synreal.warm as w; "
-            "w.PRELOAD = ('json', 'no_such_module_here'); w.serve(Path(sys.argv[1]), idle_s=1)")
-    done = subprocess.run([sys.executable, "-c", code, str(path)], env=_env(sockets),
-                          timeout=120, check=False)
+    done, path = _serve_briefly(sockets, ("json", "no_such_module_here"))
     assert done.returncode == 0 and not path.exists()
     reason = path.with_suffix(".cold").read_text()
     assert "importing no_such_module_here failed (ModuleNotFoundError" in reason
