@@ -61,6 +61,10 @@ def test_main_finding_names_the_negative_controls_other_columns_whose_ci_exclude
     assert ("The negative control's CI also excludes 0 on retrieval mAP "
             "(negative - reference +0.1 points [+0.1, +0.2])") in text
     assert "k-NN" not in text and text.endswith(f": {story.CONSISTENT}.")
+    # the demo's case: a CI below 0 that one decimal would write as [-0.0, -0.0]
+    tiny = {"retrieval mAP": Cell(-0.00021, -0.00042, -0.00008)}
+    assert ("retrieval mAP (negative - reference -0.02 points [-0.04, -0.01])"
+            in story.main({"linear top-1": main}, "synthetic - real", controls, tiny))
     clean = {"retrieval mAP": Cell(0.001, -0.001, 0.003)}
     assert "also excludes" not in story.main({"linear top-1": main}, "synthetic - real",
                                              controls, clean)

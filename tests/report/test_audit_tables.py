@@ -11,7 +11,7 @@ import pytest
 from synreal.audit import REFERENCE_CONSISTENCY_FILE, SUMMARY_FILE, AuditParams, audit_dataset
 from synreal.errors import DataError
 from synreal.report.builders import AUDIT_CELL_RESAMPLES, cfg_table, synbench_table
-from synreal.report.metrics import rate_cell
+from synreal.report.metrics import Cell, rate_cell
 from tests.audit.conftest import NARROW, WIDE, pixel_features, toy_manifest
 
 CI_CELL = re.compile(r"^-?\d+\.\d+ \[-?\d+\.\d+, -?\d+\.\d+\]")
@@ -119,9 +119,23 @@ def test_a_reference_rate_without_its_images_is_rejected(audits, tmp_path):
 
 
 def test_plain_cells_write_the_ci_like_percent_cells():
-    from synreal.report.metrics import Cell
-
     cell = Cell(0.4123, 0.40, 0.4251)
     assert cell.plain(3) == "0.412 [0.400, 0.425]"
     assert str(cell) == cell.plain(1, scale=100) == "41.2 [40.0, 42.5]"
     assert Cell(np.nan, np.nan, np.nan).plain(2) == "n/a"
+
+
+@pytest.mark.parametrize("cell, written, verdict_zero_inside", [
+    # the demo's negative control on retrieval mAP: a CI below 0 that rounds to 0.0
+    (Cell(-0.00021, -0.00042, -0.00008), "-0.02 [-0.04, -0.01]", False),
+    (Cell(0.016, 0.003, 0.029), "1.6 [0.3, 2.9]", False),
+    (Cell(0.0, -0.004, 0.004), "0.0 [-0.4, 0.4]", True),   # covers 0: one decimal
+    (Cell(0.00021, 0.00004, 0.0004), "0.021 [0.004, 0.040]", False),
+])
+def test_a_ci_that_excludes_0_is_written_with_bounds_on_its_side_of_0(
+        cell, written, verdict_zero_inside):
+    assert str(cell) == written
+    lo, hi = (float(v) for v in written.split("[")[1].rstrip("]").split(", "))
+    # what a reader checks the "differs" verdict against
+    assert (lo <= 0 <= hi) == verdict_zero_inside
+    assert cell.plain(1, 100, sign="+").startswith("-" if cell.estimate < 0 else "+")

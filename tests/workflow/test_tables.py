@@ -182,9 +182,19 @@ def test_the_default_profile_rebuilds_a_table_after_a_config_change(finished, tm
     assert counts.get("pretrain") == "2" and counts.get("table") == "1", proc.stdout
 
 
+#: A written cell: "estimate [lo, hi]", one decimal, or more where a CI excluding 0 needs them.
+CELL = re.compile(r"^(-?\d+\.\d{1,4}) \[(-?\d+\.\d{1,4}), (-?\d+\.\d{1,4})\]$")
+
+
 def estimate_and_ci(cell: str) -> tuple[float, float, float]:
-    estimate, lo, hi = re.match(r"^(-?\d+\.\d) \[(-?\d+\.\d), (-?\d+\.\d)\]$", cell).groups()
+    estimate, lo, hi = CELL.match(cell).groups()
     return float(estimate), float(lo), float(hi)
+
+
+def written_points(cell: str) -> str:
+    """A cell's estimate as a Finding quotes it: signed, with the cell's decimals."""
+    estimate = CELL.match(cell).group(1)
+    return estimate if estimate.startswith("-") else f"+{estimate}"
 
 
 METRIC_COLUMNS = ("linear top-1", "k-NN top-1 (k=20)", "retrieval mAP", "R@1")
@@ -234,7 +244,8 @@ def check_written_main_table(tables) -> None:
         assert f"mean over {seeds.pop()} seeds" in caption
         assert "CI over seeds and test images" in caption
     diff, lo, hi = estimate_and_ci(rows.loc[f"{label} (paired)", "linear top-1"])
-    assert f"{label} {diff:+.1f} points" in finding, finding
+    assert f"{label} {written_points(rows.loc[f'{label} (paired)', 'linear top-1'])} points" in (
+        finding), finding
     controls = {}
     for part in ("negative", "positive"):
         found = [v for v in frame["pretraining data"]
@@ -246,7 +257,7 @@ def check_written_main_table(tables) -> None:
              if v.startswith("real - control: random init") and v.endswith(" (paired)")]
     if found:  # what pretraining added to the untrained backbone
         controls["random_init"] = estimate_and_ci(rows.loc[found[0], "linear top-1"])
-        quoted = f"real - random init {controls['random_init'][0]:+.1f} points"
+        quoted = f"real - random init {written_points(rows.loc[found[0], 'linear top-1'])} points"
         assert quoted in finding.split(label)[0], finding
     untrained_as_good = "random_init" in controls and not controls["random_init"][1] > 0
     if "random_init" in controls:
@@ -270,8 +281,8 @@ def check_written_main_table(tables) -> None:
         verdicts = rows.loc[f"differ? ({name.removesuffix(' (paired)')})"]
         for column in METRIC_COLUMNS[1:]:
             if column in frame.columns and rows.loc[name, column]:
-                value = estimate_and_ci(rows.loc[name, column])[0]
-                quoted = f"{column} (negative - reference {value:+.1f} points"
+                quoted = (f"{column} (negative - reference "
+                          f"{written_points(rows.loc[name, column])} points")
                 assert (quoted in finding) == (verdicts[column] == "yes"), (column, finding)
     if hi < 0:
         assert "real pretraining is significantly better" in finding

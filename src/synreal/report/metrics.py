@@ -25,6 +25,10 @@ MAIN_METRICS = (
 )
 
 
+#: Most decimals a cell is written with (:meth:`Cell.decimals`).
+MAX_DECIMALS = 4
+
+
 @dataclass(frozen=True)
 class Cell:
     """A metric with its 95 % CI, as fractions."""
@@ -36,17 +40,34 @@ class Cell:
     def __str__(self) -> str:
         return self.plain(1, scale=100.0)
 
-    def plain(self, digits: int, scale: float = 1.0) -> str:
-        """``"estimate [lo, hi]"`` times ``scale`` with ``digits`` decimals ("n/a" if NaN).
+    def decimals(self, digits: int, scale: float = 1.0) -> int:
+        """Decimals to write the cell with: ``digits``, or more where a CI excludes 0.
+
+        One decimal would write a CI of [-0.04, -0.01] as ``[-0.0, -0.0]`` beside a "differs"
+        verdict; the written bounds keep their side of 0, up to MAX_DECIMALS decimals.
+        """
+        if not (np.isfinite(self.lo) and np.isfinite(self.hi)):
+            return digits
+        for places in range(digits, max(digits, MAX_DECIMALS) + 1):
+            lo, hi = round(scale * self.lo, places), round(scale * self.hi, places)
+            if (self.lo <= 0 or lo > 0) and (self.hi >= 0 or hi < 0):
+                return places
+        return max(digits, MAX_DECIMALS)
+
+    def plain(self, digits: int, scale: float = 1.0, sign: str = "") -> str:
+        """``"estimate [lo, hi]"`` times ``scale``, ``digits`` decimals or more ("n/a" if NaN).
+
+        More decimals where a bound would round to 0 across it (:meth:`decimals`).
 
         ``str(cell)`` is ``cell.plain(1, scale=100)``, the percent form; measures in their
         own units (a median, a distance, FID) use ``plain(digits)``, so every cell of every
-        table writes its CI the same way.
+        table writes its CI the same way. ``sign="+"`` writes every number with its sign.
         """
         if not np.isfinite(self.estimate):
             return "n/a"
-        return (f"{scale * self.estimate:.{digits}f} "
-                f"[{scale * self.lo:.{digits}f}, {scale * self.hi:.{digits}f}]")
+        form = f"{sign}.{self.decimals(digits, scale)}f"
+        return (f"{scale * self.estimate:{form}} "
+                f"[{scale * self.lo:{form}}, {scale * self.hi:{form}}]")
 
 
 def read_metric(artifact: str | Path, metric: str) -> Cell:

@@ -36,8 +36,11 @@ def _verdict(supports: bool, opposes: bool) -> str:
 
 
 def _points(label: str, cell: Cell) -> str:
-    return (f"{label} {100 * cell.estimate:+.1f} points "
-            f"[{100 * cell.lo:+.1f}, {100 * cell.hi:+.1f}]")
+    """``"label +1.6 points [+0.3, +2.9]"``: written as the table writes the cell."""
+    if not np.isfinite(cell.estimate):
+        return f"{label} n/a"
+    estimate, interval = cell.plain(1, scale=100.0, sign="+").split(" ", 1)
+    return f"{label} {estimate} points {interval}"
 
 
 def controls_read(controls: dict[str, Cell]) -> tuple[str, str | None]:
