@@ -240,6 +240,29 @@ def test_the_random_init_control_is_the_real_runs_start_at_each_seed_with_no_dat
         assert start.target in main.needs
 
 
+def test_the_tables_that_compare_pretraining_read_the_main_tables_controls(config):
+    """Issue 21: their Findings read the controls first, so they need the controls' artifacts;
+    the data audits (synbench, cfg) do not rest on the frozen features the controls check."""
+    config["controls"] = {"negative": True, "positive": True, "random_init": True}
+    plan = _replicated(config, 2, controls=False)
+    main = plan.tables["main"]
+    controls = main.params["controls"]
+    for name in ("mix_ratio", "mixdiff_views", "realtune", "pretrain_finetune"):
+        table = plan.tables[name]
+        assert table.params["controls"] == controls, name
+        runs = table.params["control_runs"]
+        assert set(runs) == {*controls.values(), "real"}, name
+        for run in runs:  # the same artifacts the main table reads, every seed
+            assert runs[run]["replicates"] == main.params["runs"][run]["replicates"]
+        artifacts = {d for run in runs.values() for replicate in run["replicates"]
+                     for k, d in replicate.items() if k != "seed"}
+        assert artifacts <= set(table.needs), name
+    for name in ("synbench", "cfg"):
+        assert "controls" not in plan.tables[name].params, name
+    without = _plan(yaml.safe_load(MICRO_TABLES.read_text()))
+    assert "controls" not in without.tables["mix_ratio"].params
+
+
 def test_the_cost_counts_every_seed_and_the_controls(monkeypatch):
     import synreal.cost as cost
     from synreal.doctor import read_throughput

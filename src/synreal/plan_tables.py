@@ -54,7 +54,23 @@ def _needs(rows: dict) -> list[str]:
 def _table(plan: Plan, name: str, rows: dict, run_names: list[str], **extra) -> TableJob:
     return TableJob(name, {"study": plan.config["study"]["name"], "runs": rows,
                            "order": list(rows), "facts": _facts(plan, run_names), **extra},
-                    _needs(rows))
+                    _needs({**rows, **extra.get("control_runs", {})}))
+
+
+def _controls_first(plan: Plan, name: str, rows: dict, run_names: list[str],
+                    **extra) -> TableJob:
+    """A table whose Finding reads the main table's controls first (when the study has them).
+
+    Its params gain ``control_runs`` (the control rows, and the real run's that the
+    random-init control is compared with) and ``controls`` (part -> run), so the builder
+    computes the controls' paired differences exactly as the main table does.
+    """
+    control_rows, controls = _control_rows(plan)
+    if controls:
+        if "random_init" in controls:
+            control_rows["real"] = _run_row(plan, "real", {"pretraining data": "real"})
+        extra = {**extra, "control_runs": control_rows, "controls": controls}
+    return _table(plan, name, rows, run_names, **extra)
 
 
 def _require_runs(plan: Plan, table: str, names: list[str]) -> None:
@@ -73,19 +89,11 @@ CONTROL_LABELS = {
 }
 
 
-def main_table(plan: Plan) -> TableJob:
-    """The proposal: real vs synthetic pretraining (runs named real and synthetic).
-
-    With ``controls`` on, the control runs follow as rows; each control is compared, paired by
-    seed and test image, with the control reference (real half A), which its Finding reads
-    first. The random-init control is compared with the real run (what pretraining added).
-    """
+def _control_rows(plan: Plan) -> tuple[dict, dict[str, str]]:
+    """The main table's control rows by run, and the run of each part (empty without)."""
     from synreal.plan_jobs import CONTROL_RUNS, RANDOM_INIT_RUN
 
-    _require_runs(plan, "main", ["real", "synthetic"])
-    rows = {label: _run_row(plan, label, {"pretraining data": label})
-            for label in ("real", "synthetic")}
-    controls = {}
+    rows, controls = {}, {}
     for part in plan.controls:
         run = CONTROL_RUNS[part][0]
         rows[run] = _run_row(plan, run, {"pretraining data": CONTROL_LABELS[part]})
@@ -94,6 +102,21 @@ def main_table(plan: Plan) -> TableJob:
         rows[RANDOM_INIT_RUN] = _run_row(plan, RANDOM_INIT_RUN,
                                          {"pretraining data": CONTROL_LABELS["random_init"]})
         controls["random_init"] = RANDOM_INIT_RUN
+    return rows, controls
+
+
+def main_table(plan: Plan) -> TableJob:
+    """The proposal: real vs synthetic pretraining (runs named real and synthetic).
+
+    With ``controls`` on, the control runs follow as rows; each control is compared, paired by
+    seed and test image, with the control reference (real half A), which its Finding reads
+    first. The random-init control is compared with the real run (what pretraining added).
+    """
+    _require_runs(plan, "main", ["real", "synthetic"])
+    rows = {label: _run_row(plan, label, {"pretraining data": label})
+            for label in ("real", "synthetic")}
+    control_rows, controls = _control_rows(plan)
+    rows.update(control_rows)
     counts = {name: len(row["replicates"]) for name, row in rows.items()}
     if len(set(counts.values())) > 1:
         raise ConfigError(f"table main pairs its runs by seed, but they have different numbers "
@@ -123,7 +146,7 @@ def mix_ratio_table(plan: Plan) -> TableJob:
     for fraction in sorted(by_fraction):
         name = by_fraction[fraction]
         rows[name] = _run_row(plan, name, {"real %": round(100 * fraction), "run": name})
-    return _table(plan, "mix_ratio", rows, list(rows), paper_source=(
+    return _controls_first(plan, "mix_ratio", rows, list(rows), paper_source=(
         "Syn2Co Fig. 3 (ImageNet-100 linear top-1 rises with the real share; values only "
         "in the figure)"))
 
@@ -151,7 +174,8 @@ def mixdiff_views_table(plan: Plan) -> TableJob:
             "real views (global+local)": f"{v['real_global']}+{v['real_local']}",
             "synthetic views (global+local)": f"{v['synthetic_global']}+{v['synthetic_local']}",
         }, paper_numbers.paper_cell(table, key))
-    return _table(plan, "mixdiff_views", rows, ["real", *views], paper_source=table["source"])
+    return _controls_first(plan, "mixdiff_views", rows, ["real", *views],
+                           paper_source=table["source"])
 
 
 def realtune_table(plan: Plan) -> TableJob:
@@ -170,7 +194,8 @@ def realtune_table(plan: Plan) -> TableJob:
             rows[f"{run}/{tuning}"] = _tuned_row(
                 plan, key, {"pretrained on": run, "tuning": tuning},
                 paper_numbers.paper_cell(table, (run, tuning)))
-    return _table(plan, "realtune", rows, list(settings["runs"]), paper_source=table["source"])
+    return _controls_first(plan, "realtune", rows, list(settings["runs"]),
+                           paper_source=table["source"])
 
 
 def pretrain_finetune_table(plan: Plan) -> TableJob:
@@ -196,7 +221,7 @@ def pretrain_finetune_table(plan: Plan) -> TableJob:
                 replicate["finetune"] = tuned.out_dir
             row["finetune"] = row["replicates"][0]["finetune"]
             rows[f"{label}/{role}"] = row
-    return _table(plan, "pretrain_finetune", rows, ["real", "synthetic", mix],
+    return _controls_first(plan, "pretrain_finetune", rows, ["real", "synthetic", mix],
                   paper_source=table["source"])
 
 

@@ -96,7 +96,10 @@ def test_pretrain_finetune_finding_checks_the_papers_ranking():
                    "synthetic/real": _cell(0.3), "real/synthetic": _cell(0.2)}
     assert story.pretrain_finetune(paper_order).endswith(story.CONSISTENT + ".")
     paper_order["real/synthetic"] = _cell(0.9)
-    assert story.pretrain_finetune(paper_order).endswith(story.CONTRADICTS + ".")
+    contradicted = story.pretrain_finetune(paper_order)
+    assert contradicted.endswith(story.CONTRADICTS + ".")
+    # the Finding names the step that its CIs reverse
+    assert "(real/synthetic above synthetic/real, CIs apart)" in contradicted
     close = {k: _cell(v, 0.2) for k, v in (("mix/real", 0.5), ("mix/none", 0.45),
                                             ("synthetic/real", 0.4), ("real/synthetic", 0.35))}
     assert story.pretrain_finetune(close).endswith(story.CANNOT_TELL + ".")
@@ -137,3 +140,31 @@ def test_audit_cells_drop_unmeasured_images_and_bracket_the_estimate():
     median = median_cell(x, 500, 0)
     assert median.estimate == pytest.approx(np.median(x)) and median.lo < median.estimate
     assert median.hi > median.estimate and median.hi - median.lo < 0.5
+
+
+PASSING = {"random_init": Cell(0.05, 0.02, 0.08), "positive": Cell(-0.1, -0.15, -0.05),
+           "negative": Cell(0.0, -0.01, 0.01)}
+
+
+@pytest.mark.parametrize("finding", [
+    story.mix_ratio([(0, _cell(0.2)), (50, _cell(0.3)), (100, _cell(0.4))]),
+    story.pretrain_finetune({"mix/real": _cell(0.5), "mix/none": _cell(0.4),
+                             "synthetic/real": _cell(0.3), "real/synthetic": _cell(0.2)}),
+])
+def test_every_table_reads_the_main_tables_controls_first(finding):
+    """Issue 21: a table's own verdict stands only where the controls passed."""
+    assert finding.endswith(f": {story.CONSISTENT}.")
+    assert story.controls_first(finding, {}) == finding  # a study without controls
+    passed = story.controls_first(finding, PASSING)
+    assert passed.startswith("Finding: Controls first (those of table main): ")
+    assert passed.endswith(finding.removeprefix("Finding: "))
+    own = finding.removeprefix("Finding: ").removesuffix(f": {story.CONSISTENT}.")
+    for part, failing, reason in (
+            ("positive", Cell(0.002, -0.004, 0.007), "does not detect a known large defect"),
+            ("random_init", Cell(0.027, -0.001, 0.05), "not shown to depend on the pretraining"),
+            ("negative", Cell(-0.03, -0.05, -0.01), "real data differs from other real data")):
+        failed = story.controls_first(finding, {**PASSING, part: failing})
+        assert reason in failed.lower() and "this table's comparison is not judged" in failed
+        # its own comparison is still stated, with its case (Syn2Co, MixDiff) kept
+        assert f"not judged. {own}: {story.CANNOT_TELL}." in failed
+        assert story.CONSISTENT not in failed

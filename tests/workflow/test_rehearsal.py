@@ -72,9 +72,11 @@ def test_the_rehearsal_writes_every_table_and_the_report(rehearsed):
 
 
 def test_the_rehearsals_main_table_differences_equal_their_cells(rehearsed):
-    from .test_tables import check_written_main_table
+    from .test_tables import check_tables_read_the_controls_first, check_written_main_table
 
     check_written_main_table(FOLDER / "results" / "tables")
+    # the study's tables that compare pretraining read its controls first
+    assert check_tables_read_the_controls_first(FOLDER / "results" / "tables") == 4
 
 
 def test_the_main_caption_names_each_columns_protocol(rehearsed):

@@ -300,6 +300,36 @@ def check_written_main_table(tables) -> None:
         assert finding.endswith(story.CANNOT_TELL + ".")
 
 
+#: The tables whose Findings read the main table's controls first (issue 21).
+READ_CONTROLS_FIRST = ("mix_ratio", "mixdiff_views", "realtune", "pretrain_finetune")
+
+
+def check_tables_read_the_controls_first(tables) -> int:
+    """Each written table that compares pretraining quotes the main table's controls, word
+    for word, before its own comparison, and is not judged where a control failed.
+
+    Returns how many tables were checked."""
+    from synreal.report import story
+
+    def finding(name: str) -> str:
+        return (tables / f"{name}.md").read_text().splitlines()[0].split("Finding: ", 1)[1]
+
+    main = finding("main")
+    said = main.removeprefix("Controls first: ").split(". ", 1)[0]
+    failed = any(words in said for words in ("NOT detected", "NOT shown", "SHOWS A DIFF"))
+    checked = 0
+    for name in READ_CONTROLS_FIRST:
+        if not (tables / f"{name}.md").exists():
+            continue
+        text = finding(name)
+        assert text.startswith(f"Controls first (those of table main): {said}. "), (name, text)
+        if failed:
+            assert "this table's comparison is not judged" in text, (name, text)
+            assert text.endswith(f": {story.CANNOT_TELL}."), (name, text)
+        checked += 1
+    return checked
+
+
 def test_the_written_main_table_differences_equal_their_cells(finished):
     check_written_main_table(finished / "results" / "tables")
 
@@ -315,7 +345,8 @@ def replicated(tmp_path_factory):
     config["controls"] = {"negative": True, "positive": True, "random_init": True}
     path = workdir / "replicated.yaml"
     path.write_text(yaml.safe_dump(config))
-    proc = run_snakemake(workdir, "--cores", "2", "table_main", config=path, timeout=2400)
+    proc = run_snakemake(workdir, "--cores", "2", "table_main", "table_mix_ratio", config=path,
+                         timeout=2400)
     assert proc.returncode == 0, why_snakemake_failed(proc)
     return workdir
 
@@ -323,6 +354,7 @@ def replicated(tmp_path_factory):
 def test_the_replicated_main_table_shows_seed_means_two_level_cis_and_the_controls(replicated):
     tables = replicated / "results" / "tables"
     check_written_main_table(tables)
+    assert check_tables_read_the_controls_first(tables) == 1  # mix_ratio
     frame = pd.read_csv(tables / "main.csv", dtype=str).fillna("")
     assert list(frame["pretraining data"][:6]) == [
         "real", "synthetic", "control: real half A", "negative control: real half B",
@@ -335,7 +367,7 @@ def test_the_replicated_main_table_shows_seed_means_two_level_cis_and_the_contro
     # every seed of every row is its own artifact, named in its own spec
     specs = [json.loads(p.read_text()) for p in replicated.glob("results/pretrain/*/spec.json")]
     seeds = sorted(s["params"]["dino"]["seed"] for s in specs)
-    assert seeds == [0] * 6 + [1] * 6
+    assert seeds == [0] * 7 + [1] * 6  # main's 6 runs at 2 seeds, mix_ratio's mix50 at one
     # the random-init control: no data, no step, the real run's recipe at each seed
     untrained = [s for s in specs if s["params"]["data"]["source"] == "random_init"]
     real = {s["params"]["dino"]["seed"]: s["params"]["dino"] for s in specs

@@ -228,6 +228,33 @@ def _with_story(caption: str, story: str) -> str:
     return f"{caption} {story}"
 
 
+def _main_controls(params: dict) -> dict:
+    """The main table's controls as its Finding reads them: linear top-1 paired differences.
+
+    real - random init, and the negative and positive controls - their reference; empty
+    where the table's params carry no controls (a study without them).
+    """
+    from synreal.report.metrics import paired_difference
+
+    controls, runs = params.get("controls") or {}, params.get("control_runs") or {}
+    resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
+    pairs = {}
+    if "random_init" in controls:
+        pairs["random_init"] = (controls["random_init"], "real")
+    for part in ("negative", "positive"):
+        if part in controls:
+            pairs[part] = (controls["reference"], controls[part])
+    return {part: paired_difference(runs[a], runs[b], "probe", "top1", resamples, seed)
+            for part, (a, b) in pairs.items()}
+
+
+def _read_controls_first(params: dict, finding: str) -> str:
+    """A table's Finding after the main table's controls (unchanged without controls)."""
+    from synreal.report import story
+
+    return story.controls_first(finding, _main_controls(params))
+
+
 def main_table(params: dict, out_dir: Path) -> None:
     """The study proposal: DINO on real vs synthetic data, frozen Pet evaluation, paired diff.
 
@@ -306,7 +333,8 @@ def mix_ratio_table(params: dict, out_dir: Path) -> None:
                                "results/tables/mix_ratio.png.")
     note = f" Paper: {params['paper_source']}."
     write_table(pd.DataFrame(rows), out_dir, "mix_ratio",
-                _with_story(caption + note, story.mix_ratio(curves["linear top-1"])))
+                _with_story(caption + note, _read_controls_first(
+                    params, story.mix_ratio(curves["linear top-1"]))))
 
 
 def mixdiff_views_table(params: dict, out_dir: Path) -> None:
@@ -321,8 +349,8 @@ def mixdiff_views_table(params: dict, out_dir: Path) -> None:
                                "split as shown; real-only and synthetic-only rows use 2 global "
                                f"+ local crops of one image. Paper: {params['paper_source']}.")
     write_table(pd.DataFrame(rows), out_dir, "mixdiff_views",
-                _with_story(caption, story.mixdiff(
-                    top1, {name for name, _ in _collapsed_runs(params).values()})))
+                _with_story(caption, _read_controls_first(params, story.mixdiff(
+                    top1, {name for name, _ in _collapsed_runs(params).values()}))))
 
 
 def realtune_table(params: dict, out_dir: Path) -> None:
@@ -351,7 +379,7 @@ def realtune_table(params: dict, out_dir: Path) -> None:
                     "hardly differ from vanilla: lower realtune.ssl.dino.momentum_teacher or "
                     "add realtune.ssl.dino.epochs.")
     write_table(pd.DataFrame(rows), out_dir, "realtune",
-                _with_story(caption, story.realtune(top1, still)))
+                _with_story(caption, _read_controls_first(params, story.realtune(top1, still))))
 
 
 def _still_share(params: dict) -> float | None:
@@ -401,7 +429,7 @@ def pretrain_finetune_table(params: dict, out_dir: Path) -> None:
                                "other columns evaluate each resulting backbone frozen. Paper: "
                                f"{params['paper_source']}.")
     write_table(pd.DataFrame(rows), out_dir, "pretrain_finetune",
-                _with_story(caption, story.pretrain_finetune(top1)))
+                _with_story(caption, _read_controls_first(params, story.pretrain_finetune(top1))))
 
 
 def cfg_table(params: dict, out_dir: Path) -> None:

@@ -85,6 +85,31 @@ def controls_read(controls: dict[str, Cell]) -> tuple[str, str | None]:
     return "; ".join(said), failed
 
 
+def controls_first(finding: str, controls: dict[str, Cell]) -> str:
+    """``finding`` (a table's "Finding: ...: <verdict>.") after the main table's controls.
+
+    ``controls`` as :func:`controls_read` takes them; none leaves the Finding as it is. When
+    a control failed, the table's own comparison is still stated but not judged: the verdict
+    becomes "the study cannot tell at this scale", with the control's reason, as the main
+    table's Finding has it.
+    """
+    if not controls:
+        return finding
+    said, failed = controls_read(controls)
+    body = finding.removeprefix("Finding: ")
+    first = f"Finding: Controls first (those of table main): {said}. "
+    if not failed:
+        return first + body
+    for verdict in (CONSISTENT, CONTRADICTS, CANNOT_TELL):
+        if body.endswith(f": {verdict}."):
+            body = body.removesuffix(f": {verdict}.")
+            break
+    else:
+        body = body.removesuffix(".")
+    return (f"{first}{failed[0].upper()}{failed[1:]}; this table's comparison is not judged. "
+            f"{body}: {CANNOT_TELL}.")
+
+
 def negative_elsewhere(columns: dict[str, Cell]) -> str:
     """The negative control's other columns whose CI excludes 0, as a caution ("" if none).
 
@@ -216,11 +241,15 @@ def pretrain_finetune(top1: dict[str, Cell]) -> str:
     ours = sorted(order, key=lambda k: -top1[k].estimate)
     pairs = list(zip(order, order[1:], strict=False))
     supports = all(_separated(top1[a], top1[b]) for a, b in pairs)
-    opposes = any(_separated(top1[b], top1[a]) for a, b in pairs)
+    reversed_steps = [f"{b} above {a}" for a, b in pairs if _separated(top1[b], top1[a])]
+    why = ""
+    if reversed_steps:
+        why = f" ({', '.join(reversed_steps)}, CIs apart)"
+    elif not supports:
+        why = " (not every step separated by its CIs)"
     return (f"Finding: SynBench ranks {' > '.join(order)}; here the ranking of those four by "
-            f"point estimate is {' > '.join(ours)}"
-            f"{'' if supports else ' (not every step separated by its CIs)'}: "
-            f"{_verdict(supports, opposes)}.")
+            f"point estimate is {' > '.join(ours)}{why}: "
+            f"{_verdict(supports, bool(reversed_steps))}.")
 
 
 def cfg(diversity: dict[float, float | None], top1: dict[float, Cell]) -> str:
