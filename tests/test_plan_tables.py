@@ -229,7 +229,7 @@ def test_the_random_init_control_is_the_real_runs_start_at_each_seed_with_no_dat
     plan = _replicated(config, 2, controls=False)
     main = plan.tables["main"]
     assert main.params["order"] == ["real", "synthetic", "control_random_init"]
-    assert main.params["controls"] == {"random_init": "control_random_init"}
+    assert main.params["controls"] == {"random_init": "control_random_init", "trained": "real"}
     assert main.params["runs"]["control_random_init"]["labels"] == {
         "pretraining data": "control: random init"}
     assert plan.controls == {}  # it cuts no dataset
@@ -257,8 +257,18 @@ def test_the_tables_that_compare_pretraining_read_the_main_tables_controls(confi
         artifacts = {d for run in runs.values() for replicate in run["replicates"]
                      for k, d in replicate.items() if k != "seed"}
         assert artifacts <= set(table.needs), name
+        assert runs["real"]["labels"] == {"pretraining data": "real"}  # what random init is of
     for name in ("synbench", "cfg"):
         assert "controls" not in plan.tables[name].params, name
+    # the random-init control is compared with the run it is the start of (controls.run)
+    config["pretrain"]["runs"]["real2"] = copy.deepcopy(config["pretrain"]["runs"]["real"])
+    config["controls"]["run"] = "real2"
+    plan = _replicated(config, 1, controls=False)
+    for name in ("main", "mix_ratio"):
+        table = plan.tables[name]
+        assert table.params["controls"]["trained"] == "real2", name
+        runs = table.params.get("control_runs", table.params["runs"])
+        assert runs["real2"]["pretrain"] == plan.pretrain["real2"].out_dir, name
     without = _plan(yaml.safe_load(MICRO_TABLES.read_text()))
     assert "controls" not in without.tables["mix_ratio"].params
 

@@ -61,14 +61,15 @@ def _controls_first(plan: Plan, name: str, rows: dict, run_names: list[str],
                     **extra) -> TableJob:
     """A table whose Finding reads the main table's controls first (when the study has them).
 
-    Its params gain ``control_runs`` (the control rows, and the real run's that the
-    random-init control is compared with) and ``controls`` (part -> run), so the builder
+    Its params gain ``control_runs`` (the control rows, and the row of the run that the
+    random-init control is the untrained start of) and ``controls`` (part -> run), so the builder
     computes the controls' paired differences exactly as the main table does.
     """
     control_rows, controls = _control_rows(plan)
     if controls:
-        if "random_init" in controls:
-            control_rows["real"] = _run_row(plan, "real", {"pretraining data": "real"})
+        if "trained" in controls:
+            trained = controls["trained"]
+            control_rows[trained] = _run_row(plan, trained, {"pretraining data": trained})
         extra = {**extra, "control_runs": control_rows, "controls": controls}
     return _table(plan, name, rows, run_names, **extra)
 
@@ -90,7 +91,11 @@ CONTROL_LABELS = {
 
 
 def _control_rows(plan: Plan) -> tuple[dict, dict[str, str]]:
-    """The main table's control rows by run, and the run of each part (empty without)."""
+    """The main table's control rows by run, and the run of each part (empty without).
+
+    With the random-init control, ``controls["trained"]`` names the run it is the untrained
+    start of (``controls.run``, ``real`` by default): the two are compared.
+    """
     from synreal.plan_jobs import CONTROL_RUNS, RANDOM_INIT_RUN
 
     rows, controls = {}, {}
@@ -102,6 +107,7 @@ def _control_rows(plan: Plan) -> tuple[dict, dict[str, str]]:
         rows[RANDOM_INIT_RUN] = _run_row(plan, RANDOM_INIT_RUN,
                                          {"pretraining data": CONTROL_LABELS["random_init"]})
         controls["random_init"] = RANDOM_INIT_RUN
+        controls["trained"] = (plan.config.get("controls") or {}).get("run", "real")
     return rows, controls
 
 
@@ -116,6 +122,9 @@ def main_table(plan: Plan) -> TableJob:
     rows = {label: _run_row(plan, label, {"pretraining data": label})
             for label in ("real", "synthetic")}
     control_rows, controls = _control_rows(plan)
+    if controls.get("trained", "real") not in rows:  # random init copies another real run
+        trained = controls["trained"]
+        rows[trained] = _run_row(plan, trained, {"pretraining data": trained})
     rows.update(control_rows)
     counts = {name: len(row["replicates"]) for name, row in rows.items()}
     if len(set(counts.values())) > 1:

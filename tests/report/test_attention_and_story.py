@@ -1,5 +1,6 @@
 """Attention maps equal timm's own attention matrix; table findings say what the CIs say."""
 
+import numpy as np
 import pytest
 import torch
 
@@ -146,19 +147,33 @@ PASSING = {"random_init": Cell(0.05, 0.02, 0.08), "positive": Cell(-0.1, -0.15, 
            "negative": Cell(0.0, -0.01, 0.01)}
 
 
-@pytest.mark.parametrize("finding", [
-    story.mix_ratio([(0, _cell(0.2)), (50, _cell(0.3)), (100, _cell(0.4))]),
-    story.pretrain_finetune({"mix/real": _cell(0.5), "mix/none": _cell(0.4),
-                             "synthetic/real": _cell(0.3), "real/synthetic": _cell(0.2)}),
+REALTUNE = {"real/vanilla": _cell(0.5), "real/SynTune": _cell(0.3), "real/RealTune": _cell(0.45),
+            "synthetic/vanilla": _cell(0.3), "synthetic/SynTune": _cell(0.2),
+            "synthetic/RealTune": _cell(0.5)}
+
+
+@pytest.mark.parametrize(("finding", "verdict"), [
+    (story.mix_ratio([(0, _cell(0.2)), (50, _cell(0.3)), (100, _cell(0.4))]), story.CONSISTENT),
+    (story.pretrain_finetune({"mix/real": _cell(0.5), "mix/none": _cell(0.4),
+                              "synthetic/real": _cell(0.3), "real/synthetic": _cell(0.2)}),
+     story.CONSISTENT),
+    (story.pretrain_finetune({"mix/real": _cell(0.2), "mix/none": _cell(0.4),
+                              "synthetic/real": _cell(0.3), "real/synthetic": _cell(0.2)}),
+     story.CONTRADICTS),
+    (story.realtune(REALTUNE), story.CONSISTENT),  # its Finding starts "in SynBench ..."
+    (story.realtune(REALTUNE, still_share=0.97), story.CANNOT_TELL),
 ])
-def test_every_table_reads_the_main_tables_controls_first(finding):
+def test_every_table_reads_the_main_tables_controls_first(finding, verdict):
     """Issue 21: a table's own verdict stands only where the controls passed."""
-    assert finding.endswith(f": {story.CONSISTENT}.")
+    assert finding.endswith(f": {verdict}.")
     assert story.controls_first(finding, {}) == finding  # a study without controls
     passed = story.controls_first(finding, PASSING)
-    assert passed.startswith("Finding: Controls first (those of table main): ")
-    assert passed.endswith(finding.removeprefix("Finding: "))
-    own = finding.removeprefix("Finding: ").removesuffix(f": {story.CONSISTENT}.")
+    assert passed.startswith("Finding: Controls first (the study's, as table main reads them): "
+                             "pretraining on the real images adds to the untrained backbone")
+    own = finding.removeprefix("Finding: ")
+    own = own[0].upper() + own[1:]  # a sentence of its own after the controls
+    assert passed.endswith(f". {own}") and passed.endswith(f": {verdict}.")
+    own = own.removesuffix(f": {verdict}.")
     for part, failing, reason in (
             ("positive", Cell(0.002, -0.004, 0.007), "does not detect a known large defect"),
             ("random_init", Cell(0.027, -0.001, 0.05), "not shown to depend on the pretraining"),
@@ -166,5 +181,9 @@ def test_every_table_reads_the_main_tables_controls_first(finding):
         failed = story.controls_first(finding, {**PASSING, part: failing})
         assert reason in failed.lower() and "this table's comparison is not judged" in failed
         # its own comparison is still stated, with its case (Syn2Co, MixDiff) kept
-        assert f"not judged. {own}: {story.CANNOT_TELL}." in failed
-        assert story.CONSISTENT not in failed
+        assert failed.endswith(f"not judged. {own}: {story.CANNOT_TELL}.")
+        assert story.CONSISTENT not in failed and story.CONTRADICTS not in failed
+    # controls that ran but read nothing are no pass
+    unread = {part: Cell(np.nan, np.nan, np.nan) for part in PASSING}
+    assert story.controls_first(finding, unread).endswith(f": {story.CANNOT_TELL}.")
+    assert "no control could be computed" in story.controls_first(finding, unread)

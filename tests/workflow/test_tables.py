@@ -16,7 +16,9 @@ from ..conftest import REPO, run_snakemake, why_snakemake_failed
 MICRO_TABLES = REPO / "tests" / "configs" / "micro_tables.yaml"
 TABLES = ("datasets", "main", "synbench", "mix_ratio", "mixdiff_views", "realtune",
           "pretrain_finetune", "cfg")
-CI_CELL = r"^-?\d+\.\d \[-?\d+\.\d, -?\d+\.\d\]$"
+#: A written number: one decimal, or up to 4 where a CI excluding 0 needs them (Cell.decimals).
+NUMBER = r"-?\d+\.\d{1,4}"
+CI_CELL = rf"^{NUMBER} \[{NUMBER}, {NUMBER}\]$"
 
 pytestmark = pytest.mark.slow
 
@@ -182,8 +184,7 @@ def test_the_default_profile_rebuilds_a_table_after_a_config_change(finished, tm
     assert counts.get("pretrain") == "2" and counts.get("table") == "1", proc.stdout
 
 
-#: A written cell: "estimate [lo, hi]", one decimal, or more where a CI excluding 0 needs them.
-CELL = re.compile(r"^(-?\d+\.\d{1,4}) \[(-?\d+\.\d{1,4}), (-?\d+\.\d{1,4})\]$")
+CELL = re.compile(rf"^({NUMBER}) \[({NUMBER}), ({NUMBER})\]$")
 
 
 def estimate_and_ci(cell: str) -> tuple[float, float, float]:
@@ -322,10 +323,13 @@ def check_tables_read_the_controls_first(tables) -> int:
         if not (tables / f"{name}.md").exists():
             continue
         text = finding(name)
-        assert text.startswith(f"Controls first (those of table main): {said}. "), (name, text)
+        assert text.startswith(f"Controls first (the study's, as table main reads them): "
+                               f"{said}. "), (name, text)
         if failed:
             assert "this table's comparison is not judged" in text, (name, text)
             assert text.endswith(f": {story.CANNOT_TELL}."), (name, text)
+        else:  # its own verdict stands
+            assert "this table's comparison is not judged" not in text, (name, text)
         checked += 1
     return checked
 

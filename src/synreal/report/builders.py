@@ -240,7 +240,7 @@ def _main_controls(params: dict) -> dict:
     resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
     pairs = {}
     if "random_init" in controls:
-        pairs["random_init"] = (controls["random_init"], "real")
+        pairs["random_init"] = (controls["random_init"], controls.get("trained", "real"))
     for part in ("negative", "positive"):
         if part in controls:
             pairs[part] = (controls["reference"], controls[part])
@@ -284,7 +284,7 @@ def main_table(params: dict, out_dir: Path) -> None:
     extra, cells = compare("real", "synthetic")
     control_cells, negative_columns = {}, {}
     if "random_init" in controls:  # what pretraining added: real - the untrained backbone
-        lines, found = compare(controls["random_init"], "real")
+        lines, found = compare(controls["random_init"], controls.get("trained", "real"))
         extra += lines
         control_cells["random_init"] = found["linear top-1"]
     for part in ("negative", "positive"):

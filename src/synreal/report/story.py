@@ -82,6 +82,9 @@ def controls_read(controls: dict[str, Cell]) -> tuple[str, str | None]:
         if not clean:
             failed = failed or ("real data differs from other real data here, so a "
                                 "difference of this size is no evidence")
+    if not said:  # controls ran, but none could be computed (no test image, say)
+        return ("no control could be computed", "without a control that reads, the study "
+                "cannot tell the answer at this scale")
     return "; ".join(said), failed
 
 
@@ -97,7 +100,8 @@ def controls_first(finding: str, controls: dict[str, Cell]) -> str:
         return finding
     said, failed = controls_read(controls)
     body = finding.removeprefix("Finding: ")
-    first = f"Finding: Controls first (those of table main): {said}. "
+    body = body[0].upper() + body[1:]  # a sentence of its own now ("in SynBench ...")
+    first = f"Finding: Controls first (the study's, as table main reads them): {said}. "
     if not failed:
         return first + body
     for verdict in (CONSISTENT, CONTRADICTS, CANNOT_TELL):
@@ -219,9 +223,9 @@ def realtune(top1: dict[str, Cell], still_share: float | None = None) -> str:
         return ("Finding: not judged (the paper's comparison needs the runs named real and "
                 "synthetic in realtune.runs).")
     if still_share is not None:
-        return (f"Finding: not judged: a tuned teacher kept {100 * still_share:.0f} % of its "
-                f"starting weights, so RealTune and SynTune barely changed the backbones they "
-                f"tuned: {CANNOT_TELL}.")
+        return (f"Finding: RealTune and SynTune barely changed the backbones they tuned (a "
+                f"tuned teacher kept {100 * still_share:.0f} % of its starting weights), so "
+                f"the table is not judged: {CANNOT_TELL}.")
     tuned, vanilla = top1["synthetic/RealTune"], top1["synthetic/vanilla"]
     lift = tuned.estimate - vanilla.estimate
     up, down = _separated(tuned, vanilla), _separated(vanilla, tuned)
