@@ -31,7 +31,7 @@ rehearsal: setup
 	snakemake --configfile $(STUDY) --config rehearsal=true --cores $(CORES)
 	snakemake --configfile $(STUDY) --config rehearsal=true --cores $(CORES) --report results/report.html
 
-# The default test run: every test but the end-to-end ones marked `slow` (~5 min on 2 cores).
+# The default test run: every test but the end-to-end ones marked `slow` (~7 min on 2 cores).
 # test-slow runs those: both rehearsals of the full study (locally and through the local Slurm
 # cluster), the fault injections, kill-and-rerun, multi-process DINO (~50 min). CI runs both.
 # --durations: CI's log names the slowest tests, what its time budget is spent on.
