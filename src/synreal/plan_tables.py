@@ -67,9 +67,6 @@ def _controls_first(plan: Plan, name: str, rows: dict, run_names: list[str],
     """
     control_rows, controls = _control_rows(plan)
     if controls:
-        if "trained" in controls:
-            trained = controls["trained"]
-            control_rows[trained] = _run_row(plan, trained, {"pretraining data": trained})
         extra = {**extra, "control_runs": control_rows, "controls": controls}
     return _table(plan, name, rows, run_names, **extra)
 
@@ -94,11 +91,16 @@ def _control_rows(plan: Plan) -> tuple[dict, dict[str, str]]:
     """The main table's control rows by run, and the run of each part (empty without).
 
     With the random-init control, ``controls["trained"]`` names the run it is the untrained
-    start of (``controls.run``, ``real`` by default): the two are compared.
+    start of (``controls.run``, ``real`` by default), whose row comes first: the two are
+    compared.
     """
     from synreal.plan_jobs import CONTROL_RUNS, RANDOM_INIT_RUN
 
     rows, controls = {}, {}
+    if RANDOM_INIT_RUN in plan.pretrain:
+        trained = (plan.config.get("controls") or {}).get("run", "real")
+        rows[trained] = _run_row(plan, trained, {"pretraining data": trained})
+        controls["trained"] = trained
     for part in plan.controls:
         run = CONTROL_RUNS[part][0]
         rows[run] = _run_row(plan, run, {"pretraining data": CONTROL_LABELS[part]})
@@ -107,7 +109,6 @@ def _control_rows(plan: Plan) -> tuple[dict, dict[str, str]]:
         rows[RANDOM_INIT_RUN] = _run_row(plan, RANDOM_INIT_RUN,
                                          {"pretraining data": CONTROL_LABELS["random_init"]})
         controls["random_init"] = RANDOM_INIT_RUN
-        controls["trained"] = (plan.config.get("controls") or {}).get("run", "real")
     return rows, controls
 
 
@@ -122,10 +123,7 @@ def main_table(plan: Plan) -> TableJob:
     rows = {label: _run_row(plan, label, {"pretraining data": label})
             for label in ("real", "synthetic")}
     control_rows, controls = _control_rows(plan)
-    if controls.get("trained", "real") not in rows:  # random init copies another real run
-        trained = controls["trained"]
-        rows[trained] = _run_row(plan, trained, {"pretraining data": trained})
-    rows.update(control_rows)
+    rows.update(control_rows)  # "real" keeps its place; another run random init copies follows
     counts = {name: len(row["replicates"]) for name, row in rows.items()}
     if len(set(counts.values())) > 1:
         raise ConfigError(f"table main pairs its runs by seed, but they have different numbers "
