@@ -32,6 +32,21 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=rank)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def _one_torch_thread():
+    """Run the tests' own torch work on one thread (module fixtures included).
+
+    The suite runs two xdist workers on two cores, beside the Snakemake jobs some tests
+    start: a worker with torch's default thread pool oversubscribes the cores, and OpenMP's
+    barriers then stall (the RealTune schedule tests took 340-414 s in the slow run beside
+    the Slurm rehearsal, 28-33 s alone). Tiny test models gain nothing from a second thread.
+    """
+    import torch
+
+    torch.set_num_threads(1)
+    yield
+
+
 @pytest.fixture
 def micro_config() -> dict:
     """The micro study config as a dict (fresh copy per test)."""

@@ -10,7 +10,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-import torch
 
 from synreal.data.toyworld import ALL_BREEDS, BREEDS, WorldParams, breeds_of, image_rng, render
 
@@ -31,15 +30,6 @@ def offline(monkeypatch):
     monkeypatch.setattr(socket.socket, "connect", refuse)
     monkeypatch.setattr(socket.socket, "connect_ex", refuse)
     return attempts
-
-
-@pytest.fixture(scope="module")
-def one_torch_thread():
-    """Tiny models gain nothing from threads, and on a shared CPU OpenMP barriers stall."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
 
 #: The demo's biased generator: narrower scale and brightness, no occlusion.
 NARROW = WorldParams(scale=(0.55, 0.75), brightness=(0.8, 1.15), occlusion_prob=0.0)

@@ -20,7 +20,6 @@ from synreal.audit.run import audit_models
 from synreal.errors import ConfigError
 from tests.audit.conftest import pixel_features
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = dict(kid_subsets=5, kid_subset_size=20, fid_resamples=10, diversity_resamples=10)
 
 

@@ -26,7 +26,6 @@ VERSIONS = {"owlvit": (tiny.build_owlvit, "OwlViTForObjectDetection"),
 GRID = 4  # the tiny models' 32 px input over 8 px patches
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -21,7 +21,6 @@ from synreal.audit import AUDIT_FILE, AuditParams, audit_dataset, tiny
 from synreal.audit.embedders import create_embedder
 from tests.audit.conftest import NARROW, WIDE, toy_manifest
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 K = 3
 PARAMS = AuditParams(consistency_backend="none", kid_subsets=2, kid_subset_size=10,
                      fid_resamples=5, diversity_resamples=5)

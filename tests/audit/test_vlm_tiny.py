@@ -31,7 +31,6 @@ def synbench_question(name: str) -> str:
             "Please only answer yes or no.")
 
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

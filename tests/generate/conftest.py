@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pandas as pd
@@ -47,17 +46,3 @@ def write_real_set(root: Path, per_class: int = 2, size: int = 40) -> pd.DataFra
 def real_set(tmp_path: Path) -> pd.DataFrame:
     """Manifest of a 2-class, 2-images-per-class toy 'real' dataset."""
     return write_real_set(tmp_path / "real")
-
-
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Tiny models gain nothing from threads, and on a shared CPU OpenMP barriers stall."""
-    if "torch" not in sys.modules:
-        yield
-        return
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)

@@ -16,9 +16,8 @@ from synreal.audit.embedders import colour_layout, create_embedder, describe
 from synreal.audit.inception import inception_embedder
 from synreal.report.builders import AUDIT_CELL_RESAMPLES, synbench_table
 from synreal.report.metrics import rate_cell
-from tests.audit.conftest import NARROW, WIDE, one_torch_thread, toy_manifest  # noqa: F401
+from tests.audit.conftest import NARROW, WIDE, toy_manifest
 
-pytestmark = pytest.mark.usefixtures("one_torch_thread")
 FAST = dict(kid_subsets=5, kid_subset_size=10, fid_resamples=10, diversity_resamples=10,
             batch_size=16)
 CI_CELL = re.compile(r"^-?\d+\.\d+ \[-?\d+\.\d+, -?\d+\.\d+\]$")
