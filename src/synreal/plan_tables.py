@@ -26,8 +26,9 @@ def _row(plan: Plan, evaluations: list[dict[str, Job]], models: list[Job], label
                    "pretrain": model.out_dir,
                    **{stage: job.out_dir for stage, job in evaluation.items()}}
                   for i, (model, evaluation) in enumerate(zip(models, evaluations, strict=True))]
-    row = {"labels": labels, **{k: v for k, v in replicates[0].items() if k != "seed"},
-           "replicates": replicates}
+    # the spec's JSON sorts dict keys: the label columns' order travels as a list
+    row = {"labels": labels, "label_columns": list(labels),
+           **{k: v for k, v in replicates[0].items() if k != "seed"}, "replicates": replicates}
     if paper is not None:
         row["paper"] = paper
     return row
@@ -169,11 +170,13 @@ def mixdiff_views_table(plan: Plan) -> TableJob:
     table = paper_numbers.MIXDIFF_TABLE7
     rows = {}
     for name in ("real", "synthetic"):  # the run's own crops: 2 global + its local_crops_number
-        crops = f"2+{plan.pretrain[name].params['dino']['local_crops_number']}"
+        local = plan.pretrain[name].params["dino"]["local_crops_number"]
+        crops, key = f"2+{local}", (2, local, 0, 0) if name == "real" else (0, 0, 2, local)
         rows[name] = _run_row(plan, name, {
             "pretraining data": name,
             "real views (global+local)": crops if name == "real" else "0",
-            "synthetic views (global+local)": crops if name == "synthetic" else "0"}, "—")
+            "synthetic views (global+local)": crops if name == "synthetic" else "0"},
+            paper_numbers.paper_cell(table, key))
     for name, v in views.items():
         key = (v["real_global"], v["real_local"], v["synthetic_global"], v["synthetic_local"])
         rows[name] = _run_row(plan, name, {

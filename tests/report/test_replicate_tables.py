@@ -186,7 +186,7 @@ def test_a_collapsed_seed_is_named_with_its_seed(tmp_path):
     import math
 
     params = _params(tmp_path, GOOD)
-    run_dir = Path(params["runs"]["synthetic"]["replicates"][1]["pretrain"])
+    run_dir = Path(params["runs"]["control_positive"]["replicates"][1]["pretrain"])
     (run_dir / "spec.json").write_text(json.dumps({"params": {"dino": {
         "warmup_epochs": 0, "out_dim": 32}}}))
     records = [{"epoch": 0, "step": i, "loss": 1.0, "teacher_entropy": 0.95 * math.log(32),
@@ -195,7 +195,9 @@ def test_a_collapsed_seed_is_named_with_its_seed(tmp_path):
     (run_dir / "train_log.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
     builders.main_table(params, tmp_path / "tables")
     caption = (tmp_path / "tables" / "main.md").read_text().splitlines()[0]
-    assert "WARNING: collapsed DINO run" in caption and "synthetic seed 1 (" in caption
+    # named by its row's label, as the reader sees it, not by the study's run name
+    assert "WARNING: collapsed DINO run" in caption
+    assert "positive control: noise seed 1 (" in caption and "control_positive" not in caption
     assert "real seed" not in caption
 
 
@@ -208,6 +210,7 @@ def test_pretrain_finetune_reads_each_seeds_fine_tuned_classifier_and_draws_the_
         pretraining, finetuning = name.split("/")
         row = _row(tmp_path, name.replace("/", "_"), "x", [0.5] * seeds, rng)
         row["labels"] = {"pretraining": pretraining, "fine-tuning": finetuning}
+        row["label_columns"] = ["pretraining", "fine-tuning"]
         if tuned:
             for i, replicate in enumerate(row["replicates"]):
                 out = tmp_path / "realtune" / f"{name.replace('/', '_')}{i}"
@@ -223,8 +226,10 @@ def test_pretrain_finetune_reads_each_seeds_fine_tuned_classifier_and_draws_the_
         rows[name] = row
     params = {"study": "t", "runs": rows, "order": list(rows), "facts": FACTS,
               "paper_source": "SynBench Table 3"}
+    params = json.loads(json.dumps(params, sort_keys=True))  # as the table job's spec sorts
     builders.pretrain_finetune_table(params, tmp_path / "tables")
     frame = pd.read_csv(tmp_path / "tables" / "pretrain_finetune.csv", dtype=str)
+    assert list(frame.columns[:2]) == ["pretraining", "fine-tuning"]  # as the Finding reads
     tuned = frame.set_index(["pretraining", "fine-tuning"]).loc[("real", "synthetic")]
     assert tuned["seeds"] == "2" and estimate_and_ci(tuned["test top-1"])[0] > 80
     caption = (tmp_path / "tables" / "pretrain_finetune.md").read_text().splitlines()[0]

@@ -125,7 +125,7 @@ def _cells_text(params: dict) -> str:
 def _collapsed_runs(params: dict) -> dict[str, tuple[str, str]]:
     """The table's runs whose DINO teacher or student had collapsed when training ended.
 
-    Run folder -> (run name, its label with seed and kind). The verdict is read from each
+    Run folder -> (run name, its row's label with seed and kind). The verdict is read from each
     DINO run's training log (the mean statistics of its last steps), so runs trained before
     the verdict averaged its last steps get the same one.
     """
@@ -140,7 +140,8 @@ def _collapsed_runs(params: dict) -> dict[str, tuple[str, str]]:
                 continue
             dino = read_spec(run_dir)["params"]["dino"]
             if kind := run_verdict(run_dir / LOG_FILE, dino["warmup_epochs"], dino["out_dim"]):
-                label = f"{name} seed {seed['seed']}" if len(seeds) > 1 else name
+                row = " / ".join(str(v) for v in _labels(run).values())
+                label = f"{row} seed {seed['seed']}" if len(seeds) > 1 else row
                 flagged.setdefault(run_dir.name, (name, f"{label} ({kind})"))
     return flagged
 
@@ -162,6 +163,11 @@ def _collapse_warning(params: dict) -> str:
             "train_log.jsonl and the README's 'When DINO does not learn'.")
 
 
+def _labels(run: dict) -> dict:
+    """A row's label columns in the order the plan gave them (its JSON sorted the keys)."""
+    return {column: run["labels"][column] for column in run.get("label_columns", run["labels"])}
+
+
 def _run_rows(params: dict, metrics=None, paper_title: str | None = None) -> list[dict]:
     """One row per run: its labels, seeds, a CI cell per metric, the paper's number, its key.
 
@@ -174,7 +180,7 @@ def _run_rows(params: dict, metrics=None, paper_title: str | None = None) -> lis
     several = any(len(replicates(run)) > 1 for run in _runs(params).values())
     rows = []
     for run in _runs(params).values():
-        row = dict(run["labels"])
+        row = _labels(run)
         if several:
             row["seeds"] = str(len(replicates(run)))
         for title, stage, key in metrics or MAIN_METRICS:
@@ -205,7 +211,7 @@ def _seed_figure(params: dict, out_dir: Path, name: str, metrics=None) -> str | 
     def read(run: dict, stage: str) -> str:  # the fine-tuned classifier where there is one
         return ("finetune" if "finetune" in run else "probe") if stage == FINETUNED else stage
 
-    panels = {title: [(" / ".join(str(v) for v in run["labels"].values()),
+    panels = {title: [(" / ".join(str(v) for v in _labels(run).values()),
                        seed_values(run, read(run, stage), key),
                        run_cell(run, read(run, stage), key, resamples, seed))
                       for run in runs.values()]
@@ -414,7 +420,7 @@ def pretrain_finetune_table(params: dict, out_dir: Path) -> None:
         stage = "finetune" if "finetune" in run else "probe"
         cell = run_cell(run, stage, "top1", resamples, seed)
         top1[name] = cell
-        row = {**run["labels"], **({"seeds": str(len(replicates(run)))} if several else {}),
+        row = {**_labels(run), **({"seeds": str(len(replicates(run)))} if several else {}),
                "test top-1": str(cell)}
         for title, stage, key in MAIN_METRICS[1:]:
             row[f"{title} (frozen)"] = str(run_cell(run, stage, key, resamples, seed))
