@@ -57,7 +57,7 @@ def test_every_table_reads_only_artifacts_it_names_as_inputs(config):
     for table in plan.tables.values():
         for row in table.params.get("runs", {}).values():
             for key, path in row.items():
-                if key not in ("labels", "label_columns", "paper", "replicates"):
+                if key not in ("labels", "label_columns", "paper", "data", "replicates"):
                     assert path in table.needs, (table.name, key)
             for replicate in row.get("replicates", []):
                 for key, path in replicate.items():

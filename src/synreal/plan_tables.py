@@ -15,8 +15,54 @@ from synreal.plan_jobs import Job, Plan, TableJob, _facts, mix_run, run_facts
 from synreal.report import paper_numbers
 
 
+def _generator_text(plan: Plan, name: str) -> str:
+    """A synthetic dataset in words: its name, backend, guidance scale and sampling steps."""
+    job = plan.generators.get(name)
+    return name if job is None else _generator_job_text(name, job)
+
+
+def _generator_job_text(name: str, job: Job) -> str:
+    params = job.params
+    return (f"{name} (generator {params['backend']}, guidance {params['cfg_scale']:g}, "
+            f"{params['steps']} sampling steps)")
+
+
+#: What each control run trains on, given the copied run's real dataset.
+CONTROL_DATA = {
+    "control_reference": "half A of {real}'s training split (real)",
+    "control_negative": "half B of {real}'s training split (real, held out from half A)",
+    "control_positive": "half B of {real}'s training split, each image replaced by "
+                        "class-independent colour noise",
+}
+
+
+def _data_text(plan: Plan, name: str) -> str:
+    """What pretraining run ``name`` trained on, in words: the table captions name it per row."""
+    from synreal.plan_jobs import RANDOM_INIT_RUN
+
+    runs = plan.config["pretrain"]["runs"]
+    if name == RANDOM_INIT_RUN:
+        return "nothing (the untrained backbone)"
+    if name in CONTROL_DATA:
+        copied = (plan.config.get("controls") or {}).get("run", "real")
+        return CONTROL_DATA[name].format(real=runs[copied]["real"])
+    run = runs.get(name)
+    if run is None:
+        return name
+    source = run["source"]
+    if source == "real":
+        return f"{run['real']} (real)"
+    synthetic = _generator_text(plan, run["synthetic"])
+    if source == "synthetic":
+        return synthetic
+    if source == "mix":
+        share = round(100 * run["real_fraction"])
+        return f"{share} % {run['real']} (real) + {100 - share} % {synthetic}"
+    return f"{run['real']} (real) and {synthetic}, each image's crops split between them"
+
+
 def _row(plan: Plan, evaluations: list[dict[str, Job]], models: list[Job], labels: dict,
-         paper: str | None = None) -> dict:
+         paper: str | None = None, data: str | None = None) -> dict:
     """A table row: its labels and, per replicate seed, the artifacts its cells read.
 
     The top-level directories are the first seed's (captions and keys read them);
@@ -31,19 +77,22 @@ def _row(plan: Plan, evaluations: list[dict[str, Job]], models: list[Job], label
            **{k: v for k, v in replicates[0].items() if k != "seed"}, "replicates": replicates}
     if paper is not None:
         row["paper"] = paper
+    if data is not None:
+        row["data"] = data
     return row
 
 
 def _run_row(plan: Plan, name: str, labels: dict, paper: str | None = None) -> dict:
     """The row of pretraining run ``name``: every replicate seed of it."""
-    return _row(plan, plan.replicate_evaluations[name], plan.replicates[name], labels, paper)
+    return _row(plan, plan.replicate_evaluations[name], plan.replicates[name], labels, paper,
+                _data_text(plan, name))
 
 
 def _tuned_row(plan: Plan, key: tuple[str, str, str], labels: dict,
                paper: str | None = None) -> dict:
     """The row of a RealTune job: every replicate seed of its pretraining run."""
     return _row(plan, plan.tuned_replicate_evaluations[key], plan.tuned_replicates[key],
-                labels, paper)
+                labels, paper, _data_text(plan, key[0]))
 
 
 def _needs(rows: dict) -> list[str]:
@@ -225,7 +274,7 @@ def pretrain_finetune_table(plan: Plan) -> TableJob:
             key = (run, "supervised", role)
             row = _row(plan, plan.tuned_replicate_evaluations[key], plan.replicates[run],
                        {"pretraining": label, "fine-tuning": role},
-                       paper_numbers.paper_cell(table, (label, role)))
+                       paper_numbers.paper_cell(table, (label, role)), _data_text(plan, run))
             for replicate, tuned in zip(row["replicates"], plan.tuned_replicates[key],
                                         strict=True):
                 replicate["finetune"] = tuned.out_dir
@@ -261,10 +310,13 @@ def cfg_table(plan: Plan) -> TableJob:
         if pretrain is not None:
             evaluation = plan.evaluations[f"cfg{scale}"]
             row.update({"pretrain": pretrain.out_dir,
-                        **{stage: job.out_dir for stage, job in evaluation.items()}})
+                        **{stage: job.out_dir for stage, job in evaluation.items()},
+                        "labels": {"CFG scale": scale}, "label_columns": ["CFG scale"],
+                        "data": _generator_job_text(plan.config["cfg_sweep"]["generator"],
+                                                    generator)})
             facts = facts or {"facts": run_facts(plan.config, pretrain, evaluation)}
         rows[str(scale)] = row
-        needs += list(row.values())
+        needs += [row[stage] for stage in row if stage not in ("labels", "label_columns", "data")]
     return TableJob("cfg", {"study": plan.config["study"]["name"], "runs": rows,
                             "order": list(rows),
                             "generator": plan.config["cfg_sweep"]["generator"], **facts},

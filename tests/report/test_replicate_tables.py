@@ -42,7 +42,10 @@ def _artifacts(root, name, seed, accuracy, rng):
         dirs[stage] = str(out)
     pretrain = root / "pretrain" / f"{name}{seed}"
     pretrain.mkdir(parents=True)
-    (pretrain / "summary.json").write_text(json.dumps({"n_images": 90}))
+    (pretrain / "summary.json").write_text(json.dumps({"n_images": 90, "total_steps": 20}))
+    (pretrain / "spec.json").write_text(json.dumps({"params": {
+        "data": {"source": "real"},
+        "dino": {"epochs": 10, "local_crops_number": 2, "warmup_epochs": 0, "out_dim": 32}}}))
     dirs["pretrain"] = str(pretrain)
     return dirs
 
@@ -107,6 +110,28 @@ def test_main_table_reports_the_mean_over_seeds_with_two_level_cis_and_the_contr
     assert "positive control (class cues removed) is detected" in caption
     assert "negative control (held-out real) shows no difference" in caption
     assert (tables / "main_seeds.png").stat().st_size > 0
+
+
+def test_the_caption_names_each_rows_pretraining_where_rows_differ(tmp_path):
+    """Controls that train on half the images (fewer steps) and a row with other crops are
+    named with their own numbers; the header then gives no image count of its own."""
+    params = _params(tmp_path, GOOD)
+    for name, run in params["runs"].items():
+        run["data"] = f"data of {name}"
+    for name in ("control_reference", "control_negative", "control_positive"):
+        summary = Path(params["runs"][name]["pretrain"]) / "summary.json"
+        summary.write_text(json.dumps({"n_images": 45, "total_steps": 10}))
+    spec = Path(params["runs"]["synthetic"]["pretrain"]) / "spec.json"
+    spec.write_text(json.dumps({"params": {"data": {"source": "mixdiff", "views": {
+        "real_global": 1, "real_local": 6, "synthetic_global": 1, "synthetic_local": 2}},
+        "dino": {"epochs": 10, "local_crops_number": 2}}}))
+    builders.main_table(params, tmp_path / "tables")
+    caption = (tmp_path / "tables" / "main.md").read_text().splitlines()[0]
+    assert "DINO 2 epochs (settings unlike" in caption and "epochs on" not in caption
+    assert ("Pretraining per row: 'real' = data of real: 90 images, 20 DINO steps, crops "
+            "2 global + 2 local; 'synthetic' = data of synthetic: 90 images, 20 DINO steps, "
+            "crops 2 global + 8 local; 'control: real half A' = data of control_reference: 45 "
+            "images, 10 DINO steps, crops 2 global + 2 local;") in caption, caption
 
 
 def _with_random_init(root, accuracy, untrained):

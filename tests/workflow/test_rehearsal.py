@@ -87,9 +87,14 @@ def test_the_main_caption_names_each_columns_protocol(rehearsed):
     assert "last-block CLS token (384-d)" in caption
     assert "Retrieval: retrieval by cosine similarity" in caption
     # the study's own departures from DINO's recipe, and the rehearsal's shortened schedule
-    assert re.search(r"DINO 1 epochs on \d+ images \(settings unlike the official main_dino"
+    # (rows train on different numbers of images, the controls on half: each row says its own)
+    assert re.search(r"DINO 1 epochs \(settings unlike the official main_dino"
                      r"\.py defaults: batch_size 2, warmup_epochs 0, freeze_last_layer 0, "
                      r"norm_last_layer False, momentum_teacher 0\.978\)", caption), caption
+    assert re.search(r"Pretraining per row: 'real' = afhq \(real\): \d+ images, \d+ DINO steps; "
+                     r"'synthetic' = afhq_syn \(generator sdxl, guidance 2, 25 sampling steps\)",
+                     caption), caption
+    assert "'control: random init': untrained." in caption
 
 
 def test_the_rehearsals_one_step_realtune_is_flagged_as_barely_tuned(rehearsed):

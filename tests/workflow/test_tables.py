@@ -75,9 +75,12 @@ def test_every_table_is_written_with_cis_a_finding_and_keys(finished):
     # main_dino.py's defaults and each column's protocol; the cfg sweep's pretrained scales too
     for name in ("main", "mix_ratio", "mixdiff_views", "realtune", "pretrain_finetune", "cfg"):
         caption = (tables / f"{name}.md").read_text().splitlines()[0]
-        assert re.search(r"Backbone \S+, DINO \d+ epochs on \d+ images \((settings unlike|"
+        assert re.search(r"Backbone \S+, DINO \d+ epochs( on \d+ images)? \((settings unlike|"
                          r"otherwise) the official main_dino\.py defaults", caption), name
         assert "Linear top-1: linear probe" in caption and "k-NN: DINO weighted" in caption, name
+        # each row's pretraining data, images and steps, in the row's own words
+        assert re.search(r"Pretraining per row: '[^']+' = .+: \d+ images, \d+ DINO steps",
+                         caption), name
     # the fine-tuned column names its own recipe, as each probe column does
     caption = (tables / "pretrain_finetune.md").read_text().splitlines()[0]
     assert re.search(r"supervised fine-tuning, \d+ images per class \(balanced\), \d+ epochs: "

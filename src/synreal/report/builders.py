@@ -68,16 +68,78 @@ def _caption(params: dict, what: str) -> str:
     facts = params["facts"]
     first = next(iter(_runs(params).values()))
     probe = json.loads((Path(first["probe"]) / "metrics.json").read_text())
+    per_row = _pretraining_facts(params)
+    trained = {facts["images"] for facts in per_row.values() if facts["steps"]}
     images = json.loads((Path(first["pretrain"]) / "summary.json").read_text())["n_images"]
+    on_images = f" on {images} images" if len(trained) <= 1 else ""
     changes, recipe = facts.get("recipe"), ""
     if changes is not None:  # the settings that make it not (or not only) DINO's recipe
         recipe = (f" (settings unlike the official main_dino.py defaults: {', '.join(changes)})"
                   if changes else " (otherwise the official main_dino.py defaults)")
     return (f"{what} Study '{params['study']}'. Backbone {facts['model']}, DINO "
-            f"{facts['epochs']} epochs on {images} images{recipe}, {_seeds_text(params)}; "
+            f"{facts['epochs']} epochs{on_images}{recipe}, {_seeds_text(params)}; "
             f"evaluation on {facts['eval_dataset']} ({probe['n_train']} {facts['n_train']} / "
             f"{probe['n_test']} {facts['n_test']} images), frozen features. "
+            f"{_rows_text(per_row)}"
             f"{_protocols_text(first)}{_cells_text(params)}{_collapse_warning(params)}")
+
+
+def _pretraining_facts(params: dict) -> dict[str, dict]:
+    """Per row label (its first column), what its backbone was pretrained on and how.
+
+    Read from each row's first seed's pretraining artifact (its summary and spec), so a caption
+    states what ran: the data in words (from the plan), images, DINO steps, crops, epochs and
+    seeds. Rows that share a pretraining run (RealTune's, fine-tuning's) are listed once.
+    """
+    from synreal.report.metrics import replicates
+
+    facts = {}
+    for name, run in _runs(params).items():
+        column, value = next(iter(_labels(run).items()), (None, name))
+        label = value if isinstance(value, str) or column is None else f"{column} {value}"
+        pretrain = Path(run["pretrain"])
+        if label in facts or pretrain.parent.name != "pretrain":
+            continue  # a RealTune row: its pretraining run is the vanilla row's
+        summary = json.loads((pretrain / "summary.json").read_text())
+        spec = read_spec(pretrain)["params"]
+        dino, views = spec["dino"], spec["data"].get("views")
+        crops = (f"{views['real_global'] + views['synthetic_global']} global + "
+                 f"{views['real_local'] + views['synthetic_local']} local" if views else
+                 f"2 global + {dino['local_crops_number']} local")
+        seeds = [r.get("seed", params["facts"]["seed"]) for r in replicates(run)]
+        facts[label] = {"data": run.get("data"), "images": summary["n_images"],
+                        "steps": summary["total_steps"], "crops": crops,
+                        "epochs": dino["epochs"], "seeds": ", ".join(map(str, seeds))}
+    return facts
+
+
+def _fact_text(key: str, value) -> str:
+    if key == "seeds":
+        return f"seed{'s' if ',' in value else ''} {value}"
+    return f"crops {value}" if key == "crops" else f"{value} epochs"
+
+
+def _rows_text(per_row: dict[str, dict]) -> str:
+    """One sentence naming each row's pretraining data, images and DINO steps.
+
+    Crops, epochs and seeds are named per row where the trained rows differ in them (the
+    recipe above is the first row's): MixDiff splits 8 local crops where the others take the
+    recipe's, a mix run may have one seed where the ends have several.
+    """
+    if not per_row:
+        return ""
+    trained = [f for f in per_row.values() if f["steps"]]
+    differ = [key for key in ("crops", "epochs", "seeds")
+              if len({f[key] for f in trained}) > 1]
+    parts = []
+    for label, f in per_row.items():
+        if not f["steps"]:
+            parts.append(f"'{label}': untrained")
+            continue
+        data = f" = {f['data']}" if f["data"] else ""
+        extra = "".join(f", {_fact_text(key, f[key])}" for key in differ)
+        parts.append(f"'{label}'{data}: {f['images']} images, {f['steps']} DINO steps{extra}")
+    return "Pretraining per row: " + "; ".join(parts) + ". "
 
 
 #: Evaluation stages whose metrics.json names its protocol, and the columns they fill.
@@ -165,7 +227,8 @@ def _collapse_warning(params: dict) -> str:
 
 def _labels(run: dict) -> dict:
     """A row's label columns in the order the plan gave them (its JSON sorted the keys)."""
-    return {column: run["labels"][column] for column in run.get("label_columns", run["labels"])}
+    labels = run.get("labels", {})
+    return {column: labels[column] for column in run.get("label_columns", labels)}
 
 
 def _run_rows(params: dict, metrics=None, paper_title: str | None = None) -> list[dict]:
