@@ -287,12 +287,12 @@ def test_the_cost_counts_every_seed_and_the_controls(monkeypatch):
         return cost.study_cost(config, REPO, rows)["pretrain"]
 
     one, _ = hours(replicates=1, controls={})
-    per_run = one / 14  # 8 runs + 6 sweep scales other than afhq_syn's own
+    per_run = one / 15  # 9 runs + 6 sweep scales other than afhq_syn's own
     three, note = hours(replicates={"seeds": 3, "runs": ["real", "synthetic"]}, controls={})
-    assert three == pytest.approx(one + 4 * per_run) and "18 runs" in note
+    assert three == pytest.approx(one + 4 * per_run) and "19 runs" in note
     full, note = hours()  # the study as written: 3 seeds and both controls
     assert full == pytest.approx(one + 4 * per_run + 3 * 3 * per_run / 2)
-    assert note.startswith("27 runs x 100 epochs (3 seeds of 2 runs, 3 control runs")
+    assert note.startswith("28 runs x 100 epochs (3 seeds of 2 runs, 3 control runs")
 
 
 @pytest.mark.parametrize(("path", "seeds"), [("config/config.yaml", 2),
@@ -329,3 +329,19 @@ def test_mixdiff_views_quote_every_row_of_mixdiff_table_7():
              for row in rows.values()}
     assert paper == {("2+8", "0"): "66.8", ("0", "2+8"): "61.4", ("1+2", "1+6"): "77.4",
                      ("1+4", "1+4"): "77.5", ("1+6", "1+2"): "78.0"}
+
+
+def test_mixdiff_views_synthetic_row_is_dino_on_the_mixdiff_runs_own_synthetic_set(config):
+    """MixDiff's DINO+Syn row pretrains on the image variations its splits mix in, not on the
+    study's text-to-image clone; without such a run the table names the run to add."""
+    plan = _plan(config)
+    row = plan.tables["mixdiff_views"].params["runs"]["synthetic"]
+    assert row["pretrain"] == plan.pretrain["synthetic_var"].out_dir
+    assert row["data"].startswith("afhq_var (generator toy-variations")
+    changed = copy.deepcopy(config)
+    del changed["pretrain"]["runs"]["synthetic_var"]
+    with pytest.raises(ConfigError, match=r"^table mixdiff_views needs DINO on the MixDiff "
+                                          r"runs' synthetic set alone .* pretrain\.runs\."
+                                          r"synthetic_var: \{source: synthetic, synthetic: "
+                                          r"afhq_var\}\.$"):
+        _plan(changed)

@@ -95,3 +95,24 @@ def test_dino_linear_on_features_follows_the_official_recipe():
     for setting in ("SGD momentum 0.9", "weight decay 0", "batch 1024", "100 epochs cosine",
                     "no RandomResizedCrop/flip"):
         assert setting in line
+
+
+def test_the_lr_follows_the_linear_scaling_rule_of_each_step(monkeypatch):
+    """eval_linear.py: lr = base x batch / 256, its batch being every step's size. A split
+    smaller than one batch is one step of its own size: the held-out selection fits 48 rows
+    (0.01 x 48 / 256), the retraining all 60 (0.01 x 60 / 256), and the protocol says so."""
+    seen = []
+    original = torch.optim.SGD
+
+    def recording(params, lr, **kwargs):
+        seen.append(lr)
+        return original(params, lr=lr, **kwargs)
+
+    monkeypatch.setattr(torch.optim, "SGD", recording)
+    train_x, train_y = _gaussian_classes(20, seed=3, classes=3, dim=8)
+    test_x, test_y = _gaussian_classes(10, seed=4, classes=3, dim=8)
+    config = DinoLinearConfig(base_lrs=(1e-2,), epochs=2, batch_size=1024)
+    dino_linear_probe_features(train_x, train_y, test_x, test_y, config)
+    assert np.allclose(seen, [0.01 * 48 / 256, 0.01 * 60 / 256])
+    assert "the whole split where it is smaller), lr = base x images per step/256" in (
+        config.describe())

@@ -48,3 +48,20 @@ def test_unbalanced_ramp_keeps_the_total_like_the_paper():
 def test_too_few_images_name_the_class_and_the_fix():
     with pytest.raises(DataError, match="class 'a'.*lower realtune per_class"):
         per_class_subset(_manifest(per_class=2), 3, seed=0)
+
+
+def test_per_class_zero_takes_every_training_image_and_no_test_image():
+    """The labels a linear probe on the training split reads: fine-tuned and probed rows of
+    a table then learn from the same images."""
+    manifest = _manifest(per_class=5)
+    subset = per_class_subset(manifest, 0, seed=0)
+    training = manifest[manifest["split"] == "trainval"]
+    assert sorted(subset["id"]) == sorted(training["id"])
+
+
+def test_a_negative_per_class_is_refused_by_the_stage_params():
+    from synreal.params import parse_params
+    from synreal.stages.realtune import RealtuneParams
+
+    with pytest.raises(ConfigError, match="per_class must be 0 .* or more, not -1"):
+        parse_params(RealtuneParams, {"mode": "supervised", "per_class": -1}, "realtune")

@@ -226,7 +226,9 @@ def test_a_collapsed_seed_is_named_with_its_seed(tmp_path):
     assert "real seed" not in caption
 
 
-def test_pretrain_finetune_reads_each_seeds_fine_tuned_classifier_and_draws_the_seeds(tmp_path):
+@pytest.mark.parametrize("tuned_labels", [24, 240])
+def test_pretrain_finetune_reads_each_seeds_fine_tuned_classifier_and_draws_the_seeds(
+        tmp_path, tuned_labels):
     rng = np.random.default_rng(3)
     rows = {}
     for name, seeds, tuned in (("real/none", 2, False), ("real/synthetic", 2, True),
@@ -245,7 +247,7 @@ def test_pretrain_finetune_reads_each_seeds_fine_tuned_classifier_and_draws_the_
                               "top1": correct}).to_parquet(out / "per_item.parquet")
                 (out / "metrics.json").write_text(json.dumps({
                     "top1": {"estimate": correct.mean(), "lo": 0.0, "hi": 1.0},
-                    "protocol": "supervised fine-tuning", "n_train": 24}))
+                    "protocol": "supervised fine-tuning", "n_train": tuned_labels}))
                 replicate["finetune"] = str(out)
             row["finetune"] = row["replicates"][0]["finetune"]
         rows[name] = row
@@ -260,6 +262,13 @@ def test_pretrain_finetune_reads_each_seeds_fine_tuned_classifier_and_draws_the_
     caption = (tmp_path / "tables" / "pretrain_finetune.md").read_text().splitlines()[0]
     assert "mean over 1-2 seeds" in caption
     assert "figure results/tables/pretrain_finetune_seeds.png" in caption
+    # 'none' (the probe on 240 labelled images) against fine-tuned rows: equal label budgets,
+    # or a warning naming both
+    if tuned_labels == 240:
+        assert "every fine-tuning learn from as many labelled images (240)" in caption
+    else:
+        assert ("WARNING: the 'none' rows' probe learns from 240 labelled images, the "
+                "fine-tuned rows from 24:") in caption
     assert (tmp_path / "tables" / "pretrain_finetune_seeds.png").stat().st_size > 0
 
 

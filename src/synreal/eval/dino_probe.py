@@ -130,6 +130,13 @@ def dino_linear_probe(
 
 
 def _train_heads(backbone, batches, num_classes, base_lrs, epochs, device) -> list[nn.Linear]:
+    """One head per base lr at ``base x images per step / 256``.
+
+    eval_linear.py's linear scaling rule, which multiplies by its batch (1024) because every
+    step but the last has that many images; a split smaller than one batch is one step of
+    its own size, so the held-out selection's fitting part and the retraining on all of the
+    split each run at their own step size, as the rule scales them.
+    """
     heads: list[nn.Linear] = []  # created at the first batch, when the feature dim is known
     optimizers: list[torch.optim.Optimizer] = []
     schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
@@ -198,8 +205,9 @@ class DinoLinearConfig:
     def describe(self) -> str:
         """One line with every setting, for metrics' ``protocol``."""
         return (f"DINO eval_linear on fixed features: linear layer (init N(0, 0.01)), SGD "
-                f"momentum 0.9, weight decay 0, batch {self.batch_size}, lr = base x "
-                f"batch/256 with base in {list(self.base_lrs)} picked on a held-out "
+                f"momentum 0.9, weight decay 0, batch {self.batch_size} (the whole split "
+                f"where it is smaller), lr = base x images per step/256 (eval_linear.py's "
+                f"linear scaling) with base in {list(self.base_lrs)} picked on a held-out "
                 f"{self.val_fraction:.0%} of the train split then retrained on all of it, "
                 f"{self.epochs} epochs cosine to 0; no RandomResizedCrop/flip (features are "
                 "extracted once from the centre crop)")

@@ -45,8 +45,14 @@ def class_counts(n_classes: int, per_class: int, balance: str) -> np.ndarray:
 def per_class_subset(manifest: pd.DataFrame, per_class: int, seed: int,
                      balance: str = "balanced",
                      where: str = "the tuning data") -> pd.DataFrame:
-    """``per_class`` labeled training images of every class (or the unbalanced ramp)."""
+    """``per_class`` labeled training images of every class (or the unbalanced ramp).
+
+    ``per_class`` 0 takes every training image: the labelled set a linear probe on the same
+    split reads, so fine-tuned and probed rows of a table spend the same labels.
+    """
     rows = training_rows(manifest, where)
+    if per_class == 0:
+        return rows.sort_index().reset_index(drop=True)
     labels = sorted(rows["label_name"].unique())
     counts = class_counts(len(labels), per_class, balance)
     rng = np.random.default_rng(np.random.SeedSequence([seed, 13]))

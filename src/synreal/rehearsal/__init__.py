@@ -120,7 +120,8 @@ def rehearsal_config(study: dict) -> dict:
         # 3 of the fixture's 6 AFHQ training images: at least one batch of 2
         _set(config, "realtune.ssl.params.fraction", 0.5)
     if _get(config, "realtune.supervised"):
-        _set(config, "realtune.supervised.params.per_class", 1)
+        if _get(config, "realtune.supervised.params.per_class", 10) != 0:  # 0: all, as is
+            _set(config, "realtune.supervised.params.per_class", 1)
         _set(config, "realtune.supervised.params.epochs", 1)
         _set(config, "realtune.supervised.params.batch_size", 4)
     if "evaluation" in config:

@@ -495,10 +495,31 @@ def pretrain_finetune_table(params: dict, out_dir: Path) -> None:
     caption = _caption(params, "Pretraining data x fine-tuning data. Test top-1: the frozen "
                                "linear probe for 'none', else the fine-tuned classifier "
                                f"({protocol['protocol']}, {protocol['n_train']} images); the "
-                               "other columns evaluate each resulting backbone frozen. Paper: "
-                               f"{params['paper_source']}.")
+                               "other columns evaluate each resulting backbone frozen. "
+                               f"{_label_budget(params)}Paper: {params['paper_source']}.")
     write_table(pd.DataFrame(rows), out_dir, "pretrain_finetune",
                 _with_story(caption, _read_controls_first(params, story.pretrain_finetune(top1))))
+
+
+def _label_budget(params: dict) -> str:
+    """Whether the 'none' rows' probe and the fine-tuned rows learned from as many labels.
+
+    SynBench Table 3 fine-tunes on the real images its real runs used; when the fine-tuning
+    set is smaller than the probe's train split, 'none' against a fine-tuned row also compares
+    label budgets, and the caption must say so.
+    """
+    runs = list(_runs(params).values())
+    probed = next(run for run in runs if "finetune" not in run)
+    probe = json.loads((Path(probed["probe"]) / "metrics.json").read_text())["n_train"]
+    tuned = sorted({json.loads((Path(run["finetune"]) / "metrics.json").read_text())["n_train"]
+                    for run in runs if "finetune" in run})
+    if tuned == [probe]:
+        return (f"The probe and every fine-tuning learn from as many labelled images "
+                f"({probe}). ")
+    return (f"WARNING: the 'none' rows' probe learns from {probe} labelled images, the "
+            f"fine-tuned rows from {', '.join(map(str, tuned))}: 'none' against a fine-tuned "
+            "row also compares label budgets (set realtune.supervised.params.per_class: 0 for "
+            "the probe's). ")
 
 
 def cfg_table(params: dict, out_dir: Path) -> None:

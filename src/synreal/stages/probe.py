@@ -131,5 +131,7 @@ def _probe(protocol: str, params: ProbeParams):
         "train split then retrained on all of it")
 
 
-STAGE = register(Stage("probe", 2, "Linear probes on frozen features with bootstrap CIs.",
+# version 4: dino_linear's protocol line says that a split smaller than one batch is one step
+# of its own size, with the lr scaled by it (the numbers are version 2's).
+STAGE = register(Stage("probe", 4, "Linear probes on frozen features with bootstrap CIs.",
                        ProbeParams, run))

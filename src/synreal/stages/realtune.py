@@ -32,7 +32,9 @@ class RealtuneParams:
     fraction: float = doc("ssl: share of the tuning dataset's training images (the proposal: "
                           "10 % of AFHQ; SynBench Table 10: 7.7 % of ImageNet-100).",
                           default=0.1)
-    per_class: int = doc("supervised: labeled training images per class.", default=10)
+    per_class: int = doc("supervised: labeled training images per class; 0 takes every "
+                         "training image (the labels the linear probe reads: SynBench Table 3 "
+                         "fine-tunes on the same real images its real runs used).", default=10)
     balance: str = doc("supervised: balanced (per_class each) or unbalanced (a linear ramp "
                        "around per_class with the same total, SynBench appendix).",
                        default="balanced")
@@ -59,9 +61,12 @@ class RealtuneParams:
     def __post_init__(self) -> None:
         if self.mode not in MODES:
             raise ValueError(f"mode must be one of {list(MODES)}, not {self.mode!r}")
-        for name in ("per_class", "epochs", "batch_size", "bootstrap_resamples"):
+        for name in ("epochs", "batch_size", "bootstrap_resamples"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
+        if self.per_class < 0:
+            raise ValueError(f"per_class must be 0 (every training image) or more, not "
+                             f"{self.per_class}")
 
 
 def run(spec: dict, out_dir: Path) -> None:
@@ -158,8 +163,10 @@ def _supervised(spec: dict, params: RealtuneParams, out_dir: Path) -> None:
     predicted = predict(model, preprocess, list(test["path"]), target)
     correct = (predicted == test["label_name"].map(index).to_numpy()).astype(np.float64)
     per_item = {"top1": correct}
-    metrics = {"protocol": f"supervised fine-tuning, {params.per_class} images per class "
-                           f"({params.balance}), {params.epochs} epochs: the whole backbone "
+    chosen = (f"all {len(subset)} training images" if params.per_class == 0 else
+              f"{params.per_class} images per class ({params.balance})")
+    metrics = {"protocol": f"supervised fine-tuning, {chosen}, {params.epochs} epochs: "
+                           "the whole backbone "
                            f"and a new linear head, AdamW lr {params.lr} (head x"
                            f"{params.head_lr_scale}) cosine, weight decay "
                            f"{params.weight_decay}, batch {params.batch_size}, "
