@@ -59,16 +59,33 @@ def test_main_finding_names_the_negative_controls_other_columns_whose_ci_exclude
               "retrieval mAP": Cell(0.0015, 0.0006, 0.0024)}
     main = Cell(-0.10, -0.15, -0.05)
     text = story.main({"linear top-1": main}, "synthetic - real", controls, others)
-    assert ("The negative control's CI also excludes 0 on retrieval mAP "
+    assert ("Outside linear top-1 the negative control's CI excludes 0 on retrieval mAP "
             "(negative - reference +0.1 points [+0.1, +0.2])") in text
+    assert "Controls first: in linear top-1, the positive control" in text
     assert "k-NN" not in text and text.endswith(f": {story.CONSISTENT}.")
     # the demo's case: a CI below 0 that one decimal would write as [-0.0, -0.0]
     tiny = {"retrieval mAP": Cell(-0.00021, -0.00042, -0.00008)}
     assert ("retrieval mAP (negative - reference -0.02 points [-0.04, -0.01])"
             in story.main({"linear top-1": main}, "synthetic - real", controls, tiny))
     clean = {"retrieval mAP": Cell(0.001, -0.001, 0.003)}
-    assert "also excludes" not in story.main({"linear top-1": main}, "synthetic - real",
-                                             controls, clean)
+    assert "Outside linear top-1" not in story.main({"linear top-1": main}, "synthetic - real",
+                                                    controls, clean)
+
+
+@pytest.mark.parametrize("failed", [False, True])
+def test_main_finding_names_the_other_measures_whose_difference_excludes_0(failed):
+    """The verdict reads linear top-1; a difference elsewhere whose CI excludes 0 is quoted
+    with its sign and CI, not judged, and the Finding still ends with the verdict."""
+    controls = {"negative": Cell(0.0, -0.02, 0.02),
+                "positive": Cell(0.01, -0.01, 0.03) if failed else Cell(-0.2, -0.3, -0.1)}
+    differences = {"linear top-1": Cell(-0.009, -0.03, 0.006),
+                   "k-NN top-1 (k=20)": Cell(-0.001, -0.011, 0.009),
+                   "retrieval mAP": Cell(0.0025, 0.0018, 0.0031)}
+    text = story.main(differences, "synthetic - real", controls)
+    assert ("no significant difference in linear top-1 (synthetic - real -0.9 points "
+            "[-3.0, +0.6], CI contains 0; CI excluding 0 where the verdict does not read: on "
+            "retrieval mAP synthetic - real +0.2 points [+0.2, +0.3])") in text, text
+    assert "k-NN" not in text and text.endswith(f": {story.CANNOT_TELL}.")
 
 
 def test_mix_ratio_finding_reads_the_trend_and_its_significance():
@@ -169,7 +186,8 @@ def test_every_table_reads_the_main_tables_controls_first(finding, verdict):
     assert story.controls_first(finding, {}) == finding  # a study without controls
     passed = story.controls_first(finding, PASSING)
     assert passed.startswith("Finding: Controls first (the study's, as table main reads them): "
-                             "pretraining on the real images adds to the untrained backbone")
+                             "in linear top-1, pretraining on the real images adds to the "
+                             "untrained backbone")
     own = finding.removeprefix("Finding: ")
     own = own[0].upper() + own[1:]  # a sentence of its own after the controls
     assert passed.endswith(f". {own}") and passed.endswith(f": {verdict}.")

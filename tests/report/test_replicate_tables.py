@@ -158,7 +158,8 @@ def test_the_random_init_control_is_read_first_as_what_pretraining_added(
     caption = (tables / "main.md").read_text().splitlines()[0]
     assert "Control 'random init': the real run's backbone at its random initialisation" in caption
     finding = caption.split("Finding:")[1]
-    assert finding.strip().startswith("Controls first: pretraining on the real images")
+    assert finding.strip().startswith(
+        "Controls first: in linear top-1, pretraining on the real images")
     if adds:
         assert "adds to the untrained backbone" in finding
         assert "not judged" not in finding  # GOOD: every control passes

@@ -85,7 +85,7 @@ def controls_read(controls: dict[str, Cell]) -> tuple[str, str | None]:
     if not said:  # controls ran, but none could be computed (no test image, say)
         return ("no control could be computed", "without a control that reads, the study "
                 "cannot tell the answer at this scale")
-    return "; ".join(said), failed
+    return "in linear top-1, " + "; ".join(said), failed
 
 
 def controls_first(finding: str, controls: dict[str, Cell]) -> str:
@@ -126,8 +126,9 @@ def negative_elsewhere(columns: dict[str, Cell]) -> str:
              if np.isfinite(cell.estimate) and not cell.lo <= 0 <= cell.hi]
     if not shown:
         return ""
-    return (f"The negative control's CI also excludes 0 on {', '.join(shown)}: a difference "
-            f"of that size there is no evidence. ")
+    return (f"Outside linear top-1 the negative control's CI excludes 0 on {', '.join(shown)}: "
+            f"there real differs from real by that much, so a difference of that size on that "
+            f"measure is no evidence. ")
 
 
 def main(differences: dict[str, Cell], label: str = "synthetic - real",
@@ -147,12 +148,19 @@ def main(differences: dict[str, Cell], label: str = "synthetic - real",
     if not np.isfinite(cell.estimate):
         return "Finding: no paired difference could be computed."
     points = _points(label, cell)
+    # the other measures whose CI excludes 0 are named, not judged: the verdict reads one
+    elsewhere = [f"on {title} {_points(label, other)}"
+                 for title, other in differences.items()
+                 if title != "linear top-1" and np.isfinite(other.estimate)
+                 and not other.lo <= 0 <= other.hi]
+    also = (f"; CI excluding 0 where the verdict does not read: {', '.join(elsewhere)}"
+            if elsewhere else "")
     if cell.hi < 0:
-        here = f"real pretraining is significantly better ({points})"
+        here = f"real pretraining is significantly better ({points}{also})"
     elif cell.lo > 0:
-        here = f"synthetic pretraining is significantly better ({points})"
+        here = f"synthetic pretraining is significantly better ({points}{also})"
     else:
-        here = f"no significant difference ({points}, CI contains 0)"
+        here = f"no significant difference in linear top-1 ({points}, CI contains 0{also})"
     first = ""
     if controls:
         said, failed = controls_read(controls)
