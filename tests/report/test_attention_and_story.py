@@ -205,3 +205,14 @@ def test_every_table_reads_the_main_tables_controls_first(finding, verdict):
     unread = {part: Cell(np.nan, np.nan, np.nan) for part in PASSING}
     assert story.controls_first(finding, unread).endswith(f": {story.CANNOT_TELL}.")
     assert "no control could be computed" in story.controls_first(finding, unread)
+
+
+def test_cfg_finding_quotes_top1_as_a_range_it_does_not_judge():
+    """The verdict reads diversity; top-1 over the scales is quoted, with CIs, as a range."""
+    diversity = {2.5: 0.12, 7.5: 0.10, 15.0: 0.08}
+    top1 = {2.5: Cell(0.309, 0.28, 0.34), 7.5: Cell(0.338, 0.31, 0.37),
+            15.0: Cell(0.339, 0.31, 0.37)}
+    text = story.cfg(diversity, top1)
+    assert ("linear top-1, which this verdict does not read, ranges from 30.9 [28.0, 34.0] % "
+            "at scale 2.5 to 33.9 [31.0, 37.0] % at scale 15") in text, text
+    assert "best downstream" not in text and text.endswith(story.CANNOT_TELL + ".")

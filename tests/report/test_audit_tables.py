@@ -87,17 +87,28 @@ def test_caption_gives_the_resamples_and_no_ci_free_number(audits, tmp_path):
     assert f"{PARAMS.fid_resamples} resamples of both sets" in caption
 
 
-def test_cfg_table_gives_diversity_and_fid_with_cis(audits, tmp_path):
-    runs = {"2.5": {"generate": "results/generate/a", "audit": str(audits["syn_a"])},
-            "7.5": {"generate": "results/generate/b", "audit": str(audits["syn_b"])}}
+@pytest.mark.parametrize("backend", ["toy", "sdxl"])
+def test_cfg_table_gives_diversity_and_fid_with_cis(audits, tmp_path, backend):
+    runs = {}
+    for scale, name in (("2.5", "syn_a"), ("7.5", "syn_b")):
+        generated = tmp_path / "generate" / name
+        generated.mkdir(parents=True)
+        (generated / "spec.json").write_text(json.dumps({"params": {"backend": backend}}))
+        runs[scale] = {"generate": str(generated), "audit": str(audits[name])}
     cfg_table({"study": "toy", "runs": runs, "order": list(runs), "generator": "toy"},
-              tmp_path)
+              tmp_path / "tables")
+    tmp_path = tmp_path / "tables"
     table = pd.read_csv(tmp_path / "cfg.csv", dtype=str, keep_default_na=False)
     for column in ("diversity [CI]", "FID [CI]", "class consistency % [CI]"):
         assert table[column].str.match(CI_CELL).all(), (column, list(table[column]))
     caption = (tmp_path / "cfg.md").read_text().splitlines()[0]
     assert "point estimate" not in caption and "Finding:" in caption
     assert "real reference" not in caption  # no such column in this table
+    # the audit's models, as the synbench table names them; the toy's built-in trend said
+    assert " Models: " in caption and f"(backend {backend})" in caption
+    assert ("lower diversity at stronger guidance is built in" in caption) == (
+        backend == "toy")
+    assert "MixDiff Figs. 6-7" in caption and "Fig. 6, SynBench" not in caption
 
 
 def test_a_summary_without_cis_is_rejected_with_a_rebuild_hint(audits, tmp_path):

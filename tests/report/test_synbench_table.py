@@ -90,9 +90,13 @@ def test_leaks_and_their_threshold_are_printed_beside_the_counts(audits, tmp_pat
         assert table.loc[name, "test leaks"] == str(dups["leaks"])
         assert dups["leaks"] >= 1  # the planted test image, at least
         assert table.loc[name, "dup/leak threshold (cosine)"] == (
-            f"{dups['threshold']:.3f} (calibrated)")
-        assert f"{dups['threshold']:.3f}: {dups['source']}" in caption
+            f"{dups['threshold']:.4f} (calibrated)")
+        assert f"{dups['threshold']:.4f}: {dups['source']}" in caption
         assert "two disjoint random halves of real" in dups["source"]
+    # the caption's promised leakage warning names every leaking set and its count
+    leaks = {name: _summary(audits[name])["near_duplicates"]["leaks"] for name in ("named", "demo")}
+    assert (f"WARNING: test leaks in named ({leaks['named']}), demo ({leaks['demo']}):"
+            in caption), caption
     columns = list(table.columns)
     assert columns.index("dup/leak threshold (cosine)") == columns.index("test leaks") + 1
 

@@ -43,7 +43,7 @@ REFERENCE_CFG = 7.5
 def guidance_factor(cfg_scale: float) -> float:
     """How much wider than configured the toy ranges are at ``cfg_scale`` (1 at 7.5).
 
-    A stand-in for what guidance does to a diffusion model's samples (MixDiff Fig. 6,
+    A stand-in for what guidance does to a diffusion model's samples (MixDiff Fig. 7,
     SynBench F1): stronger guidance follows the prompt more closely and lowers diversity;
     weaker guidance is more diverse and more often off-class. Here the scale and brightness
     ranges shrink around their centres, and the label confusion rate falls, as 7.5 / scale.

@@ -540,10 +540,21 @@ def cfg_table(params: dict, out_dir: Path) -> None:
             top1[float(scale)] = read_metric(run["probe"], "top1")
         row["key"] = Path(run["generate"]).name
         rows.append(row)
-    caption = (f"Guidance-scale sweep of generator '{params['generator']}' in study "
-               f"'{params['study']}' (MixDiff Fig. 6, SynBench F1): SynBench measures of each "
+    backends = sorted({read_spec(Path(run["generate"]))["params"].get("backend", "?")
+                       for run in _runs(params).values()})
+    built_in = (" The toy generator narrows its scale and brightness ranges and its label "
+                "confusion as 7.5 / scale (synreal.generate.toy_backend.guidance_factor): here "
+                "lower diversity at stronger guidance is built in, a check that the audit "
+                "measures it, not a finding." if any(b.startswith("toy") for b in backends)
+                else "")
+    caption = (f"Guidance-scale sweep of generator '{params['generator']}' (backend "
+               f"{', '.join(backends)}) in study '{params['study']}', after SynBench F1 (SD "
+               "text-to-image guidance 2-7: stronger guidance, less diversity) and MixDiff "
+               "Figs. 6-7 (which sweep its image-variation model's guidance; Fig. 7: "
+               "diversity and FID, Fig. 6: SimCLR top-1): SynBench measures of each "
                "scale's images against the real dataset and, where pretrained, DINO on them "
-               "evaluated frozen (% with 95 % bootstrap CI). Key: the generated dataset. "
+               "evaluated frozen (% with 95 % bootstrap CI). Key: the generated dataset."
+               + built_in + _models_caption(summaries) + " "
                + _audit_caption(summaries, reference=False))
     pretrained = {scale: run for scale, run in _runs(params).items() if "probe" in run}
     if pretrained and "facts" in params:  # what made the DINO columns' numbers
@@ -725,12 +736,12 @@ def _threshold_cell(dups: dict) -> str:
     if not _finite(threshold):
         return "n/a"
     how = "configured" if dups.get("source", "configured") == "configured" else "calibrated"
-    return f"{threshold:.3f} ({how})"
+    return f"{threshold:.4f} ({how})"
 
 
 def _duplicates_caption(summaries: list[dict]) -> str:
     """How each threshold was set, as the audits recorded it."""
-    sources = sorted({f"{d['threshold']:.3f}: {d.get('source', 'configured')}"
+    sources = sorted({f"{d['threshold']:.4f}: {d.get('source', 'configured')}"
                       for s in summaries if (d := s.get("near_duplicates") or {})
                       and _finite(d.get("threshold"))})
     text = (" Near-duplicate pairs (inside a set) and test leaks (images of the set that are "
@@ -797,8 +808,21 @@ def synbench_table(params: dict, out_dir: Path) -> None:
                "near-duplicate pairs inside the set and leaks into the downstream test set (a "
                "leakage warning when > 0)."
                + _models_caption(summaries) + _duplicates_caption(summaries) + " "
-               + _audit_caption(summaries, reference=True) + _vlm_caption(summaries))
+               + _audit_caption(summaries, reference=True) + _vlm_caption(summaries)
+               + _leak_warning(rows))
     write_table(pd.DataFrame(rows), out_dir, "synbench", caption)
+
+
+def _leak_warning(rows: list[dict]) -> str:
+    """The caption's promised warning: every set with a test leak, and how many."""
+    leaking = [f"{row['dataset']} ({row['test leaks']})" for row in rows
+               if isinstance(row["test leaks"], int | float) and row["test leaks"] > 0]
+    if not leaking:
+        return ""
+    return (f" WARNING: test leaks in {', '.join(leaking)}: images within the threshold of a "
+            "downstream test image (or its file), so a backbone pretrained on that set may "
+            "have seen the test set; look at the pairs before trusting its downstream numbers "
+            "(a weak embedding also flags look-alikes).")
 
 
 BUILDERS: dict[str, Callable[[dict, Path], None]] = {

@@ -265,13 +265,20 @@ def pretrain_finetune(top1: dict[str, Cell]) -> str:
 
 
 def cfg(diversity: dict[float, float | None], top1: dict[float, Cell]) -> str:
-    """Higher guidance lowers diversity (MixDiff Fig. 6, SynBench F1)."""
+    """Higher guidance lowers diversity (SynBench F1, MixDiff Fig. 7).
+
+    The verdict reads diversity only; downstream top-1 is quoted as its range over the
+    scales, not judged (no paper states a direction for DINO on a text-to-image sweep).
+    """
     known = {s: d for s, d in diversity.items() if d is not None}
     if len(known) < 2:
         return "Finding: diversity was not measured at two or more scales."
     rho, p = _rank(list(known), list(known.values()))
-    best = (f"; the best downstream top-1 is at scale {max(top1, key=lambda s: top1[s].estimate)}"
-            if top1 else "")
+    best = ""
+    if top1:
+        low, high = (f(top1, key=lambda s: top1[s].estimate) for f in (min, max))
+        best = (f"; linear top-1, which this verdict does not read, ranges from "
+                f"{top1[low]} % at scale {low:g} to {top1[high]} % at scale {high:g}")
     return (f"Finding: stronger guidance lowers diversity; here the rank correlation of "
             f"diversity with the scale is {rho:+.2f} (p = {p:.2f}, {len(known)} scales){best}: "
             f"{_verdict(rho < 0 and p < 0.05, rho > 0 and p < 0.05)}.")

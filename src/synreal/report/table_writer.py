@@ -23,10 +23,17 @@ def _write_text_atomic(path: Path, text: str) -> None:
         raise
 
 
+#: LaTeX's special characters in text mode, each written as itself (in one pass, so the
+#: braces of one replacement are not escaped again; < and > print as other glyphs in OT1).
+LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+                  "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+                  "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
+#: Tables wider than this many columns are scaled to the line width.
+WIDE_COLUMNS = 8
+
+
 def _latex_escape(text: str) -> str:
-    for char in ("\\", "&", "%", "$", "#", "_", "{", "}"):
-        text = text.replace(char, "\\" + char if char != "\\" else r"\textbackslash{}")
-    return text
+    return "".join(LATEX_SPECIALS.get(char, char) for char in text)
 
 
 def to_markdown(frame: pd.DataFrame) -> str:
@@ -38,14 +45,21 @@ def to_markdown(frame: pd.DataFrame) -> str:
 
 
 def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
-    """A booktabs LaTeX table with caption and label."""
+    r"""A booktabs LaTeX table with caption and label; a wide one is scaled to the line.
+
+    Needs ``\usepackage{booktabs}`` (and ``graphicx`` for a table wider than
+    :data:`WIDE_COLUMNS` columns, which ``\resizebox`` fits to the line width).
+    """
     cols = "l" * len(frame.columns)
     head = " & ".join(_latex_escape(str(c)) for c in frame.columns) + r" \\"
     body = [" & ".join(_latex_escape(str(v)) for v in row) + r" \\"
             for row in frame.itertuples(index=False)]
+    tabular = [rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head, r"\midrule", *body,
+               r"\bottomrule", r"\end{tabular}"]
+    if len(frame.columns) > WIDE_COLUMNS:
+        tabular = [r"\resizebox{\linewidth}{!}{%", *tabular, "}"]
     return "\n".join([
-        r"\begin{table}[t]", r"\centering", rf"\begin{{tabular}}{{{cols}}}", r"\toprule", head,
-        r"\midrule", *body, r"\bottomrule", r"\end{tabular}",
+        r"\begin{table}[t]", r"\centering", *tabular,
         rf"\caption{{{_latex_escape(caption)}}}", rf"\label{{tab:{label}}}", r"\end{table}", "",
     ])
 
