@@ -345,3 +345,9 @@ def test_mixdiff_views_synthetic_row_is_dino_on_the_mixdiff_runs_own_synthetic_s
                                           r"synthetic_var: \{source: synthetic, synthetic: "
                                           r"afhq_var\}\.$"):
         _plan(changed)
+
+
+def test_mixdiff_runs_record_that_each_sample_draws_its_global_recipes(config):
+    plan = _plan(config)
+    assert plan.pretrain["mixdiff"].params["data"]["global_recipes"] == "per_sample"
+    assert "global_recipes" not in plan.pretrain["real"].params["data"]

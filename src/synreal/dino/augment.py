@@ -66,6 +66,11 @@ class ViewPlan:
 
     global_sources: tuple[int, ...]
     local_sources: tuple[int, ...]
+    #: Each sample draws which of its two global crops gets global view 1's recipe (blur
+    #: always) and which view 2's (blur 0.1, solarize 0.2). DINO's two views are of one image,
+    #: so their order does not matter; with MixDiff's real and synthetic global crops a fixed
+    #: order would always blur the real image hard and solarize only the synthetic one.
+    swap_globals: bool = False
 
     @classmethod
     def single(cls, local_crops: int) -> ViewPlan:
@@ -74,10 +79,11 @@ class ViewPlan:
 
     @classmethod
     def mixdiff(cls, real_global: int, real_local: int, synthetic_global: int,
-                synthetic_local: int) -> ViewPlan:
+                synthetic_local: int, swap_globals: bool = True) -> ViewPlan:
         """Crops split between the real image (0) and its synthetic variation (1)."""
         return cls((0,) * real_global + (1,) * synthetic_global,
-                   (0,) * real_local + (1,) * synthetic_local)
+                   (0,) * real_local + (1,) * synthetic_local,
+                   swap_globals and real_global == synthetic_global == 1)
 
     def checked(self) -> ViewPlan:
         """The plan itself once valid; a ValueError unless it has exactly 2 global crops."""
@@ -103,9 +109,15 @@ class MultiCrop:
         self.local = view_transform(local_size, local_scale, BLUR_P["local"],
                                     SOLARIZE_P["local"])
 
+    def global_recipes(self) -> tuple:
+        """The two global transforms of one sample, swapped half the time if the plan says so."""
+        if self.plan.swap_globals and bool(torch.rand(()) < 0.5):
+            return self.globals[::-1]
+        return self.globals
+
     def __call__(self, images: list[torch.Tensor]) -> list[torch.Tensor]:
         """Crops in order: global 1, global 2, locals; each from its planned source image."""
-        crops = [t(images[s]) for t, s in zip(self.globals, self.plan.global_sources,
+        crops = [t(images[s]) for t, s in zip(self.global_recipes(), self.plan.global_sources,
                                               strict=True)]
         crops += [self.local(images[s]) for s in self.plan.local_sources]
         return crops
