@@ -216,3 +216,24 @@ def test_cfg_finding_quotes_top1_as_a_range_it_does_not_judge():
     assert ("linear top-1, which this verdict does not read, ranges from 30.9 [28.0, 34.0] % "
             "at scale 2.5 to 33.9 [31.0, 37.0] % at scale 15") in text, text
     assert "best downstream" not in text and text.endswith(story.CANNOT_TELL + ".")
+
+
+@pytest.mark.parametrize(("lift", "versus", "verdict"), [
+    (Cell(0.05, 0.02, 0.08), Cell(0.03, 0.01, 0.05), story.CONSISTENT),
+    (Cell(0.007, -0.01, 0.02), Cell(0.01, -0.01, 0.03), story.CANNOT_TELL),
+    (Cell(-0.05, -0.08, -0.02), Cell(0.01, -0.01, 0.03), story.CONTRADICTS),
+])
+def test_realtune_finding_reads_paired_differences(lift, versus, verdict):
+    """Tuned and vanilla rows share seeds and test images: the verdict reads the paired
+    differences' CIs, quoted with their signs, not whether two cells' CIs overlap."""
+    top1 = {f"{run}/{t}": Cell(0.3, 0.28, 0.32) for run in ("real", "synthetic")
+            for t in ("vanilla", "SynTune", "RealTune")}
+    paired = {"synthetic: RealTune - vanilla": lift, "real: RealTune - SynTune": versus,
+              "synthetic: RealTune - SynTune": versus}
+    text = story.realtune(top1, None, paired)
+    assert (f"paired by seed and test image, synthetic: RealTune - vanilla "
+            f"{100 * lift.estimate:+.1f} points") in text
+    assert f"real: RealTune - SynTune {100 * versus.estimate:+.1f} points" in text
+    assert text.endswith(f": {verdict}."), text
+    # a barely tuned teacher is still not judged
+    assert story.realtune(top1, 0.97, paired).endswith(f": {story.CANNOT_TELL}.")

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import pandas as pd
 
@@ -17,6 +18,9 @@ from synreal.data.manifest import read_manifest
 from synreal.dino.params import STILL_SHARE
 from synreal.dino.verdict import LOG_FILE, run_verdict
 from synreal.report.table_writer import write_table
+
+if TYPE_CHECKING:
+    from synreal.report.metrics import Cell
 
 
 def _resolutions(manifest: pd.DataFrame, most: int = 3) -> str:
@@ -448,7 +452,32 @@ def realtune_table(params: dict, out_dir: Path) -> None:
                     "hardly differ from vanilla: lower realtune.ssl.dino.momentum_teacher or "
                     "add realtune.ssl.dino.epochs.")
     write_table(pd.DataFrame(rows), out_dir, "realtune",
-                _with_story(caption, _read_controls_first(params, story.realtune(top1, still))))
+                _with_story(caption, _read_controls_first(params, story.realtune(
+                    top1, still, _realtune_differences(params)))))
+
+
+def _realtune_differences(params: dict) -> dict[str, Cell]:
+    """The paired differences the realtune Finding reads, as the main table pairs its rows.
+
+    A tuned run continues its vanilla run's seed and every row is tested on the same images:
+    RealTune - vanilla of the synthetic run, and RealTune - SynTune of each pretrained run.
+    """
+    from synreal.report.metrics import paired_difference
+
+    runs = _runs(params)
+    resamples, seed = params["facts"]["resamples"], params["facts"]["seed"]
+
+    def differ(a: str, b: str) -> Cell:
+        return paired_difference(runs[a], runs[b], "probe", "top1", resamples, seed)
+
+    found = {}
+    if {"synthetic/vanilla", "synthetic/RealTune"} <= set(runs):
+        found["synthetic: RealTune - vanilla"] = differ("synthetic/vanilla",
+                                                        "synthetic/RealTune")
+    for run in ("real", "synthetic"):
+        if {f"{run}/SynTune", f"{run}/RealTune"} <= set(runs):
+            found[f"{run}: RealTune - SynTune"] = differ(f"{run}/SynTune", f"{run}/RealTune")
+    return found
 
 
 def _still_share(params: dict) -> float | None:

@@ -221,12 +221,19 @@ def mixdiff(top1: dict[str, Cell], collapsed: set[str] = frozenset()) -> str:
             f"{_verdict(significant and not degenerate, beaten)}.")
 
 
-def realtune(top1: dict[str, Cell], still_share: float | None = None) -> str:
+def realtune(top1: dict[str, Cell], still_share: float | None = None,
+             paired: dict[str, Cell] | None = None) -> str:
     """SynBench Table 10: RealTune lifts DINO-Syn far more than SynTune does.
 
     ``still_share``: given when a tuned teacher kept more than STILL_SHARE of its starting
     weights (the largest such share): its tuning barely tuned, so the table cannot tell.
+    ``paired``: the paired differences (seed i with seed i, on the same test images) that
+    the verdict reads, as the main table's do: ``synthetic: RealTune - vanilla`` and, per
+    pretrained run, ``<run>: RealTune - SynTune``. Without them, the cells' CIs are compared
+    (separate or overlapping).
     """
+    if paired:
+        return _realtune_paired(top1, still_share, paired)
     if not {"synthetic/RealTune", "synthetic/vanilla"} <= set(top1):
         return ("Finding: not judged (the paper's comparison needs the runs named real and "
                 "synthetic in realtune.runs).")
@@ -245,6 +252,23 @@ def realtune(top1: dict[str, Cell], still_share: float | None = None) -> str:
             f"beats SynTune; here RealTune changes it by {100 * lift:+.1f} points "
             f"({'CIs separate' if up or down else 'CIs overlap'}) and {beats} SynTune: "
             f"{_verdict(up and over, down or under)}.")
+
+
+def _realtune_paired(top1: dict[str, Cell], still_share: float | None,
+                     paired: dict[str, Cell]) -> str:
+    if still_share is not None or "synthetic: RealTune - vanilla" not in paired:
+        return realtune(top1, still_share)
+    lift = paired["synthetic: RealTune - vanilla"]
+    versus = {k: v for k, v in paired.items() if k.endswith("RealTune - SynTune")}
+    over = bool(versus) and all(cell.lo > 0 for cell in versus.values())
+    under = any(cell.hi < 0 for cell in versus.values())
+    beats = "significantly beats" if over else "does not significantly beat"
+    quoted = "; ".join(_points(k, v) for k, v in versus.items())
+    return (f"Finding: in SynBench RealTune lifts synthetic-pretrained DINO by 25 points and "
+            f"beats SynTune; here, paired by seed and test image, "
+            f"{_points('synthetic: RealTune - vanilla', lift)}, and RealTune {beats} SynTune"
+            f"{f' ({quoted})' if quoted else ''}: "
+            f"{_verdict(lift.lo > 0 and over, lift.hi < 0 or under)}.")
 
 
 def pretrain_finetune(top1: dict[str, Cell]) -> str:
