@@ -64,7 +64,9 @@ class DinoParams:
     student_temp: float = doc("Student temperature.", default=0.1)
     center_momentum: float = doc("EMA momentum of the teacher-output centre.", default=0.9)
     # --- optimisation ----------------------------------------------------------------------
-    epochs: int = doc("Training epochs (the proposal: 100+ at AFHQ scale).", default=100)
+    epochs: int = doc("Training epochs (main_dino.py's default 100, ImageNet; the study "
+                      "proposal budgets 2-3 GPU-days a model, far more epochs at AFHQ scale).",
+                      default=100)
     batch_size: int = doc("Images per step over all GPUs, split evenly between them (the "
                           "official code counts 64 per GPU: 16 GPUs = 1024). Global, so that a "
                           "run's key means the same training on any number of GPUs.",

@@ -29,9 +29,8 @@ class RealtuneParams:
 
     mode: str = doc("ssl (continue DINO on an unlabeled subset) or supervised (fine-tune "
                     "with a linear head on a labeled subset).", default="ssl")
-    fraction: float = doc("ssl: share of the tuning dataset's training images (the proposal: "
-                          "10 % of AFHQ; SynBench Table 10: 7.7 % of ImageNet-100).",
-                          default=0.1)
+    fraction: float = doc("ssl: share of the tuning dataset's training images (SynBench "
+                          "Table 10 tunes on 7.7 % of ImageNet-100).", default=0.1)
     per_class: int = doc("supervised: labeled training images per class; 0 takes every "
                          "training image (the labels the linear probe reads: SynBench Table 3 "
                          "fine-tunes on the same real images its real runs used).", default=10)
