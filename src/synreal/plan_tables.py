@@ -204,8 +204,8 @@ def mix_ratio_table(plan: Plan) -> TableJob:
         name = by_fraction[fraction]
         rows[name] = _run_row(plan, name, {"real %": round(100 * fraction), "run": name})
     return _controls_first(plan, "mix_ratio", rows, list(rows), paper_source=(
-        "Syn2Co Fig. 3 (ImageNet-100 linear top-1 rises with the real share; values only "
-        "in the figure)"))
+        "Syn2Co Fig. 3 (MoBY on DeiT-S and Swin-T, not DINO; ImageNet-100 linear top-1 "
+        "rises with the real share; values only in the figure)"))
 
 
 def _synthetic_only_run(plan: Plan, mixdiff_runs: list[str]) -> str:
@@ -340,9 +340,11 @@ def cfg_table(plan: Plan) -> TableJob:
             facts = facts or {"facts": run_facts(plan.config, pretrain, evaluation)}
         rows[str(scale)] = row
         needs += [row[stage] for stage in row if stage not in ("labels", "label_columns", "data")]
+    generator = plan.config["cfg_sweep"]["generator"]
     return TableJob("cfg", {"study": plan.config["study"]["name"], "runs": rows,
-                            "order": list(rows),
-                            "generator": plan.config["cfg_sweep"]["generator"], **facts},
+                            "order": list(rows), "generator": generator,
+                            "generator_scale": plan.generators[generator].params["cfg_scale"],
+                            **facts},
                     sorted(set(needs)))
 
 

@@ -69,8 +69,14 @@ def test_every_table_is_written_with_cis_a_finding_and_keys(finished):
     assert (tables / "mix_ratio.png").stat().st_size > 0
     synbench = pd.read_csv(tables / "synbench.csv")
     assert list(synbench["dataset"]) == ["afhq", "afhq_syn", "afhq_syn@cfg2.5"]
-    cfg = pd.read_csv(tables / "cfg.csv")
+    cfg = pd.read_csv(tables / "cfg.csv", dtype={"DINO key": str, "key": str})
     assert list(cfg["CFG scale"]) == [2.5, 7.5]
+    # each pretrained scale names its DINO run; at the generator's own scale, main's synthetic
+    for key in cfg["DINO key"]:
+        assert list(finished.glob(f"results/pretrain/{key}/spec.json")), key
+    main = pd.read_csv(tables / "main.csv", dtype=str).set_index("pretraining data")
+    assert cfg.set_index("CFG scale").loc[7.5, "DINO key"] == main.loc["synthetic", "key"]
+    assert "The row at scale 7.5 is the generator itself" in (tables / "cfg.md").read_text()
     # every table that shows DINO numbers names the backbone, the recipe's departures from
     # main_dino.py's defaults and each column's protocol; the cfg sweep's pretrained scales too
     for name in ("main", "mix_ratio", "mixdiff_views", "realtune", "pretrain_finetune", "cfg"):

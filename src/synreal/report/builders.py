@@ -530,6 +530,17 @@ def pretrain_finetune_table(params: dict, out_dir: Path) -> None:
                 _with_story(caption, _read_controls_first(params, story.pretrain_finetune(top1))))
 
 
+def _same_run_as_main(params: dict) -> str:
+    """Where the sweep's row is the main table's synthetic run, a caption says so."""
+    scale = params.get("generator_scale")
+    run = (params["runs"].get(str(float(scale))) if scale is not None else None) or {}
+    if "pretrain" not in run:
+        return ""
+    return (f" The row at scale {float(scale):g} is the generator itself: its DINO run is the "
+            "main table's synthetic run at its first seed (table main gives the mean over its "
+            "seeds).")
+
+
 def _label_budget(params: dict) -> str:
     """Whether the 'none' rows' probe and the fine-tuned rows learned from as many labels.
 
@@ -568,6 +579,8 @@ def cfg_table(params: dict, out_dir: Path) -> None:
                 row[title] = str(read_metric(run[stage], key))
             top1[float(scale)] = read_metric(run["probe"], "top1")
         row["key"] = Path(run["generate"]).name
+        if "pretrain" in run:
+            row["DINO key"] = Path(run["pretrain"]).name
         rows.append(row)
     backends = sorted({read_spec(Path(run["generate"]))["params"].get("backend", "?")
                        for run in _runs(params).values()})
@@ -582,8 +595,9 @@ def cfg_table(params: dict, out_dir: Path) -> None:
                "Figs. 6-7 (which sweep its image-variation model's guidance; Fig. 7: "
                "diversity and FID, Fig. 6: SimCLR top-1): SynBench measures of each "
                "scale's images against the real dataset and, where pretrained, DINO on them "
-               "evaluated frozen (% with 95 % bootstrap CI). Key: the generated dataset."
-               + built_in + _models_caption(summaries) + " "
+               "evaluated frozen (% with 95 % bootstrap CI). Key: the generated dataset; DINO "
+               "key: the pretraining run."
+               + _same_run_as_main(params) + built_in + _models_caption(summaries) + " "
                + _audit_caption(summaries, reference=False))
     pretrained = {scale: run for scale, run in _runs(params).items() if "probe" in run}
     if pretrained and "facts" in params:  # what made the DINO columns' numbers
@@ -654,9 +668,11 @@ def _reference_cell(artifact: Path, summary: dict, resamples: int = AUDIT_CELL_R
         raise DataError(f"{path} is missing although {Path(artifact) / 'summary.json'} has a "
                         "reference rate: an older audit wrote it; delete that audit and rerun "
                         "snakemake to rebuild it.")
-    cell = rate_cell(pd.read_parquet(path, columns=["consistent"])["consistent"], resamples,
-                     seed)
-    return "not measured" if cell is None else str(cell)
+    consistent = pd.read_parquet(path, columns=["consistent"])["consistent"]
+    cell = rate_cell(consistent, resamples, seed)
+    # its size: a real set's own training images out of fold, or the few real images a
+    # synthetic set's probe held out, so rows differ and the reader must see by how much
+    return "not measured" if cell is None else f"{cell} (n {int(consistent.notna().sum())})"
 
 
 def _vlm_blocking_cell(artifact: Path, summary: dict, resamples: int = AUDIT_CELL_RESAMPLES,
@@ -704,7 +720,9 @@ def _audit_caption(summaries: list[dict], reference: bool) -> str:
         return "/".join(str(n) for n in used) or None
 
     rates = ("Class consistency, the real reference and person blocking: % of images (the "
-             "real reference: of the real images held out from the consistency probe)"
+             "real reference, n images: of the real images held out from the consistency "
+             "probe; for a real set its training images out of fold, for a synthetic set the "
+             "real images its probe held out, fewer, so its CI is wider)"
              if reference else "Class consistency and person blocking: % of images")
     text = ("Each audit measure is value [95 % bootstrap CI over images]. "
             f"{rates}; object scale (box area / image) and CIELAB L* brightness: median, then "
