@@ -11,7 +11,7 @@ two fake GPUs), every other stage to the CPU partition with none. The study's GP
 partitions stay as written; the rehearsal asks one CPU and at most 4 GB per job, which this
 node can give. Slurm jobs start cold (warm starts are for local runs), each paying for the
 two Snakemake processes the Slurm plugin starts per job, so this is the suite's longest test
-(about 235 jobs): tests/conftest.py schedules it first.
+(about 250 jobs): tests/conftest.py schedules it first.
 """
 
 from __future__ import annotations
