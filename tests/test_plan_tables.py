@@ -351,3 +351,30 @@ def test_mixdiff_runs_record_that_each_sample_draws_its_global_recipes(config):
     plan = _plan(config)
     assert plan.pretrain["mixdiff"].params["data"]["global_recipes"] == "per_sample"
     assert "global_recipes" not in plan.pretrain["real"].params["data"]
+
+
+def test_row_data_reads_the_resolved_run_and_names_no_sampler_for_toy_generators(config):
+    """A mix without real_fraction is the schema's 50 %; toy generators draw no samples."""
+    changed = copy.deepcopy(config)
+    del changed["pretrain"]["runs"]["mix50"]["real_fraction"]
+    rows = _plan(changed).tables["mix_ratio"].params["runs"]
+    assert rows["mix50"]["data"].startswith("50 % afhq (real) + 50 % afhq_syn (generator toy")
+    assert "sampling steps" not in rows["mix50"]["data"]
+
+
+def test_mix_ratio_ends_are_mains_runs_wherever_the_config_lists_them(config):
+    """A synthetic-only run on another set (MixDiff's synthetic_var) listed first does not
+    stand in for the synthetic run at 0 % real."""
+    changed = copy.deepcopy(config)
+    runs = changed["pretrain"]["runs"]
+    changed["pretrain"]["runs"] = {"synthetic_var": runs.pop("synthetic_var"), **runs}
+    assert _plan(changed).tables["mix_ratio"].params["order"] == ["synthetic", "mix50", "real"]
+
+
+@pytest.mark.parametrize(("replicates", "same"), [(None, True), ({"seeds": [5, 6]}, False)])
+def test_cfg_names_mains_synthetic_run_only_where_it_is_the_same_run(config, replicates, same):
+    changed = copy.deepcopy(config)
+    if replicates:
+        changed["replicates"] = {**replicates, "runs": ["real", "synthetic"]}
+    params = _plan(changed).tables["cfg"].params
+    assert params["main_synthetic_scale"] == (7.5 if same else None)

@@ -480,8 +480,11 @@ def _cfg_sweep(plan: Plan) -> None:
         raise ConfigError(f"cfg_sweep.generator: no generator called {name!r}; known: "
                           f"{sorted(config['generators'])}.")
     base = config["generators"][name]
-    recipe_run = next((run for run in config.get("pretrain", {}).get("runs", {}).values()
-                       if run["source"] == "synthetic"), None)
+    # the recipe of a synthetic-only run, the one on this generator's images first
+    candidates = [run for run in config.get("pretrain", {}).get("runs", {}).values()
+                  if run["source"] == "synthetic"]
+    recipe_run = next((run for run in candidates if run.get("synthetic") == name),
+                      candidates[0] if candidates else None)
     for scale in sweep["scales"]:
         generator = {**base, "params": {**base["params"], "cfg_scale": float(scale)}}
         job = _generator_job(plan, f"{name}@cfg{scale}", generator)

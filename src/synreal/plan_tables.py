@@ -23,8 +23,9 @@ def _generator_text(plan: Plan, name: str) -> str:
 
 def _generator_job_text(name: str, job: Job) -> str:
     params = job.params
-    return (f"{name} (generator {params['backend']}, guidance {params['cfg_scale']:g}, "
-            f"{params['steps']} sampling steps)")
+    # the toy backends draw no diffusion samples: no sampler, no steps
+    steps = "" if params["backend"].startswith("toy") else f", {params['steps']} sampling steps"
+    return f"{name} (generator {params['backend']}, guidance {params['cfg_scale']:g}{steps})"
 
 
 #: What each control run trains on, given the copied run's real dataset.
@@ -47,16 +48,17 @@ def _data_text(plan: Plan, name: str) -> str:
         copied = (plan.config.get("controls") or {}).get("run", "real")
         return CONTROL_DATA[name].format(real=runs[copied]["real"])
     run = runs.get(name)
-    if run is None:
+    if run is None or name not in plan.pretrain:
         return name
-    source = run["source"]
+    data = plan.pretrain[name].params["data"]  # resolved: a 0 % or 100 % mix is synthetic/real
+    source = data["source"]
     if source == "real":
         return f"{run['real']} (real)"
     synthetic = _generator_text(plan, run["synthetic"])
     if source == "synthetic":
         return synthetic
     if source == "mix":
-        share = round(100 * run["real_fraction"])
+        share = round(100 * data["real_fraction"])
         return f"{share} % {run['real']} (real) + {100 - share} % {synthetic}"
     return f"{run['real']} (real) and {synthetic}, each image's crops split between them"
 
@@ -182,6 +184,10 @@ def main_table(plan: Plan) -> TableJob:
     return _table(plan, "main", rows, ["real", "synthetic"], controls=controls)
 
 
+#: The main table's runs, preferred wherever a table needs one real or synthetic-only run.
+MAIN_RUNS = ("real", "synthetic")
+
+
 def _real_fraction(job: Job) -> float | None:
     data = job.params["data"]
     return {"real": 1.0, "synthetic": 0.0}.get(data["source"], data.get("real_fraction")) \
@@ -191,7 +197,10 @@ def _real_fraction(job: Job) -> float | None:
 def mix_ratio_table(plan: Plan) -> TableJob:
     """Syn2Co Fig. 3: share of real images at equal total, from every real/synthetic/mix run."""
     by_fraction: dict[float, str] = {}
-    for name, job in plan.pretrain.items():
+    # the runs named real and synthetic (main's) are the curve's ends, whatever else trains
+    # on one source alone (MixDiff's synthetic_var) and wherever the config lists it
+    ends_first = sorted(plan.pretrain.items(), key=lambda item: item[0] not in MAIN_RUNS)
+    for name, job in ends_first:
         fraction = _real_fraction(job)
         if fraction is not None and name in plan.config["pretrain"]["runs"]:
             by_fraction.setdefault(fraction, name)
@@ -341,10 +350,14 @@ def cfg_table(plan: Plan) -> TableJob:
         rows[str(scale)] = row
         needs += [row[stage] for stage in row if stage not in ("labels", "label_columns", "data")]
     generator = plan.config["cfg_sweep"]["generator"]
+    own = plan.generators[generator].params["cfg_scale"]
+    pretrained = (plan.cfg.get(float(own)) or (None, None, None))[2]
+    main_synthetic = plan.replicates.get("synthetic") or []
+    same = (pretrained is not None and bool(main_synthetic)
+            and pretrained.key == main_synthetic[0].key)
     return TableJob("cfg", {"study": plan.config["study"]["name"], "runs": rows,
                             "order": list(rows), "generator": generator,
-                            "generator_scale": plan.generators[generator].params["cfg_scale"],
-                            **facts},
+                            "main_synthetic_scale": own if same else None, **facts},
                     sorted(set(needs)))
 
 

@@ -249,6 +249,8 @@ def test_pretrain_finetune_reads_each_seeds_fine_tuned_classifier_and_draws_the_
                 (out / "metrics.json").write_text(json.dumps({
                     "top1": {"estimate": correct.mean(), "lo": 0.0, "hi": 1.0},
                     "protocol": "supervised fine-tuning", "n_train": tuned_labels}))
+                (out / "spec.json").write_text(json.dumps({"params": {"tune": {
+                    "per_class": 0 if tuned_labels == 240 else 2}}}))
                 replicate["finetune"] = str(out)
             row["finetune"] = row["replicates"][0]["finetune"]
         rows[name] = row
@@ -269,7 +271,8 @@ def test_pretrain_finetune_reads_each_seeds_fine_tuned_classifier_and_draws_the_
         assert "every fine-tuning learn from as many labelled images (240)" in caption
     else:
         assert ("WARNING: the 'none' rows' probe learns from 240 labelled images, the "
-                "fine-tuned rows from 24:") in caption
+                "fine-tuned rows from 24: 'none' against a fine-tuned row also compares label "
+                "budgets (set realtune.supervised.params.per_class: 0 for the probe's)") in caption
     assert (tmp_path / "tables" / "pretrain_finetune_seeds.png").stat().st_size > 0
 
 

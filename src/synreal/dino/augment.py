@@ -69,7 +69,9 @@ class ViewPlan:
     #: Each sample draws which of its two global crops gets global view 1's recipe (blur
     #: always) and which view 2's (blur 0.1, solarize 0.2). DINO's two views are of one image,
     #: so their order does not matter; with MixDiff's real and synthetic global crops a fixed
-    #: order would always blur the real image hard and solarize only the synthetic one.
+    #: order would always blur the real image hard and solarize only the synthetic one. The
+    #: MixDiff paper does not say which; drawing per sample is this project's choice, so that
+    #: no source is tied to one recipe.
     swap_globals: bool = False
 
     @classmethod

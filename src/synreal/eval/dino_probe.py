@@ -130,12 +130,13 @@ def dino_linear_probe(
 
 
 def _train_heads(backbone, batches, num_classes, base_lrs, epochs, device) -> list[nn.Linear]:
-    """One head per base lr at ``base x images per step / 256``.
+    """One head per base lr at ``base x images per step / 256``: the linear scaling rule.
 
-    eval_linear.py's linear scaling rule, which multiplies by its batch (1024) because every
-    step but the last has that many images; a split smaller than one batch is one step of
-    its own size, so the held-out selection's fitting part and the retraining on all of the
-    split each run at their own step size, as the rule scales them.
+    eval_linear.py multiplies by its nominal batch (``batch_size_per_gpu x world_size``),
+    which every step but the last has on ImageNet; here a split smaller than one batch is one
+    step of its own size, and the held-out selection's fitting part and the retraining on the
+    whole split each run at their own step's size. (Scaling by the nominal 1024 instead moved
+    the demo's rows by 1-5 points: README "What the demo is".)
     """
     heads: list[nn.Linear] = []  # created at the first batch, when the feature dim is known
     optimizers: list[torch.optim.Optimizer] = []
@@ -206,8 +207,10 @@ class DinoLinearConfig:
         """One line with every setting, for metrics' ``protocol``."""
         return (f"DINO eval_linear on fixed features: linear layer (init N(0, 0.01)), SGD "
                 f"momentum 0.9, weight decay 0, batch {self.batch_size} (the whole split "
-                f"where it is smaller), lr = base x images per step/256 (eval_linear.py's "
-                f"linear scaling) with base in {list(self.base_lrs)} picked on a held-out "
+                f"where it is smaller), lr = base x images per step/256 (the linear "
+                f"scaling rule; eval_linear.py multiplies by its nominal batch, the same "
+                f"wherever a split fills its batches) with base in {list(self.base_lrs)} "
+                f"picked on a held-out "
                 f"{self.val_fraction:.0%} of the train split then retrained on all of it, "
                 f"{self.epochs} epochs cosine to 0; no RandomResizedCrop/flip (features are "
                 "extracted once from the centre crop)")

@@ -198,15 +198,20 @@ def _collapsed_runs(params: dict) -> dict[str, tuple[str, str]]:
     from synreal.report.metrics import replicates
 
     flagged = {}
+    rows_of = {}  # a run several rows read (pretrain_finetune's) is named by what they share
+    for run in _runs(params).values():
+        rows_of.setdefault(run["pretrain"], []).append(run)
     for name, run in _runs(params).items():
         seeds = replicates(run)
+        shared = len(rows_of[run["pretrain"]]) > 1
         for seed in seeds:  # every replicate seed's run
             run_dir = Path(seed["pretrain"])
             if not (run_dir / LOG_FILE).is_file():  # not a DINO run (supervised fine-tuning)
                 continue
             dino = read_spec(run_dir)["params"]["dino"]
             if kind := run_verdict(run_dir / LOG_FILE, dino["warmup_epochs"], dino["out_dim"]):
-                row = " / ".join(str(v) for v in _labels(run).values())
+                labels = list(_labels(run).values())
+                row = " / ".join(str(v) for v in (labels[:1] if shared else labels))
                 label = f"{row} seed {seed['seed']}" if len(seeds) > 1 else row
                 flagged.setdefault(run_dir.name, (name, f"{label} ({kind})"))
     return flagged
@@ -532,9 +537,8 @@ def pretrain_finetune_table(params: dict, out_dir: Path) -> None:
 
 def _same_run_as_main(params: dict) -> str:
     """Where the sweep's row is the main table's synthetic run, a caption says so."""
-    scale = params.get("generator_scale")
-    run = (params["runs"].get(str(float(scale))) if scale is not None else None) or {}
-    if "pretrain" not in run:
+    scale = params.get("main_synthetic_scale")  # set by the plan only where the keys agree
+    if scale is None:
         return ""
     return (f" The row at scale {float(scale):g} is the generator itself: its DINO run is the "
             "main table's synthetic run at its first seed (table main gives the mean over its "
@@ -556,10 +560,13 @@ def _label_budget(params: dict) -> str:
     if tuned == [probe]:
         return (f"The probe and every fine-tuning learn from as many labelled images "
                 f"({probe}). ")
+    subsets = {read_spec(Path(run["finetune"]))["params"]["tune"].get("per_class")
+               for run in runs if "finetune" in run}
+    fix = ("set realtune.supervised.params.per_class: 0 for the probe's" if subsets != {0} else
+           "the synthetic fine-tuning set has another size than the probe's split")
     return (f"WARNING: the 'none' rows' probe learns from {probe} labelled images, the "
             f"fine-tuned rows from {', '.join(map(str, tuned))}: 'none' against a fine-tuned "
-            "row also compares label budgets (set realtune.supervised.params.per_class: 0 for "
-            "the probe's). ")
+            f"row also compares label budgets ({fix}). ")
 
 
 def cfg_table(params: dict, out_dir: Path) -> None:
@@ -867,9 +874,9 @@ def _leak_warning(rows: list[dict]) -> str:
     if not leaking:
         return ""
     return (f" WARNING: test leaks in {', '.join(leaking)}: images within the threshold of a "
-            "downstream test image (or its file), so a backbone pretrained on that set may "
-            "have seen the test set; look at the pairs before trusting its downstream numbers "
-            "(a weak embedding also flags look-alikes).")
+            "downstream test image (or its file), so a model pretrained, tuned or probed on "
+            "that set may have seen test images; look at the pairs before trusting the "
+            "downstream numbers (a weak embedding also flags look-alikes).")
 
 
 BUILDERS: dict[str, Callable[[dict, Path], None]] = {

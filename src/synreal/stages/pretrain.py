@@ -34,9 +34,11 @@ def resolve(dino: dict, run: dict, name: str) -> dict:
             raise ConfigError(f"pretrain.runs.{name}.views: real_global + synthetic_global must "
                               "be 2 (the teacher's two global crops).")
         data["views"] = views
-        # each sample draws which global crop gets which view's blur and solarisation
-        # (synreal.dino.augment.ViewPlan.swap_globals); recorded, so older runs keep their keys
-        data["global_recipes"] = "per_sample"
+        if views["real_global"] == views["synthetic_global"] == 1:
+            # each sample draws which global crop gets which view's blur and solarisation
+            # (synreal.dino.augment.ViewPlan.swap_globals); recorded, so the runs it changes
+            # get new keys and the others keep theirs
+            data["global_recipes"] = "per_sample"
         if recipe.local_crops_number != views["real_local"] + views["synthetic_local"]:
             recipe = parse_params(DinoParams, {**dino, "local_crops_number":
                                                views["real_local"] + views["synthetic_local"]},

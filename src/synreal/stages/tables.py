@@ -30,5 +30,7 @@ def run(spec: dict, out_dir: Path) -> None:
 
 # version 2: captions state each column's protocol, features and settings from the evaluation
 # artifacts' metrics.json (linear probe, k-NN, retrieval), not only the extraction's view.
-STAGE = register(Stage("table", 2, "Build one paper table into results/tables/.",
+# version 3: each row's pretraining named in the caption, realtune's Finding on paired
+# differences, synbench's leak warning and reference sizes, cfg's attribution, LaTeX escaping.
+STAGE = register(Stage("table", 3, "Build one paper table into results/tables/.",
                        TableParams, run))
