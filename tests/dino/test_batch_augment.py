@@ -315,3 +315,17 @@ def test_mixdiff_trades_the_global_recipes_per_sample(views, swapped):
     drawn = single.sample(8, 24, 24, torch.Generator().manual_seed(1))
     view = single.globals[0].sample(8, 24, 24, torch.Generator().manual_seed(1))
     assert torch.equal(drawn[0].boxes, view.boxes) and torch.equal(drawn[0].blur, view.blur)
+
+
+def test_single_image_crops_are_what_the_code_before_the_mixdiff_trade_drew():
+    """Every crop of a single-image plan, pinned at the values the batched augmentation drew
+    before MixDiff's per-sample trade existed (commit ae1410c, this seed): the runs that do
+    not trade keep their outputs, and their cached artifacts stay right."""
+    image = torch.randint(0, 256, (4, 3, 24, 24), generator=torch.Generator().manual_seed(0),
+                          dtype=torch.uint8)
+    crops = BatchMultiCrop(16, 8, (0.4, 1.0), (0.05, 0.4), ViewPlan.single(2))(
+        [image], torch.Generator().manual_seed(3))
+    sums = [round(float(c.double().sum()), 3) for c in crops]
+    magnitudes = [round(float(c.double().abs().sum()), 3) for c in crops]
+    assert sums == pytest.approx([-437.461, 982.538, 2.871, -194.584], abs=2e-3)
+    assert magnitudes == pytest.approx([1568.168, 2010.419, 480.850, 428.055], abs=2e-3)
