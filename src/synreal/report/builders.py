@@ -198,12 +198,17 @@ def _collapsed_runs(params: dict) -> dict[str, tuple[str, str]]:
     from synreal.report.metrics import replicates
 
     flagged = {}
-    rows_of = {}  # a run several rows read (pretrain_finetune's) is named by what they share
+    # a row is named by its first label unless other rows share it (realtune's "real / SynTune"),
+    # and a run several rows read (pretrain_finetune's) by what those rows share
+    rows_of, firsts = {}, {}
     for run in _runs(params).values():
         rows_of.setdefault(run["pretrain"], []).append(run)
+        first = next(iter(_labels(run).values()), None)
+        firsts[first] = firsts.get(first, 0) + 1
     for name, run in _runs(params).items():
         seeds = replicates(run)
-        shared = len(rows_of[run["pretrain"]]) > 1
+        first = next(iter(_labels(run).values()), None)
+        by_first = len(rows_of[run["pretrain"]]) > 1 or firsts[first] == 1
         for seed in seeds:  # every replicate seed's run
             run_dir = Path(seed["pretrain"])
             if not (run_dir / LOG_FILE).is_file():  # not a DINO run (supervised fine-tuning)
@@ -211,7 +216,7 @@ def _collapsed_runs(params: dict) -> dict[str, tuple[str, str]]:
             dino = read_spec(run_dir)["params"]["dino"]
             if kind := run_verdict(run_dir / LOG_FILE, dino["warmup_epochs"], dino["out_dim"]):
                 labels = list(_labels(run).values())
-                row = " / ".join(str(v) for v in (labels[:1] if shared else labels))
+                row = " / ".join(str(v) for v in (labels[:1] if by_first else labels))
                 label = f"{row} seed {seed['seed']}" if len(seeds) > 1 else row
                 flagged.setdefault(run_dir.name, (name, f"{label} ({kind})"))
     return flagged
