@@ -347,12 +347,6 @@ def test_mixdiff_views_synthetic_row_is_dino_on_the_mixdiff_runs_own_synthetic_s
         _plan(changed)
 
 
-def test_mixdiff_runs_record_that_each_sample_draws_its_global_recipes(config):
-    plan = _plan(config)
-    assert plan.pretrain["mixdiff"].params["data"]["global_recipes"] == "per_sample"
-    assert "global_recipes" not in plan.pretrain["real"].params["data"]
-
-
 def test_row_data_reads_the_resolved_run_and_names_no_sampler_for_toy_generators(config):
     """A mix without real_fraction is the schema's 50 %; toy generators draw no samples."""
     changed = copy.deepcopy(config)

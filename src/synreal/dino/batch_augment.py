@@ -30,7 +30,7 @@ Example::
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
@@ -315,18 +315,5 @@ class BatchMultiCrop:
         return crops
 
     def sample(self, b: int, h: int, w: int, generator: torch.Generator) -> list[ViewParams]:
-        """Every crop's parameters, in output order (the draws of one view after another).
-
-        With ``plan.swap_globals`` a last draw picks, per sample, the samples whose two global
-        crops trade view 1's blur and view 2's blur and solarisation (:class:`ViewPlan`).
-        """
-        params = [view.sample(b, h, w, generator) for view, _ in self.views()]
-        if self.plan.swap_globals:
-            swap = torch.rand(b, generator=generator) < 0.5
-            first, second = params[0], params[1]
-            traded = {name: (torch.where(swap, getattr(second, name), getattr(first, name)),
-                             torch.where(swap, getattr(first, name), getattr(second, name)))
-                      for name in ("blur", "sigma", "solarize")}
-            params[0] = replace(first, **{k: v[0] for k, v in traded.items()})
-            params[1] = replace(second, **{k: v[1] for k, v in traded.items()})
-        return params
+        """Every crop's parameters, in output order (the draws of one view after another)."""
+        return [view.sample(b, h, w, generator) for view, _ in self.views()]

@@ -73,7 +73,7 @@ def _caption(params: dict, what: str) -> str:
     first = next(iter(_runs(params).values()))
     probe = json.loads((Path(first["probe"]) / "metrics.json").read_text())
     per_row = _pretraining_facts(params)
-    trained = {facts["images"] for facts in per_row.values() if facts["steps"]}
+    trained = {row["images"] for row in per_row.values() if row["steps"]}
     images = json.loads((Path(first["pretrain"]) / "summary.json").read_text())["n_images"]
     on_images = f" on {images} images" if len(trained) <= 1 else ""
     changes, recipe = facts.get("recipe"), ""
@@ -117,6 +117,10 @@ def _pretraining_facts(params: dict) -> dict[str, dict]:
     return facts
 
 
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
 def _fact_text(key: str, value) -> str:
     if key == "seeds":
         return f"seed{'s' if ',' in value else ''} {value}"
@@ -142,7 +146,8 @@ def _rows_text(per_row: dict[str, dict]) -> str:
             continue
         data = f" = {f['data']}" if f["data"] else ""
         extra = "".join(f", {_fact_text(key, f[key])}" for key in differ)
-        parts.append(f"'{label}'{data}: {f['images']} images, {f['steps']} DINO steps{extra}")
+        parts.append(f"'{label}'{data}: {_count(f['images'], 'image')}, "
+                     f"{_count(f['steps'], 'DINO step')}{extra}")
     return "Pretraining per row: " + "; ".join(parts) + ". "
 
 

@@ -34,11 +34,6 @@ def resolve(dino: dict, run: dict, name: str) -> dict:
             raise ConfigError(f"pretrain.runs.{name}.views: real_global + synthetic_global must "
                               "be 2 (the teacher's two global crops).")
         data["views"] = views
-        if views["real_global"] == views["synthetic_global"] == 1:
-            # each sample draws which global crop gets which view's blur and solarisation
-            # (synreal.dino.augment.ViewPlan.swap_globals); recorded, so the runs it changes
-            # get new keys and the others keep theirs
-            data["global_recipes"] = "per_sample"
         if recipe.local_crops_number != views["real_local"] + views["synthetic_local"]:
             recipe = parse_params(DinoParams, {**dino, "local_crops_number":
                                                views["real_local"] + views["synthetic_local"]},
@@ -71,8 +66,7 @@ def run(spec: dict, out_dir: Path) -> None:
     samples = build_samples(data["source"], manifests.get("real"), manifests.get("synthetic"),
                             data.get("real_fraction", 1.0), params.seed)
     if data["source"] == "mixdiff":
-        plan = ViewPlan.mixdiff(**data["views"],
-                                swap_globals=data.get("global_recipes") == "per_sample")
+        plan = ViewPlan.mixdiff(**data["views"])
     else:
         plan = ViewPlan.single(params.local_crops_number)
     summary = train_dino(params, samples, plan, out_dir, device=device())
