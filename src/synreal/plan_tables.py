@@ -336,27 +336,27 @@ def cfg_table(plan: Plan) -> TableJob:
     """Guidance sweep: audit measures and downstream metrics per CFG scale."""
     if not plan.cfg:
         raise ConfigError("table cfg needs a cfg_sweep section (generator and scales).")
+    name = plan.config["cfg_sweep"]["generator"]
     rows, needs, facts = {}, [], {}
     for scale, (generator, audit, pretrain) in sorted(plan.cfg.items()):
-        row = {"generate": generator.out_dir, "audit": audit.out_dir}
+        artifacts = {"generate": generator.out_dir, "audit": audit.out_dir}
+        described = {}
         if pretrain is not None:
             evaluation = plan.evaluations[f"cfg{scale}"]
-            row.update({"pretrain": pretrain.out_dir,
-                        **{stage: job.out_dir for stage, job in evaluation.items()},
-                        "labels": {"CFG scale": scale}, "label_columns": ["CFG scale"],
-                        "data": _generator_job_text(plan.config["cfg_sweep"]["generator"],
-                                                    generator)})
+            artifacts.update({"pretrain": pretrain.out_dir,
+                              **{stage: job.out_dir for stage, job in evaluation.items()}})
+            described = {"labels": {"CFG scale": scale}, "label_columns": ["CFG scale"],
+                         "data": _generator_job_text(name, generator)}
             facts = facts or {"facts": run_facts(plan.config, pretrain, evaluation)}
-        rows[str(scale)] = row
-        needs += [row[stage] for stage in row if stage not in ("labels", "label_columns", "data")]
-    generator = plan.config["cfg_sweep"]["generator"]
-    own = plan.generators[generator].params["cfg_scale"]
+        rows[str(scale)] = {**artifacts, **described}
+        needs += artifacts.values()
+    own = plan.generators[name].params["cfg_scale"]
     pretrained = (plan.cfg.get(float(own)) or (None, None, None))[2]
     main_synthetic = plan.replicates.get("synthetic") or []
     same = (pretrained is not None and bool(main_synthetic)
             and pretrained.key == main_synthetic[0].key)
     return TableJob("cfg", {"study": plan.config["study"]["name"], "runs": rows,
-                            "order": list(rows), "generator": generator,
+                            "order": list(rows), "generator": name,
                             "main_synthetic_scale": own if same else None, **facts},
                     sorted(set(needs)))
 

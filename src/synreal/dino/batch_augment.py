@@ -308,12 +308,7 @@ class BatchMultiCrop:
         mean = self.mean.to(floats[0].device).view(1, 3, 1, 1)
         std = self.std.to(floats[0].device).view(1, 3, 1, 1)
         crops = []
-        for (view, source), params in zip(self.views(), self.sample(b, h, w, generator),
-                                          strict=True):
-            x = view.apply(floats[source], params)
+        for view, source in self.views():
+            x = view.apply(floats[source], view.sample(b, h, w, generator))
             crops.append((x - mean) / std)
         return crops
-
-    def sample(self, b: int, h: int, w: int, generator: torch.Generator) -> list[ViewParams]:
-        """Every crop's parameters, in output order (the draws of one view after another)."""
-        return [view.sample(b, h, w, generator) for view, _ in self.views()]

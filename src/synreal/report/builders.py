@@ -74,8 +74,7 @@ def _caption(params: dict, what: str) -> str:
     probe = json.loads((Path(first["probe"]) / "metrics.json").read_text())
     per_row = _pretraining_facts(params)
     trained = {row["images"] for row in per_row.values() if row["steps"]}
-    images = json.loads((Path(first["pretrain"]) / "summary.json").read_text())["n_images"]
-    on_images = f" on {images} images" if len(trained) <= 1 else ""
+    on_images = f" on {trained.pop()} images" if len(trained) == 1 else ""
     changes, recipe = facts.get("recipe"), ""
     if changes is not None:  # the settings that make it not (or not only) DINO's recipe
         recipe = (f" (settings unlike the official main_dino.py defaults: {', '.join(changes)})"
