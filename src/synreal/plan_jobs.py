@@ -305,11 +305,34 @@ def _evaluation_jobs(plan: Plan, checkpoint: Job) -> dict[str, Job]:
         params = _resolved(cls, {**splits[stage], "seed": plan.config["study"]["seed"],
                                  **evaluation[stage]}, f"evaluation.{stage}")
         check_view(features.params, params["features"], f"evaluation.{stage}.features")
+        if stage == "probe" and params["train_on"] == "images":
+            jobs[stage] = _probe_images_job(plan, params, features, checkpoint, dataset)
+            continue
         jobs[stage] = plan.add(Job(stage, params, {"features": features.ref,
                                                    "dataset": dataset.ref},
                                    {"features": f"{features.out_dir}/features.parquet",
                                     "manifest": manifest}))
     return jobs
+
+
+def _probe_images_job(plan: Plan, probe: dict, features: Job, checkpoint: Job,
+                      dataset: Job) -> Job:
+    """``evaluation.probe.train_on: images``: DINO's linear probe on augmented images.
+
+    It reads the checkpoint for its training passes and the features job's centre-crop
+    features for selection and test, and stands in the ``probe`` job's place in the tables.
+    """
+    from synreal.stages.probe_images import ProbeImagesParams
+
+    same = ("features", "dino_base_lrs", "dino_epochs", "dino_batch_size", "train_split",
+            "test_split", "val_fraction", "seed", "bootstrap_resamples")
+    values = {**{k: probe[k] for k in same},
+              **{k: features.params[k] for k in ("n_last_blocks", "avgpool", "num_workers")}}
+    params = _resolved(ProbeImagesParams, values, "evaluation.probe")
+    return plan.add(Job("probe_images", params, {
+        "checkpoint": checkpoint.ref, "dataset": dataset.ref, "features": features.ref}, {
+        "checkpoint": checkpoint.out_dir, "manifest": f"{dataset.out_dir}/manifest.parquet",
+        "features": f"{features.out_dir}/features.parquet"}))
 
 
 def _resolved(cls: type, values: dict, where: str) -> dict:

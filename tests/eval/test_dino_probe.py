@@ -1,57 +1,106 @@
-"""DINO-protocol linear probe: on images (a tiny random ViT) and on fixed features."""
+"""DINO-protocol linear probe: on augmented images (a tiny random ViT) and on fixed features."""
 
 import numpy as np
 import timm
 import torch
 from sklearn.linear_model import LogisticRegression
-from torch.utils.data import DataLoader, Dataset
 
 from synreal.eval.dino_probe import (
     DinoLinearConfig,
-    dino_eval_transform,
-    dino_linear_probe,
     dino_linear_probe_features,
+    dino_linear_probe_images,
     dino_train_transform,
 )
+from synreal.eval.extract import Preprocess
 from synreal.eval.probe import ProbeConfig, linear_probe
 
 
-class _Images(Dataset):
-    """Random uint8 images whose class is written into their mean brightness."""
+def _tiny_vit():
+    torch.manual_seed(123)
+    return timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32,
+                             patch_size=8, depth=2, num_classes=0).eval()
 
-    def __init__(self, n, transform, seed):
-        g = torch.Generator().manual_seed(seed)
-        self.labels = torch.arange(n) % 2
-        noise = torch.randint(0, 60, (n, 3, 40, 40), generator=g, dtype=torch.uint8)
-        self.images = noise + (self.labels * 150).to(torch.uint8)[:, None, None, None]
+
+class _Images:
+    """Random uint8 HWC images whose class is written into their brightness, transformed."""
+
+    def __init__(self, labels, transform, seed):
+        rng = np.random.default_rng(seed)
+        self.raw = [(rng.integers(0, 60, (40, 40, 3)) + 150 * (y % 2)).astype(np.uint8)
+                    for y in labels]
         self.transform = transform
 
     def __len__(self):
-        return len(self.labels)
+        return len(self.raw)
 
     def __getitem__(self, i):
-        return self.transform(self.images[i]), self.labels[i]
+        return self.transform(self.raw[i])
 
 
-def test_runs_end_to_end_and_picks_on_held_out():
-    torch.manual_seed(123)
-    backbone = timm.create_model("vit_tiny_patch16_224", pretrained=False, img_size=32,
-                                 patch_size=8, depth=2, num_classes=0)
-    train_tf, eval_tf = dino_train_transform(32), dino_eval_transform(36, 32)
-    loaders = [
-        DataLoader(_Images(16, train_tf, 0), batch_size=8, shuffle=True,
-                   generator=torch.Generator().manual_seed(0)),
-        DataLoader(_Images(8, eval_tf, 1), batch_size=8),
-        DataLoader(_Images(8, eval_tf, 2), batch_size=8),
-    ]
+def _embed(model):
+    def embed(batch):
+        with torch.no_grad():
+            return model(batch)
+    return embed
+
+
+def _centre_features(model, images):
+    with torch.no_grad():
+        return model(torch.stack([images[i] for i in range(len(images))])).numpy()
+
+
+EVAL = Preprocess(36, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
+
+
+def test_without_augmentation_the_image_probe_is_the_features_probe():
+    """The image path's order, head initialisation, lr scaling, selection and retraining are
+    the fixed-feature path's: given the evaluation transform instead of the augmentation,
+    its predictions and held-out grid equal dino_linear_probe_features' on the same
+    backbone's features, so any difference between the two protocols is the augmentation's."""
+    model = _tiny_vit()
+    train_y, test_y = np.arange(24) % 3, np.arange(9) % 3
+    train = _Images(train_y, EVAL.transform(), seed=0)
+    test = _Images(test_y, EVAL.transform(), seed=1)
+    x_train, x_test = _centre_features(model, train), _centre_features(model, test)
+    config = DinoLinearConfig(base_lrs=(1e-2, 1.0), epochs=4, batch_size=8, seed=3)
+    fixed = dino_linear_probe_features(x_train, train_y, x_test, test_y, config)
+    images = dino_linear_probe_images(_embed(model), train, x_train, train_y, x_test, test_y,
+                                      DinoLinearConfig(base_lrs=(1e-2, 1.0), epochs=4,
+                                                       batch_size=8, seed=3,
+                                                       train_on="images"))
+    assert [g["lr"] for g in images.grid] == [g["lr"] for g in fixed.grid]
+    np.testing.assert_allclose([g["val_loss"] for g in images.grid],
+                               [g["val_loss"] for g in fixed.grid], rtol=1e-4)
+    assert images.best_lr == fixed.best_lr
+    np.testing.assert_array_equal(images.predictions, fixed.predictions)
+
+
+def test_the_image_probe_augments_deterministically_and_picks_on_held_out():
+    model = _tiny_vit()
+    train_y, test_y = np.arange(16) % 2, np.arange(8) % 2
+    train = _Images(train_y, dino_train_transform(32, EVAL.mean, EVAL.std), seed=0)
+    x_train = _centre_features(model, _Images(train_y, EVAL.transform(), seed=0))
+    x_test = _centre_features(model, _Images(test_y, EVAL.transform(), seed=1))
+    config = DinoLinearConfig(base_lrs=(1e-3, 10.0, 300.0), epochs=3, batch_size=8,
+                              train_on="images")
     state = torch.random.get_rng_state()
-    result = dino_linear_probe(backbone, *loaders, num_classes=2, base_lrs=(1e-3, 10.0, 300.0),
-                               epochs=3)
+    first = dino_linear_probe_images(_embed(model), train, x_train, train_y, x_test, test_y,
+                                     config)
     assert torch.equal(state, torch.random.get_rng_state())  # caller's RNG untouched
-    assert set(result.val_top1) == {1e-3, 10.0, 300.0}
-    assert result.val_top1[result.best_base_lr] == max(result.val_top1.values())
-    assert result.test["confusion"].sum() == 8 and result.test["correct"].shape == (8,)
-    assert 0.0 <= result.test["top1"] <= 1.0
+    again = dino_linear_probe_images(_embed(model), train, x_train, train_y, x_test, test_y,
+                                     config)
+    assert [g["val_loss"] for g in first.grid] == [g["val_loss"] for g in again.grid]
+    np.testing.assert_array_equal(first.predictions, again.predictions)
+    best = max(first.grid, key=lambda g: (g["val_top1"], -g["val_loss"]))
+    assert first.best_lr == best["lr"]
+    assert first.confusion.sum() == 8 and first.correct.shape == (8,)
+    # the augmentation reaches the heads: without it the held-out losses differ
+    plain = dino_linear_probe_images(_embed(model), _Images(train_y, EVAL.transform(), seed=0),
+                                     x_train, train_y, x_test, test_y, config)
+    assert [g["val_loss"] for g in plain.grid] != [g["val_loss"] for g in first.grid]
+    line = config.describe()
+    assert line.startswith("DINO eval_linear on images:")
+    assert "RandomResizedCrop + horizontal flip, drawn afresh each epoch" in line
 
 
 def _gaussian_classes(n_per_class, seed, classes=8, dim=48, spread=1.0):

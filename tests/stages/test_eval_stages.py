@@ -150,3 +150,38 @@ def test_a_view_the_extraction_does_not_write_fails_the_plan(micro_config):
         build_plan(validate_config(micro_config))
     micro_config["evaluation"]["probe"] = {"features": "cls"}
     build_plan(validate_config(micro_config))  # every stage reads what is written
+
+
+def test_train_on_images_plans_dinos_augmented_probe_in_the_probes_place(micro_config):
+    """``evaluation.probe.train_on: images``: each checkpoint's probe is a probe_images job that
+    reads the checkpoint, the dataset and the features job's centre crops; every table reads
+    it where it read the probe; its settings are the probe's and the extraction's."""
+    from synreal.config import validate_config
+    from synreal.plan import build_plan
+
+    micro_config["evaluation"]["probe"] = {"train_on": "images", "protocols": ["dino_linear"],
+                                           "dino_epochs": 7}
+    plan = build_plan(validate_config(micro_config))
+    assert plan.keys("probe") == [] and plan.keys("probe_images")
+    for jobs in plan.evaluations.values():
+        probe, features = jobs["probe"], jobs["features"]
+        assert probe.stage == "probe_images"
+        assert probe.upstream["features"] == features.ref
+        assert probe.inputs["checkpoint"] == plan.job("pretrain", probe.upstream[
+            "checkpoint"].split("/")[1]).out_dir
+        assert probe.params["dino_epochs"] == 7
+        assert probe.params["n_last_blocks"] == features.params["n_last_blocks"]
+    tables = {name: json.dumps(job.params) for name, job in plan.tables.items()}
+    assert any("results/probe_images/" in text for text in tables.values())
+    assert not any("results/probe/" in text for text in tables.values())
+
+
+def test_train_on_images_with_the_logistic_probe_is_one_sentence(micro_config):
+    from synreal.config import validate_config
+    from synreal.errors import ConfigError
+    from synreal.plan import build_plan
+
+    micro_config["evaluation"]["probe"] = {"train_on": "images"}
+    with pytest.raises(ConfigError, match=r"train_on: images trains DINO's linear probe only; "
+                                          r"set protocols: \[dino_linear\]"):
+        build_plan(validate_config(micro_config))

@@ -81,7 +81,10 @@ def test_the_rehearsals_main_table_differences_equal_their_cells(rehearsed):
 
 def test_the_main_caption_names_each_columns_protocol(rehearsed):
     caption = (FOLDER / "results" / "tables" / "main.md").read_text().splitlines()[0]
-    assert "Linear top-1: linear probe dino_linear: DINO eval_linear" in caption
+    # the study's probe is DINO's eval_linear.py with its augmentation (train_on: images)
+    assert "Linear top-1: linear probe dino_linear: DINO eval_linear on images" in caption
+    assert "RandomResizedCrop + horizontal flip, drawn afresh each epoch" in caption
+    assert "1 epochs cosine to 0" in caption  # the rehearsal's one epoch, said
     assert "CLS tokens of the last 4 blocks concatenated (1536-d)" in caption
     assert "k-NN: DINO weighted k-NN (eval_knn)" in caption
     assert "last-block CLS token (384-d)" in caption

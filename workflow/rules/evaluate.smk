@@ -1,4 +1,5 @@
-# Frozen evaluation: features.parquet, then linear probe, weighted k-NN and retrieval mAP.
+# Frozen evaluation: features.parquet, then linear probe, weighted k-NN and retrieval mAP
+# (and, with evaluation.probe.train_on: images, DINO's linear probe on augmented images).
 
 
 rule features:
@@ -43,3 +44,25 @@ rule evaluate:
     shell:
         f"{RUN} {{params.cli}} {{wildcards.stage}} --spec-json {{params.spec:q}} "
         "--out results/{wildcards.stage}/{wildcards.key} > {log} 2>&1"
+
+
+rule probe_images:
+    input:
+        upstream_done("probe_images"),
+    output:
+        directory("results/probe_images/{key}"),
+    params:
+        cli=SYNREAL,
+        spec=spec_of("probe_images"),
+    log:
+        "results/logs/probe_images/{key}.log",
+    benchmark:
+        "results/benchmarks/probe_images/{key}.tsv"
+    conda:
+        "../../envs/eval.yaml"
+    threads: config["resources"]["probe_images"]["threads"]
+    resources:
+        **stage_resources("probe_images"),
+    shell:
+        f"{RUN} {{params.cli}} probe_images --spec-json {{params.spec:q}} "
+        "--out results/probe_images/{wildcards.key} > {log} 2>&1"

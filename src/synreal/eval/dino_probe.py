@@ -1,29 +1,31 @@
-"""Full-fidelity linear probe: DINO ``eval_linear.py`` with augmentations, on images.
+"""DINO's linear protocol (``eval_linear.py``): on augmented images, or on fixed features.
 
 Caron et al. (ICCV 2021), appendix: a linear layer on frozen features is trained for 100
 epochs with SGD (momentum 0.9, no weight decay), a cosine learning-rate schedule stepped per
 epoch, and ``lr = base_lr * batch_size / 256``; training images get RandomResizedCrop(224) and
 a horizontal flip, evaluation images Resize(256, bicubic) + CenterCrop(224). As in DINOv2's
 linear evaluation, one head per base lr is trained at once on the same frozen features (one
-backbone pass per batch serves every lr); the head with the best top-1 on a *held-out part of
-trainval* is reported on test (DINO's script picks on the evaluation set itself, which we
-must not do).
+backbone pass per batch serves every lr); the base lr whose head scores best on a *held-out
+part of trainval* is retrained on all of trainval and reported on test (DINO's script picks
+on the evaluation set itself, which we must not do).
 
-Cost: ``epochs`` backbone passes over the training images, so this is a GPU job; the fast
-probe in :mod:`synreal.eval.probe` works on pre-extracted features instead.
+:func:`dino_linear_probe_images` is that protocol: every epoch puts freshly augmented
+training images through the frozen backbone (``epochs`` backbone passes: a GPU job). The
+held-out part and test read the centre crop, the features the ``features`` stage extracted
+with the checkpoint's evaluation preprocessing, so they are given as fixed features.
 
-:func:`dino_linear_probe_features` is the same protocol on features extracted once (what the
-``probe`` stage runs): the same head, optimiser, lr scaling, schedule, epochs and batch, but
-every image is seen as its evaluation centre crop, so RandomResizedCrop and flip are not
-applied while training the head (with fixed features they cannot be). The selected base lr
-is then retrained on all of trainval (the official script trains once on its train split).
+:func:`dino_linear_probe_features` is the same protocol on features extracted once: the same
+head, optimiser, lr scaling, schedule, epochs, batch, selection and retraining, but every
+training image is seen as its evaluation centre crop, so RandomResizedCrop and flip are not
+applied (with fixed features they cannot be). Without augmentation the two are equal (a
+test checks it), so any difference between them is the augmentation's.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -33,7 +35,6 @@ from torch import nn
 from synreal.eval.embeddings import ArrayLike
 from synreal.eval.probe import (
     ProbeResult,
-    classification_metrics,
     flush_denormals,
     probe_inputs,
     probe_result,
@@ -48,6 +49,8 @@ if TYPE_CHECKING:  # torchvision costs seconds to import; only the image paths n
     from torchvision.transforms import v2
 
 Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]  # (images (B, 3, H, W), labels (B,))
+#: One image of the training split by row, transformed: ``dataset[i] -> (3, H, W)`` float.
+Images = Sequence[torch.Tensor]
 
 
 def dino_train_transform(size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) -> v2.Compose:
@@ -63,73 +66,8 @@ def dino_train_transform(size: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD) 
     ])
 
 
-def dino_eval_transform(
-    resize: int = 256, crop: int = 224, mean=IMAGENET_MEAN, std=IMAGENET_STD
-) -> v2.Compose:
-    """Resize(resize, bicubic) + CenterCrop(crop) + normalisation (DINO evaluation)."""
-    from torchvision.transforms import v2
-
-    return v2.Compose([
-        v2.ToImage(),
-        v2.Resize(resize, interpolation=v2.InterpolationMode.BICUBIC, antialias=True),
-        v2.CenterCrop(crop),
-        v2.ToDtype(torch.float32, scale=True),
-        v2.Normalize(mean, std),
-    ])
-
-
-@dataclass
-class DinoProbeResult:
-    """Test metrics of the selected head (see :func:`synreal.eval.probe.classification_metrics`)."""
-
-    best_base_lr: float
-    val_top1: dict[float, float]  # held-out top-1 per base lr
-    test: dict[str, Any]
-
-
-def dino_linear_probe(
-    backbone: Callable[[torch.Tensor], torch.Tensor],
-    train_batches: Batches,
-    val_batches: Batches,
-    test_batches: Batches,
-    num_classes: int,
-    base_lrs: Sequence[float] = DINO_BASE_LRS,
-    epochs: int = 100,
-    seed: int = 0,
-    device: str | torch.device = "cpu",
-) -> DinoProbeResult:
-    """Train one linear head per base lr on frozen ``backbone`` features, pick on held-out.
-
-    Args:
-        backbone: frozen feature extractor, images ``(B, 3, H, W)`` -> features ``(B, D)``
-            (e.g. concatenated CLS tokens of the last blocks); called under ``no_grad``.
-        train_batches: re-iterable loader over the fitting part of trainval, with
-            :func:`dino_train_transform` applied and shuffling (a ``DataLoader``).
-        val_batches: loader over the held-out part of trainval, :func:`dino_eval_transform`.
-        test_batches: loader over test, :func:`dino_eval_transform`.
-        num_classes: C; labels are codes in ``[0, C)``.
-        base_lrs: learning rates before the ``batch_size / 256`` scaling.
-        epochs: DINO uses 100.
-        seed: seeds torch's global RNG inside this call (head initialisation, augmentations,
-            loader seeds); the caller's RNG state is restored afterwards.
-        device: where the backbone and heads run.
-    """
-    with torch.random.fork_rng(devices=[]):  # loaders draw their seeds from it too
-        torch.manual_seed(seed)
-        heads = _train_heads(backbone, train_batches, num_classes, base_lrs, epochs, device)
-        val_logits, val_y = _logits(backbone, heads, val_batches, device)
-        test_logits, test_y = _logits(backbone, heads, test_batches, device)
-    val_top1 = {lr: float((lg.argmax(1) == val_y).double().mean())
-                for lr, lg in zip(base_lrs, val_logits, strict=True)}
-    best = max(range(len(base_lrs)), key=lambda i: (val_top1[base_lrs[i]], -i))
-    return DinoProbeResult(
-        best_base_lr=base_lrs[best],
-        val_top1=val_top1,
-        test=classification_metrics(test_logits[best], test_y, num_classes),
-    )
-
-
-def _train_heads(backbone, batches, num_classes, base_lrs, epochs, device) -> list[nn.Linear]:
+def _train_heads(backbone, batches, num_classes, base_lrs, epochs, device,
+                 progress: str | None = None) -> list[nn.Linear]:
     """One head per base lr at ``base x images per step / 256``: the linear scaling rule.
 
     eval_linear.py multiplies by its nominal batch (``batch_size_per_gpu x world_size``),
@@ -141,7 +79,10 @@ def _train_heads(backbone, batches, num_classes, base_lrs, epochs, device) -> li
     heads: list[nn.Linear] = []  # created at the first batch, when the feature dim is known
     optimizers: list[torch.optim.Optimizer] = []
     schedulers: list[torch.optim.lr_scheduler.LRScheduler] = []
-    for _epoch in range(epochs):
+    from tqdm import tqdm
+
+    for _epoch in tqdm(range(epochs), desc=progress, unit="epoch", disable=progress is None,
+                       mininterval=5):
         for images, labels in batches:
             features = _features(backbone, images, device)
             if not heads:
@@ -181,39 +122,44 @@ def _features(backbone, images: torch.Tensor, device) -> torch.Tensor:
     return backbone(images.to(device)).float().flatten(1)
 
 
-@torch.no_grad()
-def _logits(backbone, heads, batches, device) -> tuple[list[torch.Tensor], torch.Tensor]:
-    outputs: list[list[torch.Tensor]] = [[] for _ in heads]
-    labels = []
-    for images, y in batches:
-        features = _features(backbone, images, device)
-        for out, head in zip(outputs, heads, strict=True):
-            out.append(head(features).cpu())
-        labels.append(y.cpu())
-    return [torch.cat(o) for o in outputs], torch.cat(labels).long()
-
-
 @dataclass(frozen=True)
 class DinoLinearConfig:
-    """DINO ``eval_linear.py`` settings on fixed features (official defaults)."""
+    """DINO ``eval_linear.py`` settings (official defaults).
+
+    ``train_on``: ``features`` (each training image's evaluation centre crop, extracted once) or
+    ``images`` (RandomResizedCrop + flip drawn afresh every epoch, as the official script).
+    """
 
     base_lrs: Sequence[float] = DINO_BASE_LRS  # official default 0.001, "tweak per checkpoint"
     epochs: int = 100
     batch_size: int = 1024  # 128 per GPU x 8 GPUs
     val_fraction: float = 0.2
     seed: int = 0
+    train_on: str = "features"
+
+    def __post_init__(self) -> None:
+        if self.train_on not in ("features", "images"):
+            raise ValueError(f"train_on must be features or images, not {self.train_on!r}")
 
     def describe(self) -> str:
         """One line with every setting, for metrics' ``protocol``."""
-        return (f"DINO eval_linear on fixed features: linear layer (init N(0, 0.01)), SGD "
+        if self.train_on == "images":
+            name = "DINO eval_linear on images"
+            views = ("training images RandomResizedCrop + horizontal flip, drawn afresh each "
+                     "epoch through the frozen backbone; held-out part and test: the "
+                     "evaluation centre crop")
+        else:
+            name = "DINO eval_linear on fixed features"
+            views = ("no RandomResizedCrop/flip (features are extracted once from the centre "
+                     "crop)")
+        return (f"{name}: linear layer (init N(0, 0.01)), SGD "
                 f"momentum 0.9, weight decay 0, batch {self.batch_size} (the whole split "
                 f"where it is smaller), lr = base x images per step/256 (the linear "
                 f"scaling rule; eval_linear.py multiplies by its nominal batch, the same "
                 f"wherever a split fills its batches) with base in {list(self.base_lrs)} "
                 f"picked on a held-out "
                 f"{self.val_fraction:.0%} of the train split then retrained on all of it, "
-                f"{self.epochs} epochs cosine to 0; no RandomResizedCrop/flip (features are "
-                "extracted once from the centre crop)")
+                f"{self.epochs} epochs cosine to 0; {views}")
 
 
 class _ShuffledBatches:
@@ -230,6 +176,32 @@ class _ShuffledBatches:
             yield self.x[rows], self.y[rows]
 
 
+class _ShuffledRows(torch.utils.data.Sampler):
+    """``rows`` in a fresh order each pass, drawn as :class:`_ShuffledBatches` draws its."""
+
+    def __init__(self, rows: np.ndarray, generator: torch.Generator) -> None:
+        self.rows, self.generator = torch.as_tensor(rows), generator
+
+    def __iter__(self):
+        return iter(self.rows[torch.randperm(len(self.rows), generator=self.generator)].tolist())
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+class _Labelled(torch.utils.data.Dataset):
+    """``(images[i], codes[i])``: a training image (transformed afresh) and its class code."""
+
+    def __init__(self, images: Images, codes: np.ndarray) -> None:
+        self.images, self.codes = images, codes
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        return self.images[i], int(self.codes[i])
+
+
 def _fit_heads(x: np.ndarray, codes: np.ndarray, num_classes: int, base_lrs: Sequence[float],
                config: DinoLinearConfig) -> list[nn.Linear]:
     features = torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32))
@@ -241,9 +213,57 @@ def _fit_heads(x: np.ndarray, codes: np.ndarray, num_classes: int, base_lrs: Seq
                             config.epochs, "cpu")
 
 
+def _fit_image_heads(embed: Callable[[torch.Tensor], torch.Tensor], images: Images,
+                     rows: np.ndarray, codes: np.ndarray, num_classes: int,
+                     base_lrs: Sequence[float], config: DinoLinearConfig, num_workers: int,
+                     device: str) -> list[nn.Linear]:
+    """Heads trained on ``images[rows]`` through ``embed``, in :func:`_fit_heads`' order.
+
+    The rows are shuffled by the same seeded generator and the heads initialised from the
+    same seed, so that with a deterministic transform the heads are :func:`_fit_heads`'.
+    The loader's own generator seeds its workers' augmentations (and nothing else).
+    """
+    from torch.utils.data import DataLoader
+
+    loader = DataLoader(_Labelled(images, codes), batch_size=config.batch_size,
+                        sampler=_ShuffledRows(rows, torch.Generator().manual_seed(config.seed)),
+                        num_workers=num_workers, persistent_workers=num_workers > 0,
+                        pin_memory=str(device).startswith("cuda"),
+                        generator=torch.Generator().manual_seed(config.seed + 1))
+    with torch.random.fork_rng(devices=[]), flush_denormals():
+        torch.manual_seed(config.seed)  # head initialisation (and in-process augmentations)
+        heads = _train_heads(embed, loader, num_classes, tuple(base_lrs), config.epochs,
+                             device, f"linear probe, {len(base_lrs)} lr(s) on {len(rows)} images")
+    return [head.cpu() for head in heads]
+
+
 @torch.no_grad()
 def _head_logits(head: nn.Linear, x: np.ndarray) -> torch.Tensor:
     return head(torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)))
+
+
+def _select_and_retrain(fit: Callable[[np.ndarray, Sequence[float]], list[nn.Linear]],
+                        x_train: np.ndarray, c_train: np.ndarray, x_test: np.ndarray,
+                        c_test: np.ndarray, classes: np.ndarray,
+                        config: DinoLinearConfig) -> ProbeResult:
+    """One head per base lr fitted on the fitting rows, the best on held-out retrained on all.
+
+    ``fit(rows, base_lrs)`` trains heads on those trainval rows; ``x_train``'s held-out rows
+    and ``x_test`` are the centre-crop features the heads are scored on.
+    """
+    fit_rows, val_rows = stratified_split(c_train, config.val_fraction, config.seed)
+    heads = fit(fit_rows, config.base_lrs)
+    y_val = torch.from_numpy(c_train[val_rows].astype(np.int64))
+    grid = []
+    for lr, head in zip(config.base_lrs, heads, strict=True):
+        logits = _head_logits(head, x_train[val_rows])
+        grid.append({"lr": float(lr), "weight_decay": 0.0,
+                     "val_top1": float((logits.argmax(1) == y_val).double().mean()),
+                     "val_loss": float(F.cross_entropy(logits, y_val))})
+    best = min(range(len(grid)), key=lambda i: (-grid[i]["val_top1"], grid[i]["val_loss"]))
+    (head,) = fit(np.arange(len(c_train)), (config.base_lrs[best],))
+    return probe_result(_head_logits(head, x_test), c_test, classes,
+                        float(config.base_lrs[best]), 0.0, grid)
 
 
 def dino_linear_probe_features(train_emb: ArrayLike, train_labels: ArrayLike,
@@ -263,18 +283,44 @@ def dino_linear_probe_features(train_emb: ArrayLike, train_labels: ArrayLike,
     config = config or DinoLinearConfig()
     x_train, c_train, x_test, c_test, classes = probe_inputs(train_emb, train_labels,
                                                              test_emb, test_labels)
-    num_classes = len(classes)
-    fit_rows, val_rows = stratified_split(c_train, config.val_fraction, config.seed)
-    heads = _fit_heads(x_train[fit_rows], c_train[fit_rows], num_classes, config.base_lrs,
-                       config)
-    y_val = torch.from_numpy(c_train[val_rows].astype(np.int64))
-    grid = []
-    for lr, head in zip(config.base_lrs, heads, strict=True):
-        logits = _head_logits(head, x_train[val_rows])
-        grid.append({"lr": float(lr), "weight_decay": 0.0,
-                     "val_top1": float((logits.argmax(1) == y_val).double().mean()),
-                     "val_loss": float(F.cross_entropy(logits, y_val))})
-    best = min(range(len(grid)), key=lambda i: (-grid[i]["val_top1"], grid[i]["val_loss"]))
-    (head,) = _fit_heads(x_train, c_train, num_classes, (config.base_lrs[best],), config)
-    return probe_result(_head_logits(head, x_test), c_test, classes,
-                        float(config.base_lrs[best]), 0.0, grid)
+
+    def fit(rows: np.ndarray, base_lrs: Sequence[float]) -> list[nn.Linear]:
+        return _fit_heads(x_train[rows], c_train[rows], len(classes), base_lrs, config)
+
+    return _select_and_retrain(fit, x_train, c_train, x_test, c_test, classes, config)
+
+
+def dino_linear_probe_images(embed: Callable[[torch.Tensor], torch.Tensor], images: Images,
+                             train_emb: ArrayLike, train_labels: ArrayLike,
+                             test_emb: ArrayLike, test_labels: ArrayLike,
+                             config: DinoLinearConfig | None = None, num_workers: int = 0,
+                             device: str = "cpu") -> ProbeResult:
+    """DINO's linear protocol on images: heads trained on augmented views, scored on crops.
+
+    Args:
+        embed: the frozen backbone's features of a batch ``(B, 3, H, W)`` -> ``(B, d)``, the
+            same features ``train_emb`` holds for the centre crops; called under no_grad.
+        images: ``images[i]`` is training image ``i`` (the row of ``train_emb``) with the
+            training augmentation applied afresh at each call
+            (:func:`dino_train_transform`).
+        train_emb, train_labels: ``(N, d)`` centre-crop features of the training split and
+            its labels: the held-out selection reads them.
+        test_emb, test_labels: ``(M, d)`` centre-crop test features and labels.
+        config: the protocol's settings (``train_on`` is ``images``).
+        num_workers: DataLoader workers decoding and augmenting the training images.
+        device: where the backbone runs and the heads train.
+
+    Returns:
+        A :class:`~synreal.eval.probe.ProbeResult`, as :func:`dino_linear_probe_features`.
+    """
+    config = config or DinoLinearConfig(train_on="images")
+    x_train, c_train, x_test, c_test, classes = probe_inputs(train_emb, train_labels,
+                                                             test_emb, test_labels)
+    if len(images) != len(c_train):
+        raise ValueError(f"{len(images)} training images for {len(c_train)} feature rows")
+
+    def fit(rows: np.ndarray, base_lrs: Sequence[float]) -> list[nn.Linear]:
+        return _fit_image_heads(embed, images, rows, c_train, len(classes), base_lrs, config,
+                                num_workers, device)
+
+    return _select_and_retrain(fit, x_train, c_train, x_test, c_test, classes, config)

@@ -37,7 +37,7 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -95,11 +95,18 @@ class Preprocess:
 
 
 class ImageFiles(Dataset):
-    """Decode image files as RGB (any mode, 16-bit and CMYK included) and preprocess them."""
+    """Decode image files as RGB (any mode, 16-bit and CMYK included) and preprocess them.
 
-    def __init__(self, paths: Sequence[str], preprocess: Preprocess) -> None:
+    ``transform`` (a torchvision v2 pipeline from a uint8 HWC array) replaces the evaluation
+    preprocessing, e.g. the linear probe's training augmentation, drawn afresh at each read.
+    """
+
+    def __init__(self, paths: Sequence[str], preprocess: Preprocess | None = None,
+                 transform: Callable | None = None) -> None:
+        if (preprocess is None) == (transform is None):
+            raise ValueError("give ImageFiles either preprocess or transform")
         self.paths = list(paths)
-        self.transform = preprocess.transform()
+        self.transform = transform if transform is not None else preprocess.transform()
 
     def __len__(self) -> int:
         return len(self.paths)

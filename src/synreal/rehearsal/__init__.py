@@ -42,8 +42,8 @@ GENERATION_STEPS = 2
 REPLICATES = 2
 
 #: Stages with resources in the config, and the memory a rehearsal job asks for at most.
-RESOURCE_STAGES = ("ingest", "generate", "pretrain", "features", "evaluate", "audit",
-                   "realtune")
+RESOURCE_STAGES = ("ingest", "generate", "pretrain", "features", "probe_images", "evaluate",
+                   "audit", "realtune")
 JOB_MB = 4000
 
 #: Config keys the rehearsal may change (fnmatch patterns over dotted paths); anything else
@@ -60,6 +60,7 @@ ALLOWED = (
     "realtune.supervised.params.batch_size",
     "evaluation.probe.steps", "evaluation.probe.epochs", "evaluation.dino_linear.epochs",
     "evaluation.probe.dino_epochs", "evaluation.features.batch_size",
+    "evaluation.features.num_workers",
     "resources.*.threads", "resources.*.mem_mb",
     "replicates", "replicates.seeds",
 )
@@ -126,6 +127,11 @@ def rehearsal_config(study: dict) -> dict:
         _set(config, "realtune.supervised.params.batch_size", 4)
     if "evaluation" in config:
         _set(config, "evaluation.probe.steps", 20)
+        if _get(config, "evaluation.probe.train_on") == "images":
+            # one epoch of augmented views (each an image's pass through ViT-S/16 on a CPU)
+            _set(config, "evaluation.probe.dino_epochs", 1)
+        if _get(config, "evaluation.features.num_workers", 0):
+            _set(config, "evaluation.features.num_workers", 0)  # 1 thread a job: no workers
     _fewer_seeds(config)
     # one CPU and a few GB per job: tiny jobs run side by side on a laptop or a small node;
     # GPU counts, GPU models and partitions stay the study's

@@ -50,6 +50,7 @@ STAGE_MODULES = (
     "synreal.stages.realtune",
     "synreal.stages.features",
     "synreal.stages.probe",
+    "synreal.stages.probe_images",
     "synreal.stages.knn",
     "synreal.stages.retrieval",
     "synreal.stages.tables",

@@ -6,6 +6,9 @@ one (``top1``, ``top5``, the confusion plot): ``dino_linear``, DINO's ``eval_lin
 and ``logistic``, the fast full-batch Adam logistic regression on standardised features
 (:mod:`synreal.eval.probe`). Every protocol also writes ``<protocol>_top1`` (with its CI and
 per-image values) and ``<protocol>_top5``, the tables' second column.
+
+With ``train_on: images`` the plan runs stage ``probe_images`` instead: ``dino_linear`` with the
+official script's RandomResizedCrop + flip on the training images, a GPU job.
 """
 
 from __future__ import annotations
@@ -18,12 +21,19 @@ from synreal.stages import Stage, register
 
 PROTOCOLS = ("dino_linear", "logistic")
 VIEWS = ("cls", "dino_linear")  # stages.features: the views a features file can offer
+ONS = ("features", "images")
 
 
 @dataclass(frozen=True)
 class ProbeParams:
     """Parameters of the ``probe`` stage (linear probe on frozen features)."""
 
+    train_on: str = doc("What the dino_linear probe trains on. features: each training image's "
+                  "centre-crop features, extracted once (a CPU job in seconds). images: "
+                  "RandomResizedCrop + flip drawn afresh every epoch through the frozen "
+                  "backbone, as DINO's eval_linear.py (stage probe_images: a GPU job of "
+                  "dino_epochs backbone passes, twice: selection, then retraining); only "
+                  "protocols [dino_linear].", default="features")
     features: str = doc("Feature view the probes read: dino_linear (DINO's linear protocol: "
                         "CLS of the last n_last_blocks blocks, 1,536-d for ViT-S) or cls (the "
                         "last block's CLS token); evaluation.features must write it.",
@@ -54,6 +64,11 @@ class ProbeParams:
     bootstrap_resamples: int = doc("Bootstrap resamples for the 95 % CIs.", default=1000)
 
     def __post_init__(self) -> None:
+        if self.train_on not in ONS:
+            raise ValueError(f"train_on must be one of {list(ONS)}, not {self.train_on!r}")
+        if self.train_on == "images" and tuple(self.protocols) != ("dino_linear",):
+            raise ValueError(f"train_on: images trains DINO's linear probe only; set protocols: "
+                             f"[dino_linear] (not {list(self.protocols)}) or train_on: features")
         if self.features not in VIEWS:
             raise ValueError(f"features must be one of {list(VIEWS)}, not {self.features!r}")
         unknown = [p for p in self.protocols if p not in PROTOCOLS]
@@ -69,34 +84,56 @@ class ProbeParams:
 
 def run(spec: dict, out_dir: Path) -> None:
     """Fit each probe, write metrics with CIs, per-image correctness and the confusion plot."""
-    import numpy as np
-
-    from synreal.data.manifest import read_manifest
-    from synreal.eval.leakage import assert_no_test_leakage
-    from synreal.eval.plots import plot_confusion_matrix
-    from synreal.stages._evaluation import features_line, load_split, save_metrics, with_ci
-
     params = parse_params(ProbeParams, spec["params"], "probe params")
-    where = "evaluation.probe.features"
-    train = load_split(spec["inputs"]["features"], params.train_split, params.features, where)
-    test = load_split(spec["inputs"]["features"], params.test_split, params.features, where)
-    manifest = read_manifest(spec["inputs"]["manifest"]).set_index("id")
-    train_ids, test_ids = train.column("id"), test.column("id")
-    assert_no_test_leakage(train_ids, test_ids, manifest.loc[train_ids, "sha256"],
-                           manifest.loc[test_ids, "sha256"])
+    train, test = load_probe_splits(spec, params.features, params.train_split,
+                                    params.test_split)
     results, lines = {}, {}
     for protocol in params.protocols:
         fit, lines[protocol] = _probe(protocol, params)
         results[protocol] = fit(train.embeddings, train.column("label"), test.embeddings,
                                 test.column("label"))
-    main = results[params.protocols[0]]
+    write_probe_outputs(out_dir, params, results, lines, train, test)
+
+
+def load_probe_splits(spec: dict, view: str, train_split: str, test_split: str):
+    """The train and test rows of the spec's features file in ``view``, checked for leaks."""
+    from synreal.data.manifest import read_manifest
+    from synreal.eval.leakage import assert_no_test_leakage
+    from synreal.stages._evaluation import load_split
+
+    where = "evaluation.probe.features"
+    train = load_split(spec["inputs"]["features"], train_split, view, where)
+    test = load_split(spec["inputs"]["features"], test_split, view, where)
+    manifest = read_manifest(spec["inputs"]["manifest"]).set_index("id")
+    train_ids, test_ids = train.column("id"), test.column("id")
+    assert_no_test_leakage(train_ids, test_ids, manifest.loc[train_ids, "sha256"],
+                           manifest.loc[test_ids, "sha256"])
+    return train, test
+
+
+def write_probe_outputs(out_dir: Path, params, results: dict, lines: dict, train,
+                        test) -> None:
+    """metrics.json (the first protocol reported), per-image correctness, confusion plot.
+
+    ``params``: the stage's params (``protocols``, ``features``, splits, ``seed``,
+    ``bootstrap_resamples``); ``results``/``lines``: each protocol's
+    :class:`~synreal.eval.probe.ProbeResult` and one-line description.
+    """
+    import numpy as np
+
+    from synreal.eval.plots import plot_confusion_matrix
+    from synreal.stages._evaluation import features_line, save_metrics, with_ci
+
+    protocols = list(results)
+    main = results[protocols[0]]
     per_item = {"top1": main.correct.astype(np.float64),
                 **{f"{p}_top1": r.correct.astype(np.float64) for p, r in results.items()}}
     names = dict(zip(test.column("label"), test.column("label_name"), strict=True))
+    train_ids, test_ids = train.column("id"), test.column("id")
     where_from = (f"{features_line(train)}; train {params.train_split} ({len(train_ids)}), "
                   f"test {params.test_split} ({len(test_ids)})")
-    metrics = {"protocol": f"linear probe {params.protocols[0]}: "
-                           f"{lines[params.protocols[0]]}; on {where_from}",
+    metrics = {"protocol": f"linear probe {protocols[0]}: {lines[protocols[0]]}; on "
+                           f"{where_from}",
                "protocols": {p: f"{line}; on {where_from}" for p, line in lines.items()},
                "features": params.features,
                "n_train": len(train_ids), "n_test": len(test_ids),
@@ -108,7 +145,7 @@ def run(spec: dict, out_dir: Path) -> None:
     save_metrics(out_dir, metrics, per_item, test_ids)
     plot_confusion_matrix(main.confusion, [names[c] for c in main.classes],
                           out_dir / "confusion.png",
-                          title=f"Linear probe, {params.protocols[0]} (test split)")
+                          title=f"Linear probe, {protocols[0]} (test split)")
 
 
 def _probe(protocol: str, params: ProbeParams):
