@@ -372,3 +372,50 @@ def test_cfg_names_mains_synthetic_run_only_where_it_is_the_same_run(config, rep
         changed["replicates"] = {**replicates, "runs": ["real", "synthetic"]}
     params = _plan(changed).tables["cfg"].params
     assert params["main_synthetic_scale"] == (7.5 if same else None)
+
+
+def test_the_datasets_table_lists_every_set_the_study_makes_and_how(config):
+    """The guidance sweep's other scales and the control sets are datasets too: each is a row
+    with what made it (the generator's settings, or the control's half)."""
+    config["controls"] = {"negative": True, "positive": True}
+    plan = _plan(config)
+    table = plan.tables["datasets"]
+    made = table.params["made"]
+    sweep = [f"afhq_syn@cfg{scale:g}" for scale in config["cfg_sweep"]["scales"]
+             if float(scale) != 7.5]
+    assert set(sweep) <= set(table.params["synthetic"]) and "afhq_syn@cfg7.5" not in made
+    for name in sweep:
+        assert table.params["synthetic"][name] == plan.cfg[float(name.split("cfg")[1])][0].out_dir
+        assert made[name].endswith(f"guidance {name.split('cfg')[1]}")
+    assert made["control reference"] == "half A of afhq's training split (real)"
+    assert made["control positive"].endswith("replaced by class-independent colour noise")
+    assert table.params["synthetic"]["control negative"] == plan.controls["negative"].out_dir
+    assert set(table.needs) >= {job.out_dir for job in plan.controls.values()}
+    assert table.params["order"] == [*config["datasets"], *config["generators"], *sweep,
+                                     "control reference", "control negative",
+                                     "control positive"]
+
+
+def test_the_study_names_each_generators_model_prompts_and_sampler():
+    from synreal.plan_tables import generation_text
+
+    study = yaml.safe_load((REPO / "config" / "studies" / "afhq_pets.yaml").read_text())
+    plan = build_plan(validate_config(study, check_paths=False))
+    made = plan.tables["datasets"].params["made"]
+    assert made["afhq_syn"] == (
+        "sdxl stabilityai/stable-diffusion-xl-base-1.0; prompts '{name}, {caption}' with "
+        "Salesforce/blip2-opt-2.7b captions; guidance 2, 25 steps, scheduler dpmpp_2m, no "
+        "negative prompt; the model's native size saved at 256 px")
+    assert made["afhq_var"].startswith("sd-image-variations lambdalabs/sd-image-variations-"
+                                       "diffusers; each real training image as the condition; "
+                                       "guidance 8,")
+    assert [name for name in made if "@cfg" in name] == [
+        f"afhq_syn@cfg{scale}" for scale in (3, 4, 5, 6, 7, 8)]
+    # without a model_id each backend records its own usual weights, not SDXL's
+    params = dict(plan.generators["afhq_var"].params, model_id="")
+    from synreal.generate.params import GenerateParams
+
+    assert GenerateParams(**{k: tuple(v) if isinstance(v, list) else v
+                             for k, v in params.items()}).model_id == (
+        "lambdalabs/sd-image-variations-diffusers")
+    assert "refiner" not in generation_text(plan.generators["pets_syn"].params)

@@ -363,11 +363,6 @@ def build_jobs(config: dict) -> Plan:
         for name, run in config["pretrain"]["runs"].items():
             _replicated(plan, name, run)
         _controls(plan)
-    plan.tables["datasets"] = TableJob("datasets", {
-        "study": config["study"]["name"],
-        "datasets": {name: job.out_dir for name, job in plan.datasets.items()},
-        "synthetic": {name: job.out_dir for name, job in plan.generators.items()},
-    }, [job.target for job in [*plan.datasets.values(), *plan.generators.values()]])
     if config.get("audit"):
         for name in config["audit"]["datasets"] or [*plan.datasets, *plan.generators]:
             plan.audits[name] = _audit_job(plan, name)

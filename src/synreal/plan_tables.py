@@ -11,7 +11,7 @@ import json
 from dataclasses import dataclass
 
 from synreal.errors import ConfigError
-from synreal.plan_jobs import Job, Plan, TableJob, _facts, mix_run, run_facts
+from synreal.plan_jobs import CONTROL_RUNS, Job, Plan, TableJob, _facts, mix_run, run_facts
 from synreal.report import paper_numbers
 
 
@@ -437,8 +437,65 @@ def figures_job(plan: Plan) -> FiguresJob:
     return FiguresJob(params, sorted(set(needs)))
 
 
+def generation_text(params: dict) -> str:
+    """How a generator made its images, in words: model, prompts, guidance, sampler, size."""
+    backend = params["backend"]
+    if backend.startswith("toy"):
+        made = "the toy world's renderer, narrowed" if backend == "toy" else (
+            "toy image variations of the real images")
+        return (f"{made}: object scale {tuple(params['toy_scale'])}, brightness "
+                f"{tuple(params['toy_brightness'])}, breed confusion "
+                f"{params['confusion_rate']:g}, guidance {params['cfg_scale']:g}")
+    if backend == "sd-image-variations":
+        prompts = "each real training image as the condition"
+    elif params.get("captioner_path"):
+        prompts = f"prompts '{params['caption_template']}' with {params['captioner_id']} captions"
+    else:
+        prompts = "class-name prompt templates"
+    if params.get("rare_scenarios"):
+        prompts += f" + rare scenarios {list(params['rare_scenarios'])}"
+    negative = f"negative prompt '{params['negative_prompt']}'" if params["negative_prompt"] \
+        else "no negative prompt"
+    native = f"{params['native_resolution']} px" if params.get("native_resolution") else (
+        "the model's native size")
+    refiner = f" + refiner {params['refiner_id']}" if params.get("use_refiner") else ""
+    return (f"{backend} {params['model_id']}{refiner}; {prompts}; guidance "
+            f"{params['cfg_scale']:g}, {params['steps']} steps, scheduler "
+            f"{params['scheduler']}, {negative}; {native} saved at {params['image_size']} px")
+
+
+def datasets_table(plan: Plan) -> TableJob:
+    """Every dataset the study reads or makes, and how each was made.
+
+    The real datasets, every generator's set, the guidance sweep's other scales and the
+    control sets (half A, half B, half B as noise): each row with its generation settings.
+    """
+    real = {name: job.out_dir for name, job in plan.datasets.items()}
+    made_sets: dict[str, str] = {}
+    made: dict[str, str] = {}
+    for name, job in plan.generators.items():
+        made_sets[name], made[name] = job.out_dir, generation_text(job.params)
+    generator = (plan.config.get("cfg_sweep") or {}).get("generator")
+    for scale, (job, _, _) in sorted(plan.cfg.items()):
+        if job.out_dir not in made_sets.values():
+            name = f"{generator}@cfg{scale:g}"
+            made_sets[name], made[name] = job.out_dir, generation_text(job.params)
+    copied = (plan.config.get("controls") or {}).get("run", "real")
+    for part, job in plan.controls.items():
+        run = plan.config["pretrain"]["runs"][copied]
+        name = f"control {part}"
+        made_sets[name] = job.out_dir
+        made[name] = CONTROL_DATA[CONTROL_RUNS[part][0]].format(real=run["real"])
+    # the spec's JSON sorts dict keys: the rows' order (real, generators, sweep, controls)
+    # travels as a list
+    params = {"study": plan.config["study"]["name"], "datasets": real, "synthetic": made_sets,
+              "made": made, "order": [*real, *made_sets]}
+    return TableJob("datasets", params, [*real.values(), *made_sets.values()])
+
+
 def add_tables(plan: Plan) -> None:
-    """Add every configured table (beyond ``datasets``, which the plan adds itself)."""
+    """Add the datasets table and every configured table."""
+    plan.tables["datasets"] = datasets_table(plan)
     for name in plan.config["tables"]:
         if name in BUILDERS:
             plan.tables[name] = BUILDERS[name](plan)

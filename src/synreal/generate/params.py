@@ -19,6 +19,10 @@ from synreal.params import doc
 DTYPES = ("auto", "fp32", "fp16", "bf16")
 IMAGE_FORMATS = ("png", "jpg", "webp")
 RARE_SCENARIOS = ("scale", "brightness", "person")
+#: The hub id each diffusers backend records (and names in its errors) when model_id is empty.
+DEFAULT_MODEL_IDS = {"sdxl": "stabilityai/stable-diffusion-xl-base-1.0",
+                     "sd": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+                     "sd-image-variations": "lambdalabs/sd-image-variations-diffusers"}
 
 
 @dataclass(frozen=True)
@@ -41,8 +45,11 @@ class GenerateParams:
         "cache folder (models--org--name or its snapshots/<rev>). Not used by toy.",
         default=None)
     model_id: str = doc("Hub id of the weights, recorded per image and named in the error that "
-                        "says what to download when model_path is missing.",
-                        default="stabilityai/stable-diffusion-xl-base-1.0")
+                        "says what to download when model_path is missing. Empty: the "
+                        "backend's usual weights (sdxl: stabilityai/stable-diffusion-xl-base-"
+                        "1.0, sd: stable-diffusion-v1-5/stable-diffusion-v1-5, "
+                        "sd-image-variations: lambdalabs/sd-image-variations-diffusers).",
+                        default="")
     use_refiner: bool = doc("sdxl only: run the SDXL refiner on the last denoising steps. Off "
                             "by default (the study uses the base model alone).", default=False)
     refiner_path: str | None = doc("sdxl only: local folder of the refiner weights.",
@@ -146,6 +153,9 @@ class GenerateParams:
 
     def __post_init__(self) -> None:
         """Reject values no backend could use, naming the key and the valid options."""
+        if not self.model_id:  # the backend's usual weights (the toy backends record their own)
+            object.__setattr__(self, "model_id", DEFAULT_MODEL_IDS.get(
+                self.backend, DEFAULT_MODEL_IDS["sdxl"]))
         _one_of("dtype", self.dtype, DTYPES)
         _one_of("image_format", self.image_format, IMAGE_FORMATS)
         for scenario in self.rare_scenarios:

@@ -32,14 +32,17 @@ def _resolutions(manifest: pd.DataFrame, most: int = 3) -> str:
 def _source(spec: dict) -> str:
     if spec["stage"] == "generate":
         return f"synthetic ({spec['params']['backend']})"
+    if spec["stage"] == "control":
+        return f"control ({spec['params']['part']})"
     return f"real ({spec['params']['format']})"
 
 
 def datasets_table(params: dict, out_dir: Path) -> None:
     """Dataset summary: source, images per split, classes, resolution, skipped files, key."""
     rows = []
-    for name, artifact in {**params["datasets"], **params.get("synthetic", {})}.items():
-        artifact = Path(artifact)
+    artifacts = {**params["datasets"], **params.get("synthetic", {})}
+    for name in params.get("order", artifacts):
+        artifact = Path(artifacts[name])
         manifest = read_manifest(artifact / "manifest.parquet")
         problems_file = artifact / "problems.csv"
         problems = pd.read_csv(problems_file) if problems_file.is_file() else pd.DataFrame()
@@ -53,12 +56,15 @@ def datasets_table(params: dict, out_dir: Path) -> None:
             "classes": manifest["label"].nunique(),
             "resolution": _resolutions(manifest),
             "skipped": len(problems),
+            "made by": params.get("made", {}).get(name, "ingested as released"),
             "key": spec["key"],
         })
-    caption = (f"Datasets of study '{params['study']}': real datasets after ingest and the "
-               "synthetic datasets generated to match them; images per split, classes, image "
-               "resolutions, files skipped as unreadable, and the artifact key "
-               "(results/ingest/<key>/ or results/generate/<key>/).")
+    caption = (f"Datasets of study '{params['study']}': real datasets after ingest, the "
+               "synthetic datasets generated to match them (the guidance sweep's other "
+               "scales as <generator>@cfg<scale>) and the main table's control sets; images "
+               "per split, classes, image resolutions, files skipped as unreadable, how each "
+               "was made (model, prompts, guidance, sampler, sizes), and the artifact key "
+               "(results/<stage>/<key>/: ingest, generate or control).")
     write_table(pd.DataFrame(rows), out_dir, "datasets", caption)
 
 
