@@ -375,18 +375,20 @@ def test_cfg_names_mains_synthetic_run_only_where_it_is_the_same_run(config, rep
 
 
 def test_the_datasets_table_lists_every_set_the_study_makes_and_how(config):
-    """The guidance sweep's other scales and the control sets are datasets too: each is a row
-    with what made it (the generator's settings, or the control's half)."""
+    """The guidance sweep's other scales and the control sets are datasets too, named as the
+    audits name them, in the plan's order; a real set or a control set says how it was made
+    (a generated set's settings are read from its artifact when the table is built)."""
     config["controls"] = {"negative": True, "positive": True}
     plan = _plan(config)
     table = plan.tables["datasets"]
     made = table.params["made"]
-    sweep = [f"afhq_syn@cfg{scale:g}" for scale in config["cfg_sweep"]["scales"]
+    sweep = [f"afhq_syn@cfg{float(scale)}" for scale in config["cfg_sweep"]["scales"]
              if float(scale) != 7.5]
-    assert set(sweep) <= set(table.params["synthetic"]) and "afhq_syn@cfg7.5" not in made
+    assert set(sweep) <= set(table.params["synthetic"]) <= set(sweep) | set(
+        config["generators"]) | {f"control {part}" for part in plan.controls}
     for name in sweep:
         assert table.params["synthetic"][name] == plan.cfg[float(name.split("cfg")[1])][0].out_dir
-        assert made[name].endswith(f"guidance {name.split('cfg')[1]}")
+    assert made["afhq"].startswith("the toy world's renderer in the afhq layout: object scale")
     assert made["control reference"] == "half A of afhq's training split (real)"
     assert made["control positive"].endswith("replaced by class-independent colour noise")
     assert table.params["synthetic"]["control negative"] == plan.controls["negative"].out_dir
@@ -394,28 +396,40 @@ def test_the_datasets_table_lists_every_set_the_study_makes_and_how(config):
     assert table.params["order"] == [*config["datasets"], *config["generators"], *sweep,
                                      "control reference", "control negative",
                                      "control positive"]
+    if "synbench" in plan.tables:  # one name for a sweep scale's set in every table
+        assert set(sweep) <= set(plan.tables["synbench"].params["audits"])
 
 
-def test_the_study_names_each_generators_model_prompts_and_sampler():
-    from synreal.plan_tables import generation_text
-
+def test_a_folder_dataset_says_where_it_was_ingested_from():
     study = yaml.safe_load((REPO / "config" / "studies" / "afhq_pets.yaml").read_text())
     plan = build_plan(validate_config(study, check_paths=False))
-    made = plan.tables["datasets"].params["made"]
-    assert made["afhq_syn"] == (
-        "sdxl stabilityai/stable-diffusion-xl-base-1.0; prompts '{name}, {caption}' with "
-        "Salesforce/blip2-opt-2.7b captions; guidance 2, 25 steps, scheduler dpmpp_2m, no "
-        "negative prompt; the model's native size saved at 256 px")
-    assert made["afhq_var"].startswith("sd-image-variations lambdalabs/sd-image-variations-"
-                                       "diffusers; each real training image as the condition; "
-                                       "guidance 8,")
-    assert [name for name in made if "@cfg" in name] == [
-        f"afhq_syn@cfg{scale}" for scale in (3, 4, 5, 6, 7, 8)]
+    table = plan.tables["datasets"]
+    assert table.params["made"]["afhq"] == (
+        f"{study['datasets']['afhq']['path']} ingested as released (unreadable files: "
+        f"{plan.config['datasets']['afhq']['on_corrupt']})")
+    assert [name for name in table.params["order"] if "@cfg" in name] == [
+        f"afhq_syn@cfg{scale}" for scale in (3.0, 4.0, 5.0, 6.0, 7.0, 8.0)]
     # without a model_id each backend records its own usual weights, not SDXL's
-    params = dict(plan.generators["afhq_var"].params, model_id="")
-    from synreal.generate.params import GenerateParams
+    from synreal.generate.params import DEFAULT_MODEL_IDS, GenerateParams
 
-    assert GenerateParams(**{k: tuple(v) if isinstance(v, list) else v
-                             for k, v in params.items()}).model_id == (
+    assert plan.generators["afhq_var"].params["model_id"] == DEFAULT_MODEL_IDS[
+        "sd-image-variations"]
+    assert GenerateParams(backend="sd-image-variations").model_id == (
         "lambdalabs/sd-image-variations-diffusers")
-    assert "refiner" not in generation_text(plan.generators["pets_syn"].params)
+    assert GenerateParams(backend="sd").model_id == DEFAULT_MODEL_IDS["sd"]
+
+
+def test_a_supervised_fine_tuning_is_probed_on_fixed_features(config):
+    """With ``train_on: images`` every checkpoint whose linear top-1 a table reports gets the
+    GPU probe on images; a supervised fine-tuning's (its table reads the tuned classifier)
+    keeps the seconds-long probe on fixed features, with the same settings otherwise."""
+    config["evaluation"]["probe"] = {"train_on": "images", "protocols": ["dino_linear"]}
+    plan = _plan(config)
+    assert {jobs["probe"].stage for jobs in plan.evaluations.values()} == {"probe_images"}
+    for (_, mode, _), jobs in plan.tuned_evaluations.items():
+        probe = jobs["probe"]
+        assert probe.stage == ("probe_images" if mode == "ssl" else "probe")
+        if mode == "supervised":
+            assert probe.params["train_on"] == "features"
+            assert probe.params["protocols"] == ["dino_linear"]
+    assert any(mode == "supervised" for _, mode, _ in plan.tuned_evaluations)

@@ -281,8 +281,13 @@ def _audit_job(plan: Plan, name: str, like: str | None = None,
     return plan.add(Job("audit", params, upstream, inputs))
 
 
-def _evaluation_jobs(plan: Plan, checkpoint: Job) -> dict[str, Job]:
-    """Features -> probe, knn, retrieval of one checkpoint on the evaluation dataset."""
+def _evaluation_jobs(plan: Plan, checkpoint: Job, probe_images: bool = True) -> dict[str, Job]:
+    """Features -> probe, knn, retrieval of one checkpoint on the evaluation dataset.
+
+    ``probe_images``: False for a checkpoint whose linear top-1 no table reports (a
+    supervised fine-tuning's: its table reads the tuned classifier): its probe runs on the
+    fixed features even where ``evaluation.probe.train_on`` is ``images`` (a GPU job).
+    """
     from synreal.stages.features import FeaturesParams, check_view
     from synreal.stages.knn import KnnParams
     from synreal.stages.probe import ProbeParams
@@ -306,8 +311,10 @@ def _evaluation_jobs(plan: Plan, checkpoint: Job) -> dict[str, Job]:
                                  **evaluation[stage]}, f"evaluation.{stage}")
         check_view(features.params, params["features"], f"evaluation.{stage}.features")
         if stage == "probe" and params["train_on"] == "images":
-            jobs[stage] = _probe_images_job(plan, params, features, checkpoint, dataset)
-            continue
+            if probe_images:
+                jobs[stage] = _probe_images_job(plan, params, features, checkpoint, dataset)
+                continue
+            params = {**params, "train_on": "features"}
         jobs[stage] = plan.add(Job(stage, params, {"features": features.ref,
                                                    "dataset": dataset.ref},
                                    {"features": f"{features.out_dir}/features.parquet",
@@ -463,7 +470,7 @@ def _realtune(plan: Plan) -> None:
                 key = (run, mode, role)
                 plan.tuned_replicates.setdefault(key, []).append(job)
                 plan.tuned_replicate_evaluations.setdefault(key, []).append(
-                    _evaluation_jobs(plan, job))
+                    _evaluation_jobs(plan, job, probe_images=mode == "ssl"))
                 plan.tuned[key] = plan.tuned_replicates[key][0]
                 plan.tuned_evaluations[key] = plan.tuned_replicate_evaluations[key][0]
 

@@ -437,49 +437,21 @@ def figures_job(plan: Plan) -> FiguresJob:
     return FiguresJob(params, sorted(set(needs)))
 
 
-def generation_text(params: dict) -> str:
-    """How a generator made its images, in words: model, prompts, guidance, sampler, size."""
-    backend = params["backend"]
-    if backend.startswith("toy"):
-        made = "the toy world's renderer, narrowed" if backend == "toy" else (
-            "toy image variations of the real images")
-        return (f"{made}: object scale {tuple(params['toy_scale'])}, brightness "
-                f"{tuple(params['toy_brightness'])}, breed confusion "
-                f"{params['confusion_rate']:g}, guidance {params['cfg_scale']:g}")
-    if backend == "sd-image-variations":
-        prompts = "each real training image as the condition"
-    elif params.get("captioner_path"):
-        prompts = f"prompts '{params['caption_template']}' with {params['captioner_id']} captions"
-    else:
-        prompts = "class-name prompt templates"
-    if params.get("rare_scenarios"):
-        prompts += f" + rare scenarios {list(params['rare_scenarios'])}"
-    negative = f"negative prompt '{params['negative_prompt']}'" if params["negative_prompt"] \
-        else "no negative prompt"
-    native = f"{params['native_resolution']} px" if params.get("native_resolution") else (
-        "the model's native size")
-    refiner = f" + refiner {params['refiner_id']}" if params.get("use_refiner") else ""
-    return (f"{backend} {params['model_id']}{refiner}; {prompts}; guidance "
-            f"{params['cfg_scale']:g}, {params['steps']} steps, scheduler "
-            f"{params['scheduler']}, {negative}; {native} saved at {params['image_size']} px")
-
-
 def datasets_table(plan: Plan) -> TableJob:
     """Every dataset the study reads or makes, and how each was made.
 
     The real datasets, every generator's set, the guidance sweep's other scales and the
-    control sets (half A, half B, half B as noise): each row with its generation settings.
+    control sets (half A, half B, half B as noise). ``made`` says how a real dataset or a
+    control set was made; a generated set's settings are read from its artifact's spec when
+    the table is built (synreal.report.made_by).
     """
     real = {name: job.out_dir for name, job in plan.datasets.items()}
-    made_sets: dict[str, str] = {}
-    made: dict[str, str] = {}
-    for name, job in plan.generators.items():
-        made_sets[name], made[name] = job.out_dir, generation_text(job.params)
+    made = {name: _real_text(plan, name) for name in plan.datasets}
+    made_sets = {name: job.out_dir for name, job in plan.generators.items()}
     generator = (plan.config.get("cfg_sweep") or {}).get("generator")
     for scale, (job, _, _) in sorted(plan.cfg.items()):
         if job.out_dir not in made_sets.values():
-            name = f"{generator}@cfg{scale:g}"
-            made_sets[name], made[name] = job.out_dir, generation_text(job.params)
+            made_sets[f"{generator}@cfg{scale}"] = job.out_dir  # the audits' name for it
     copied = (plan.config.get("controls") or {}).get("run", "real")
     for part, job in plan.controls.items():
         run = plan.config["pretrain"]["runs"][copied]
@@ -491,6 +463,19 @@ def datasets_table(plan: Plan) -> TableJob:
     params = {"study": plan.config["study"]["name"], "datasets": real, "synthetic": made_sets,
               "made": made, "order": [*real, *made_sets]}
     return TableJob("datasets", params, [*real.values(), *made_sets.values()])
+
+
+def _real_text(plan: Plan, name: str) -> str:
+    """How real dataset ``name`` came to be: the toy world's renderer, or a folder ingested."""
+    dataset, ingest = plan.config["datasets"][name], plan.datasets[name]
+    source = ingest.upstream["dataset"]
+    if source.startswith("toyworld/"):
+        world = plan.job("toyworld", source.split("/", 1)[1]).params
+        return (f"the toy world's renderer in the {world['layout']} layout: object scale "
+                f"{tuple(world['scale'])}, brightness {tuple(world['brightness'])}, occlusion "
+                f"{world['occlusion_prob']:g}")
+    return (f"{dataset['path']} ingested as released (unreadable files: "
+            f"{dataset['on_corrupt']})")
 
 
 def add_tables(plan: Plan) -> None:

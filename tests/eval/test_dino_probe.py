@@ -1,10 +1,12 @@
 """DINO-protocol linear probe: on augmented images (a tiny random ViT) and on fixed features."""
 
 import numpy as np
+import pytest
 import timm
 import torch
 from sklearn.linear_model import LogisticRegression
 
+from synreal.eval import dino_probe
 from synreal.eval.dino_probe import (
     DinoLinearConfig,
     dino_linear_probe_features,
@@ -52,11 +54,14 @@ def _centre_features(model, images):
 EVAL = Preprocess(36, 32, (0.5, 0.5, 0.5), (0.25, 0.25, 0.25))
 
 
-def test_without_augmentation_the_image_probe_is_the_features_probe():
+@pytest.mark.parametrize("chunk", [128, 3], ids=["one chunk a step", "steps of 3 chunks"])
+def test_without_augmentation_the_image_probe_is_the_features_probe(chunk, monkeypatch):
     """The image path's order, head initialisation, lr scaling, selection and retraining are
     the fixed-feature path's: given the evaluation transform instead of the augmentation,
     its predictions and held-out grid equal dino_linear_probe_features' on the same
-    backbone's features, so any difference between the two protocols is the augmentation's."""
+    backbone's features, so any difference between the two protocols is the augmentation's.
+    Also where a step joins several loader chunks (the workers' unit)."""
+    monkeypatch.setattr(dino_probe, "CHUNK", chunk)
     model = _tiny_vit()
     train_y, test_y = np.arange(24) % 3, np.arange(9) % 3
     train = _Images(train_y, EVAL.transform(), seed=0)
@@ -98,6 +103,12 @@ def test_the_image_probe_augments_deterministically_and_picks_on_held_out():
     plain = dino_linear_probe_images(_embed(model), _Images(train_y, EVAL.transform(), seed=0),
                                      x_train, train_y, x_test, test_y, config)
     assert [g["val_loss"] for g in plain.grid] != [g["val_loss"] for g in first.grid]
+    # loader workers augment the training images: the same result on every run, and not
+    # the in-process one (each worker draws from its own seeded stream)
+    workers = [dino_linear_probe_images(_embed(model), train, x_train, train_y, x_test, test_y,
+                                        config, num_workers=2) for _ in range(2)]
+    assert [g["val_loss"] for g in workers[0].grid] == [g["val_loss"] for g in workers[1].grid]
+    assert [g["val_loss"] for g in workers[0].grid] != [g["val_loss"] for g in first.grid]
     line = config.describe()
     assert line.startswith("DINO eval_linear on images:")
     assert "RandomResizedCrop + horizontal flip, drawn afresh each epoch" in line

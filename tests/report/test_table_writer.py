@@ -4,7 +4,7 @@ import re
 
 import pandas as pd
 
-from synreal.report.table_writer import WIDE_COLUMNS, to_latex
+from synreal.report.table_writer import LONG_CELL, TEXT_WIDTH, WIDE_COLUMNS, to_latex
 
 
 def _unescaped_braces(tex: str) -> tuple[int, int]:
@@ -33,3 +33,9 @@ def test_a_wide_table_is_scaled_to_the_line_width():
     assert tex.index("resizebox") < tex.index(r"\begin{tabular}") < tex.index(r"\end{tabular}")
     opened, closed = _unescaped_braces(tex)
     assert opened == closed
+
+
+def test_a_column_of_sentences_wraps_instead_of_running_off_the_page():
+    frame = pd.DataFrame({"dataset": ["a"], "made by": ["x" * (LONG_CELL + 1)], "n": [3]})
+    tex = to_latex(frame, "caption", "t")
+    assert rf"\begin{{tabular}}{{lp{{{TEXT_WIDTH}}}l}}" in tex

@@ -17,8 +17,9 @@ with the checkpoint's evaluation preprocessing, so they are given as fixed featu
 :func:`dino_linear_probe_features` is the same protocol on features extracted once: the same
 head, optimiser, lr scaling, schedule, epochs, batch, selection and retraining, but every
 training image is seen as its evaluation centre crop, so RandomResizedCrop and flip are not
-applied (with fixed features they cannot be). Without augmentation the two are equal (a
-test checks it), so any difference between them is the augmentation's.
+applied (with fixed features they cannot be). Without augmentation the two make the same
+predictions on a CPU (a test checks it); on a GPU they differ only by float rounding (bf16
+features computed in other batches), so a difference between them is the augmentation's.
 """
 
 from __future__ import annotations
@@ -108,18 +109,54 @@ def _train_heads(backbone, batches, num_classes, base_lrs, epochs, device,
 
 
 def _new_head(dim: int, num_classes: int, device) -> nn.Linear:
-    head = nn.Linear(dim, num_classes).to(device)
-    with torch.no_grad():  # DINO's LinearClassifier init
+    """DINO's LinearClassifier init, drawn on the CPU (the same draw on any device)."""
+    head = nn.Linear(dim, num_classes)
+    with torch.no_grad():
         head.weight.normal_(0.0, 0.01)
         head.bias.zero_()
-    return head
+    return head.to(device)
 
 
 @torch.no_grad()
 def _features(backbone, images: torch.Tensor, device) -> torch.Tensor:
     if isinstance(backbone, nn.Module):
         backbone.eval()
-    return backbone(images.to(device)).float().flatten(1)
+    return backbone(images.to(device, non_blocking=True)).float().flatten(1)
+
+
+#: Images a DataLoader worker decodes and augments at a time: DINO's batch per GPU. A step's
+#: batch (1024) is several such chunks, so every worker has work (with whole steps as the
+#: loader's batches, Pet's 3-4 steps an epoch would keep at most 3-4 workers busy).
+CHUNK = 128
+
+
+class _Steps:
+    """Re-iterable steps of ``batch_size`` images' features, built from loader chunks.
+
+    The loader yields the sampler's order in chunks; consecutive chunks are embedded and
+    joined until a step holds ``batch_size`` images (the last step of an epoch: the rest),
+    so the steps are exactly those of a loader whose batch is ``batch_size``.
+    """
+
+    def __init__(self, loader, embed: Callable[[torch.Tensor], torch.Tensor], batch_size: int,
+                 device: str) -> None:
+        self.loader, self.embed, self.batch_size, self.device = loader, embed, batch_size, device
+
+    def __iter__(self):
+        features: list[torch.Tensor] = []
+        labels: list[torch.Tensor] = []
+        held = 0
+        for images, codes in self.loader:
+            features.append(_features(self.embed, images, self.device))
+            labels.append(codes)
+            held += len(codes)
+            while held >= self.batch_size:
+                joined, joined_labels = torch.cat(features), torch.cat(labels)
+                yield joined[:self.batch_size], joined_labels[:self.batch_size]
+                features, labels = [joined[self.batch_size:]], [joined_labels[self.batch_size:]]
+                held -= self.batch_size
+        if held:
+            yield torch.cat(features), torch.cat(labels)
 
 
 @dataclass(frozen=True)
@@ -146,8 +183,8 @@ class DinoLinearConfig:
         if self.train_on == "images":
             name = "DINO eval_linear on images"
             views = ("training images RandomResizedCrop + horizontal flip, drawn afresh each "
-                     "epoch through the frozen backbone; held-out part and test: the "
-                     "evaluation centre crop")
+                     "epoch through the frozen backbone (bf16 autocast on a GPU); held-out "
+                     "part and test: the evaluation centre crop")
         else:
             name = "DINO eval_linear on fixed features"
             views = ("no RandomResizedCrop/flip (features are extracted once from the centre "
@@ -225,15 +262,17 @@ def _fit_image_heads(embed: Callable[[torch.Tensor], torch.Tensor], images: Imag
     """
     from torch.utils.data import DataLoader
 
-    loader = DataLoader(_Labelled(images, codes), batch_size=config.batch_size,
+    loader = DataLoader(_Labelled(images, codes), batch_size=min(CHUNK, config.batch_size),
                         sampler=_ShuffledRows(rows, torch.Generator().manual_seed(config.seed)),
                         num_workers=num_workers, persistent_workers=num_workers > 0,
                         pin_memory=str(device).startswith("cuda"),
                         generator=torch.Generator().manual_seed(config.seed + 1))
+    steps = _Steps(loader, embed, config.batch_size, device)
     with torch.random.fork_rng(devices=[]), flush_denormals():
         torch.manual_seed(config.seed)  # head initialisation (and in-process augmentations)
-        heads = _train_heads(embed, loader, num_classes, tuple(base_lrs), config.epochs,
-                             device, f"linear probe, {len(base_lrs)} lr(s) on {len(rows)} images")
+        heads = _train_heads(nn.Identity(), steps, num_classes, tuple(base_lrs),
+                             config.epochs, device,
+                             f"linear probe, {len(base_lrs)} lr(s) on {len(rows)} images")
     return [head.cpu() for head in heads]
 
 

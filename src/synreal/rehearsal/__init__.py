@@ -130,8 +130,9 @@ def rehearsal_config(study: dict) -> dict:
         if _get(config, "evaluation.probe.train_on") == "images":
             # one epoch of augmented views (each an image's pass through ViT-S/16 on a CPU)
             _set(config, "evaluation.probe.dino_epochs", 1)
-        if _get(config, "evaluation.features.num_workers", 0):
-            _set(config, "evaluation.features.num_workers", 0)  # 1 thread a job: no workers
+        if _get(config, "evaluation.features.num_workers", 0) > 1:
+            # one loader worker beside each 1-thread job: the worker path, rehearsed cheaply
+            _set(config, "evaluation.features.num_workers", 1)
     _fewer_seeds(config)
     # one CPU and a few GB per job: tiny jobs run side by side on a laptop or a small node;
     # GPU counts, GPU models and partitions stay the study's

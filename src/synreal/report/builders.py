@@ -38,7 +38,9 @@ def _source(spec: dict) -> str:
 
 
 def datasets_table(params: dict, out_dir: Path) -> None:
-    """Dataset summary: source, images per split, classes, resolution, skipped files, key."""
+    """Dataset summary: source, splits, classes, resolution, skipped files, making, key."""
+    from synreal.report.made_by import generation_text
+
     rows = []
     artifacts = {**params["datasets"], **params.get("synthetic", {})}
     for name in params.get("order", artifacts):
@@ -56,7 +58,9 @@ def datasets_table(params: dict, out_dir: Path) -> None:
             "classes": manifest["label"].nunique(),
             "resolution": _resolutions(manifest),
             "skipped": len(problems),
-            "made by": params.get("made", {}).get(name, "ingested as released"),
+            "made by": params.get("made", {}).get(name) or (
+                generation_text(spec["params"], manifest["label_name"].unique())
+                if spec["stage"] == "generate" else ""),
             "key": spec["key"],
         })
     caption = (f"Datasets of study '{params['study']}': real datasets after ingest, the "

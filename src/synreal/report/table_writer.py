@@ -30,6 +30,10 @@ LATEX_SPECIALS = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "^": r"\textasciicircum{}", "<": r"\textless{}", ">": r"\textgreater{}"}
 #: Tables wider than this many columns are scaled to the line width.
 WIDE_COLUMNS = 8
+#: A column with a cell longer than this many characters wraps in a paragraph column of
+#: :data:`TEXT_WIDTH` (the datasets table's "made by" sentences) instead of one long line.
+LONG_CELL = 40
+TEXT_WIDTH = "5cm"
 
 
 def _latex_escape(text: str) -> str:
@@ -47,10 +51,14 @@ def to_markdown(frame: pd.DataFrame) -> str:
 def to_latex(frame: pd.DataFrame, caption: str, label: str) -> str:
     r"""A booktabs LaTeX table with caption and label; a wide one is scaled to the line.
 
+    Columns are left-aligned; one holding sentences wraps at :data:`TEXT_WIDTH`.
+
     Needs ``\usepackage{booktabs}`` (and ``graphicx`` for a table wider than
     :data:`WIDE_COLUMNS` columns, which ``\resizebox`` fits to the line width).
     """
-    cols = "l" * len(frame.columns)
+    cols = "".join(
+        f"p{{{TEXT_WIDTH}}}" if frame[column].astype(str).str.len().max() > LONG_CELL else "l"
+        for column in frame.columns)
     head = " & ".join(_latex_escape(str(c)) for c in frame.columns) + r" \\"
     body = [" & ".join(_latex_escape(str(v)) for v in row) + r" \\"
             for row in frame.itertuples(index=False)]

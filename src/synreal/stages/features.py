@@ -117,7 +117,7 @@ def run(spec: dict, out_dir: Path) -> None:
                           f"backbone has {depth} blocks; set it to at most {depth}.")
     embeddings, rate = extract_features(
         model, manifest["path"].tolist(), preprocess, params.protocol, params.n_last_blocks,
-        params.avgpool, params.batch_size, params.num_workers, device(), params.decode)
+        params.avgpool, params.batch_size, params.num_workers, device("features"), params.decode)
     write_features(out_dir / "features.parquet", embeddings, manifest["id"], manifest["split"],
                    manifest["label"], manifest["label_name"], manifest["path"], {
                        "checkpoint_key": spec["upstream"]["checkpoint"],

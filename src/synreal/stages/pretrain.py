@@ -69,7 +69,7 @@ def run(spec: dict, out_dir: Path) -> None:
         plan = ViewPlan.mixdiff(**data["views"])
     else:
         plan = ViewPlan.single(params.local_crops_number)
-    summary = train_dino(params, samples, plan, out_dir, device=device())
+    summary = train_dino(params, samples, plan, out_dir, device=device("pretrain"))
     rank, world, _ = process_rank()
     if world > 1:  # under torchrun every process trains; rank 0 alone writes the artifact
         barrier()

@@ -32,8 +32,9 @@ class ProbeParams:
                   "centre-crop features, extracted once (a CPU job in seconds). images: "
                   "RandomResizedCrop + flip drawn afresh every epoch through the frozen "
                   "backbone, as DINO's eval_linear.py (stage probe_images: a GPU job of "
-                  "dino_epochs backbone passes, twice: selection, then retraining); only "
-                  "protocols [dino_linear].", default="features")
+                  "dino_epochs passes over 80 % of the train split to pick the lr, then "
+                  "dino_epochs over all of it); only protocols [dino_linear].",
+                  default="features")
     features: str = doc("Feature view the probes read: dino_linear (DINO's linear protocol: "
                         "CLS of the last n_last_blocks blocks, 1,536-d for ViT-S) or cls (the "
                         "last block's CLS token); evaluation.features must write it.",
@@ -113,11 +114,11 @@ def load_probe_splits(spec: dict, view: str, train_split: str, test_split: str):
 
 def write_probe_outputs(out_dir: Path, params, results: dict, lines: dict, train,
                         test) -> None:
-    """metrics.json (the first protocol reported), per-image correctness, confusion plot.
+    """metrics.json (the first protocol of ``results`` reported), per-image correctness, plot.
 
-    ``params``: the stage's params (``protocols``, ``features``, splits, ``seed``,
-    ``bootstrap_resamples``); ``results``/``lines``: each protocol's
-    :class:`~synreal.eval.probe.ProbeResult` and one-line description.
+    ``params``: the stage's params (``features``, splits, ``seed``, ``bootstrap_resamples``);
+    ``results``/``lines``: each protocol's :class:`~synreal.eval.probe.ProbeResult` and
+    one-line description, in the order the protocols ran.
     """
     import numpy as np
 

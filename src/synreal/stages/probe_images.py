@@ -57,11 +57,6 @@ class ProbeImagesParams:
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, not {getattr(self, name)}")
 
-    @property
-    def protocols(self) -> tuple[str, ...]:
-        """The one probe this stage fits (``write_probe_outputs`` reports the first)."""
-        return ("dino_linear",)
-
 
 def run(spec: dict, out_dir: Path) -> None:
     """Train the heads on augmented training images; write the probe stage's outputs."""
@@ -93,7 +88,7 @@ def run(spec: dict, out_dir: Path) -> None:
             f"{params.features} features, but this backbone gives {parts * model.embed_dim}-d "
             f"ones with n_last_blocks {params.n_last_blocks} and avgpool {params.avgpool}; "
             "evaluation.features and the features file disagree: rerun its features job.")
-    where = device()
+    where = device("probe_images")
     model = model.eval().to(where)
     paths = read_manifest(spec["inputs"]["manifest"]).set_index("id")["path"]
     images = ImageFiles(paths.loc[train.column("id")].tolist(), transform=dino_train_transform(

@@ -113,8 +113,8 @@ def _ssl(spec: dict, params: RealtuneParams, out_dir: Path) -> None:
               "realtune.ssl.dino.momentum_teacher or add epochs for a tuning that tunes.")
     _write_subset(subset, out_dir)
     summary = train_dino(dino, [(p,) for p in subset["path"]],
-                         ViewPlan.single(dino.local_crops_number), out_dir, device=device(),
-                         init_from=Path(spec["inputs"]["checkpoint"]))
+                         ViewPlan.single(dino.local_crops_number), out_dir,
+                         device=device("realtune"), init_from=Path(spec["inputs"]["checkpoint"]))
     summary.update(n_images=len(subset), teacher_window_epochs=window,
                    teacher_start_share=start_share)
     write_json_atomic(out_dir / "summary.json", summary)
@@ -155,7 +155,7 @@ def _supervised(spec: dict, params: RealtuneParams, out_dir: Path) -> None:
     recipe = FinetuneRecipe(params.epochs, params.batch_size, params.lr, params.head_lr_scale,
                             params.weight_decay, tuple(params.crop_scale),
                             params.label_smoothing, params.seed, params.num_workers)
-    target = device()
+    target = device("realtune")
     model, losses = finetune(backbone, preprocess, list(subset["path"]),
                              subset["label_name"].map(index).to_numpy(), len(classes), recipe,
                              target)

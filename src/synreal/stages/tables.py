@@ -32,5 +32,7 @@ def run(spec: dict, out_dir: Path) -> None:
 # artifacts' metrics.json (linear probe, k-NN, retrieval), not only the extraction's view.
 # version 3: each row's pretraining named in the caption, realtune's Finding on paired
 # differences, synbench's leak warning and reference sizes, cfg's attribution, LaTeX escaping.
-STAGE = register(Stage("table", 3, "Build one paper table into results/tables/.",
+# version 4: the datasets table says how each set was made (generators' settings read from
+# their artifacts at build time).
+STAGE = register(Stage("table", 4, "Build one paper table into results/tables/.",
                        TableParams, run))
