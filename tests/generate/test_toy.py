@@ -5,7 +5,8 @@ from synreal.data.toyworld import ALL_BREEDS, WorldParams, image_rng, render
 from synreal.errors import ConfigError
 from synreal.generate.params import GenerateParams
 from synreal.generate.plan import build_plan
-from synreal.generate.toy_backend import ToyBackend, pick_breed, toy_world
+from synreal.generate.toy_backend import ToyBackend, pick_breed
+from synreal.generate.toy_guidance import toy_world
 
 N = 240
 

@@ -611,7 +611,7 @@ def cfg_table(params: dict, out_dir: Path) -> None:
     backends = sorted({read_spec(Path(run["generate"]))["params"].get("backend", "?")
                        for run in _runs(params).values()})
     built_in = (" The toy generator narrows its scale and brightness ranges and its label "
-                "confusion as 7.5 / scale (synreal.generate.toy_backend.guidance_factor): here "
+                "confusion as 7.5 / scale (synreal.generate.toy_guidance.guidance_factor): here "
                 "lower diversity at stronger guidance is built in, a check that the audit "
                 "measures it, not a finding." if any(b.startswith("toy") for b in backends)
                 else "")

@@ -3,7 +3,7 @@
 The datasets table's "made by" column: model (and refiner, replacement VAE), prompts,
 guidance, sampler and sizes of a diffusion set; for the toy backends the ranges the biased
 renderer drew from at the set's guidance scale (the toy backend widens or narrows them with
-guidance, :func:`synreal.generate.toy_backend.guidance_factor`).
+guidance, :func:`synreal.generate.toy_guidance.guidance_factor`).
 """
 
 from __future__ import annotations
@@ -46,7 +46,7 @@ def generation_text(params: dict, class_names: Iterable[str] = ()) -> str:
 
 def _toy_text(settings: GenerateParams, class_names: set[str]) -> str:
     from synreal.data.toyworld import COARSE_CLASSES
-    from synreal.generate.toy_backend import confusion_rate, toy_world
+    from synreal.generate.toy_guidance import confusion_rate, toy_world
 
     world = toy_world(settings)
     made = ("the toy world's renderer, biased" if settings.backend == "toy"
