@@ -25,6 +25,13 @@
    demo's tiny ViT at 32 px; ``--full``: ViT-S/16 at 224 px (GPU goal: >= 10,000 images/s
    in bf16).
 
+4. DINO's linear probe on images (:func:`synreal.eval.dino_probe.dino_linear_probe_images`,
+   the full study's ``train_on: images``): training images/s through the loader (decode,
+   RandomResizedCrop, flip), the frozen backbone and 7 heads, with the loader's workers fed
+   128-image chunks joined into 1024-image steps, against the same run with whole steps as
+   the loader's batches (at most as many busy workers as an epoch has steps); and the study's
+   projected GPU-hours at the faster rate (43 checkpoints x 100 epochs x 1.8 x 3,680 images).
+
 Usage: ``python bench/evaluate.py [--quick] [--full] [--only retrieval] [--repeat 3]``
 (quick: 4k retrieval only, smaller probe, fewer images).
 """
@@ -219,18 +226,67 @@ def bench_features(n: int, full: bool, repeat: int) -> None:
           f"{tolerance:g}){verdict}")
 
 
+#: The full study's image-probe passes: 43 checkpoints x 100 epochs x 1.8 x 3,680 Pet images.
+STUDY_PROBE_PASSES = 43 * 100 * 1.8 * 3680
+
+
+def bench_probe_images(n: int, full: bool, epochs: int) -> None:
+    import os
+    import tempfile
+
+    import torch
+
+    from synreal.dino.backbones import create_backbone
+    from synreal.eval import dino_probe
+    from synreal.eval.extract import ImageFiles, embed_batch
+
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    arch, size = ("vit_small_patch16_224", 224) if full else ("vit_tiny_demo", 32)
+    model = create_backbone(arch, size).eval().to(device)
+    workers = min(8, os.cpu_count() or 1)
+    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=device == "cuda")
+
+    def embed(batch):
+        with torch.no_grad(), autocast:
+            return embed_batch(model, batch, "cls")
+
+    config = dino_probe.DinoLinearConfig(epochs=epochs, train_on="images")
+    rates = {}
+    with tempfile.TemporaryDirectory() as folder:
+        paths = pet_like_jpegs(folder, n)
+        images = ImageFiles(paths, transform=dino_probe.dino_train_transform(size))
+        codes, rows = np.arange(n) % CLASSES, np.arange(n)
+        for name, chunk in (("whole steps", config.batch_size), ("chunks", dino_probe.CHUNK)):
+            saved, dino_probe.CHUNK = dino_probe.CHUNK, chunk
+            try:
+                start = time.perf_counter()
+                dino_probe._fit_image_heads(embed, images, rows, codes, CLASSES,
+                                            config.base_lrs, config, workers, device)
+                rates[name] = n * epochs / (time.perf_counter() - start)
+            finally:
+                dino_probe.CHUNK = saved
+    hours = STUDY_PROBE_PASSES / max(rates.values()) / 3600
+    print(f"probe_images {arch} on {device}, {n} JPEGs 500x375, {epochs} epochs, {workers} "
+          f"workers, 7 heads: loader batches of whole {config.batch_size}-image steps "
+          f"{rates['whole steps']:,.0f} images/s | {dino_probe.CHUNK}-image chunks joined "
+          f"into steps {rates['chunks']:,.0f} images/s -> "
+          f"{rates['chunks'] / rates['whole steps']:.2f}x | the study's image probes at "
+          f"that rate: {hours:,.1f} h{' (a CPU figure)' if device == 'cpu' else ''}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="4k retrieval and a small probe")
     parser.add_argument("--full", action="store_true", help="features of ViT-S/16 at 224 px")
-    parser.add_argument("--only", choices=["retrieval", "probe", "features"], action="append",
+    parser.add_argument("--only", choices=["retrieval", "probe", "features", "probe_images"],
+                        action="append",
                         help="run only these benchmarks (repeatable); default: all")
     parser.add_argument("--repeat", type=int, default=3,
                         help="timed passes per retrieval and features measurement, fastest "
                              "counts (3: "
                              "steady on a shared CPU; 1: quickest)")
     args = parser.parse_args()
-    only = set(args.only or ["retrieval", "probe", "features"])
+    only = set(args.only or ["retrieval", "probe", "features", "probe_images"])
     if "retrieval" in only:
         bench_retrieval(4000, sample=200, repeat=args.repeat)
         if not args.quick:
@@ -239,6 +295,8 @@ def main() -> None:
         bench_probe(*((1000, 1000) if args.quick else (3680, 3669)))
     if "features" in only:
         bench_features(256 if args.quick else 2048, args.full, args.repeat)
+    if "probe_images" in only:  # 1,500: two steps an epoch, the second one short
+        bench_probe_images(1500, args.full, 1 if args.quick else 3)
 
 
 if __name__ == "__main__":

@@ -77,7 +77,7 @@ def test_the_study_rehearsal_runs_on_slurm_with_its_gpu_routing(slurm_cluster, t
     records = completed_jobs(set(rule_of), wait_s=30)
     assert {r["JobState"] for r in records.values()} == {"COMPLETED"}
     gpu_stages = {stage for stage, r in study["resources"].items() if r.get("gpu")}
-    assert gpu_stages == {"generate", "pretrain", "features", "audit", "realtune"}
+    assert gpu_stages == {"generate", "pretrain", "features", "probe_images", "audit", "realtune"}
     # the random-init control's pretrain jobs train nothing: the CPU partition, no GPU
     untrained = {spec.parent.name for spec in results.glob("pretrain/*/spec.json")
                  if json.loads(spec.read_text())["params"]["data"]["source"] == "random_init"}
